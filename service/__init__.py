@@ -1,0 +1,1 @@
+"""sweeplab: a hyperparameter-sweep service (aiohttp API, Dramatiq workers, Peewee storage)."""

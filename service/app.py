@@ -1,0 +1,56 @@
+"""The app factory: `create_app(settings)`; no module-level app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from service.broker import make_broker
+from service.db import database, open_database
+from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
+from service.middleware import json_errors
+from service.migrate import apply_migrations
+from service.routes import setup_routes
+from service.settings import Settings, ensure_data_dirs
+from service.storage import clear_temp
+
+DB_THREADS = 4
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    ensure_data_dirs(settings)
+    clear_temp(settings)  # leftovers of uploads cut off by a crash
+    open_database(settings.database_url)
+    executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="db")
+    app[DB_EXECUTOR] = executor
+    await app.loop.run_in_executor(executor, _migrate)
+    yield
+    executor.shutdown(wait=True)
+    database.close()
+
+
+def _migrate() -> None:
+    database.connect(reuse_if_open=True)
+    apply_migrations()
+
+
+async def _broker(app: web.Application) -> AsyncIterator[None]:
+    app[BROKER] = make_broker(app[SETTINGS].broker_url)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="publish")
+    app[PUBLISH_EXECUTOR] = executor
+    yield
+    await app.loop.run_in_executor(executor, app[BROKER].close)
+    executor.shutdown(wait=True)
+
+
+def create_app(settings: Settings) -> web.Application:
+    # client_max_size bounds JSON bodies; uploads are streamed and bounded by our own limits.
+    app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_broker)
+    setup_routes(app)
+    return app

@@ -1,0 +1,174 @@
+"""Experiments and models as the API changes them (blocking: the handlers call these in threads)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from service.aggregate import aggregate_experiment
+from service.db import database
+from service.errors import Conflict, Invalid, NotFound
+from service.grid import expand_grid, validate_grid
+from service.models import (
+    Experiment,
+    ExperimentStatus,
+    Image,
+    MLModel,
+    ModelImage,
+    Run,
+    RunStatus,
+)
+from service.runstate import transition
+from service.settings import Settings
+from service.storage import build_snapshot, image_path, remove_tree
+from service.timeutil import utcnow
+
+ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
+
+
+def get_model(model_id: int) -> MLModel:
+    model = MLModel.get_or_none(MLModel.id == model_id)
+    if model is None:
+        raise NotFound(f"model {model_id} does not exist")
+    return model
+
+
+def get_experiment(experiment_id: int) -> Experiment:
+    experiment = Experiment.get_or_none(Experiment.id == experiment_id)
+    if experiment is None:
+        raise NotFound(f"experiment {experiment_id} does not exist")
+    return experiment
+
+
+def get_run(run_id: int) -> Run:
+    run = Run.get_or_none(Run.id == run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def _timeout(settings: Settings, raw: Any) -> float:
+    if raw is None:
+        return settings.run_timeout_s
+    ok = isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw)
+    if not ok or raw <= 0:
+        raise Invalid("timeout_s must be a number of seconds > 0", field="timeout_s")
+    if raw > settings.max_run_timeout_s:
+        raise Invalid(f"timeout_s {raw:g} is above the deployment's limit of "
+                      f"{settings.max_run_timeout_s:g} s (SWEEPLAB_MAX_RUN_TIMEOUT_S)",
+                      field="timeout_s")
+    return float(raw)
+
+
+def _training_images(settings: Settings, model_id: int) -> list[tuple[Path, str | None]]:
+    rows = (ModelImage.select(ModelImage.label, Image.sha256, Image.extension)
+            .join(Image).where(ModelImage.model == model_id).tuples())
+    return [(image_path(settings, sha, ext), label) for label, sha, ext in rows]
+
+
+def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -> Experiment:
+    """Validate the grid, freeze the model's images as a snapshot, and add one run per point."""
+    get_model(model_id)
+    grid = validate_grid(body.get("grid"), settings.max_grid_points)
+    timeout_s = _timeout(settings, body.get("timeout_s"))
+    images = _training_images(settings, model_id)
+    if not images:
+        raise Conflict(f"model {model_id} has no images yet; upload training images first")
+    with database.atomic():
+        experiment = Experiment.create(model=model_id, grid=grid, timeout_s=timeout_s,
+                                       image_count=len(images))
+        rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k}
+                for p in expand_grid(grid)]
+        for start in range(0, len(rows), 500):
+            Run.insert_many(rows[start:start + 500]).execute()
+    try:
+        build_snapshot(settings, experiment.id, images)
+    except BaseException:
+        experiment.delete_instance(recursive=True)
+        raise
+    return experiment
+
+
+def mark_running(experiment_id: int) -> list[int]:
+    """Move a created experiment to running; return the runs to send. 409 if not `created`."""
+    with database.atomic():
+        experiment = get_experiment(experiment_id)
+        if experiment.status != ExperimentStatus.CREATED:
+            raise Conflict(f"experiment {experiment_id} is {experiment.status}; "
+                           f"only a created experiment can be started")
+        Experiment.update(status=ExperimentStatus.RUNNING.value, started_at=utcnow()).where(
+            Experiment.id == experiment_id).execute()
+        runs = Run.select(Run.id).where(Run.experiment == experiment_id,
+                                        Run.status == RunStatus.QUEUED.value).order_by(Run.id)
+        return [run.id for run in runs]
+
+
+def back_to_created(experiment_id: int) -> None:
+    """Its messages could not all be sent: it waits for another start."""
+    Experiment.update(status=ExperimentStatus.CREATED.value).where(
+        Experiment.id == experiment_id,
+        Experiment.status == ExperimentStatus.RUNNING.value).execute()
+
+
+def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
+    with database.atomic():
+        experiment = get_experiment(experiment_id)
+        if experiment.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED):
+            raise Conflict(f"experiment {experiment_id} has already ended ({experiment.status})")
+        Experiment.update(status=ExperimentStatus.CANCELLED.value, finished_at=utcnow()).where(
+            Experiment.id == experiment_id).execute()
+        active = Run.select(Run.id).where(Run.experiment == experiment_id,
+                                          Run.status.in_(ACTIVE_RUN_STATES))
+        for run in active:
+            # A running run's worker sees this at its next heartbeat and kills the script.
+            transition(run.id, RunStatus.CANCELLED, actor=actor, reason="cancelled by user",
+                       expect={RunStatus.QUEUED, RunStatus.RUNNING}, finished_at=utcnow())
+    aggregate_experiment(experiment_id)
+    return get_experiment(experiment_id)
+
+
+def _has_active_runs(model_id: int) -> bool:
+    return (Run.select().join(Experiment)
+            .where(Experiment.model == model_id, Run.status.in_(ACTIVE_RUN_STATES),
+                   Experiment.status == ExperimentStatus.RUNNING.value)
+            .exists())
+
+
+def _delete_orphan_images(settings: Settings) -> list[Path]:
+    """Delete the rows of images no model uses any more; return their files, to remove after."""
+    orphans = list(Image.select().where(~Image.sha256.in_(ModelImage.select(ModelImage.image))))
+    Image.delete().where(Image.sha256.in_([image.sha256 for image in orphans])).execute()
+    return [image_path(settings, image.sha256, image.extension) for image in orphans]
+
+
+def delete_model(settings: Settings, model_id: int) -> None:
+    with database.atomic():
+        get_model(model_id)
+        if _has_active_runs(model_id):
+            raise Conflict(f"model {model_id} has queued or running runs; cancel its "
+                           f"experiments first")
+        experiments = list(Experiment.select(Experiment.id).where(Experiment.model == model_id))
+        runs = list(Run.select(Run.id).join(Experiment).where(Experiment.model == model_id))
+        MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
+        orphan_files = _delete_orphan_images(settings)
+    for path in orphan_files:
+        path.unlink(missing_ok=True)
+    for experiment in experiments:
+        remove_tree(settings.snapshots_dir / str(experiment.id))
+    for run in runs:
+        remove_tree(settings.runs_dir / str(run.id))
+
+
+def create_model(body: dict[str, Any]) -> MLModel:
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise Invalid("name must be a non-empty string of at most 200 characters", field="name")
+    description = body.get("description", "")
+    if not isinstance(description, str) or len(description) > 10_000:
+        raise Invalid("description must be a string of at most 10000 characters",
+                      field="description")
+    with database.atomic():
+        if MLModel.select().where(MLModel.name == name.strip()).exists():
+            raise Conflict(f"a model named {name.strip()!r} already exists")
+        return MLModel.create(name=name.strip(), description=description)

@@ -1,0 +1,106 @@
+"""Models, their images, their best run, and predictions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.errors import Conflict, Invalid, NotFound
+from service.experiments import create_model, delete_model, get_model
+from service.handlers.common import answer, in_db, path_id, read_json, settings_of
+from service.imagecheck import NotAnImage, check_image
+from service.labels import LabelError
+from service.models import MLModel, Run
+from service.predict import run_prediction
+from service.storage import new_temp_dir, remove_tree
+from service.uploads import check_uploads, receive_files, record_images
+from service.views import best_json, label_counts, model_json
+
+
+def _model_view(model_id: int) -> dict:
+    return model_json(get_model(model_id))
+
+
+def _all_models() -> list[dict]:
+    return [model_json(model) for model in MLModel.select().order_by(MLModel.id)]
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    model = await in_db(request, create_model, body)
+    return answer(await in_db(request, _model_view, model.id), status=201)
+
+
+async def list_all(request: web.Request) -> web.Response:
+    return answer({"models": await in_db(request, _all_models)})
+
+
+async def show(request: web.Request) -> web.Response:
+    return answer(await in_db(request, _model_view, path_id(request)))
+
+
+async def delete(request: web.Request) -> web.Response:
+    await in_db(request, delete_model, settings_of(request), path_id(request))
+    return web.Response(status=204)
+
+
+async def upload_images(request: web.Request) -> web.Response:
+    model_id = path_id(request)
+    settings = settings_of(request)
+    await in_db(request, get_model, model_id)
+    temp_dir = new_temp_dir(settings, "upload")
+    try:
+        received = await receive_files(request, settings, temp_dir, "images")
+        try:
+            candidates, rejected = await in_db(request, check_uploads, settings, received,
+                                               temp_dir)
+        except LabelError as error:
+            raise Invalid(str(error), field="label") from None
+        rejected_json = [{"name": r.name, "reason": r.reason} for r in rejected]
+        if not candidates:
+            raise Invalid("no image in the request could be kept",
+                          extra={"rejected": rejected_json})
+        added, duplicates = await in_db(request, record_images, settings, model_id, candidates)
+        image_count, labels = await in_db(request, label_counts, model_id)
+    finally:
+        remove_tree(temp_dir)
+    return answer({"added": added, "duplicates": duplicates, "rejected": rejected_json,
+                   "image_count": image_count, "labels": labels}, status=201)
+
+
+def _best_of(model_id: int) -> dict | None:
+    return best_json(get_model(model_id).best_run_id)
+
+
+async def best(request: web.Request) -> web.Response:
+    model_id = path_id(request)
+    found = await in_db(request, _best_of, model_id)
+    if found is None:
+        raise NotFound(f"model {model_id} has no succeeded run yet")
+    return answer(found)
+
+
+def _best_run(model_id: int) -> Run:
+    model = get_model(model_id)
+    run = Run.get_or_none(Run.id == model.best_run_id) if model.best_run_id else None
+    if run is None:
+        raise Conflict(f"model {model_id} has no best run yet; run an experiment first")
+    return run
+
+
+async def predict(request: web.Request) -> web.Response:
+    settings = settings_of(request)
+    run = await in_db(request, _best_run, path_id(request))
+    temp_dir = new_temp_dir(settings, "predict")
+    try:
+        received = await receive_files(request, settings, temp_dir, "image")
+        if len(received.files) != 1:
+            raise Invalid("send exactly one file part named 'image'", field="image")
+        upload = received.files[0]
+        try:
+            checked = await in_db(request, check_image, upload.path, settings.max_image_pixels)
+        except NotAnImage as error:
+            raise Invalid(f"{upload.name}: {error}", field="image") from None
+        image = checked.path.rename(temp_dir / f"image.{checked.extension}")
+        return answer(await run_prediction(settings, run, image))
+    finally:
+        remove_tree(temp_dir)

@@ -1,0 +1,36 @@
+"""Runs: one run's result, and what its script printed so far."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.experiments import get_run
+from service.handlers.common import answer, in_db, path_id, settings_of
+from service.training import STDERR_NAME, STDOUT_NAME, read_tail
+from service.views import run_json
+
+LOG_LIMIT = 1 << 20  # the last MiB of each stream: enough to read, never the whole of a huge log
+
+
+def _view(run_id: int) -> dict:
+    return run_json(get_run(run_id))
+
+
+async def show(request: web.Request) -> web.Response:
+    return answer(await in_db(request, _view, path_id(request)))
+
+
+def _log_text(request: web.Request, run_id: int) -> str:
+    get_run(run_id)
+    run_dir = settings_of(request).runs_dir / str(run_id)
+    stdout = read_tail(run_dir / STDOUT_NAME, LOG_LIMIT)
+    stderr = read_tail(run_dir / STDERR_NAME, LOG_LIMIT)
+    if not stderr:
+        return stdout
+    separator = "" if not stdout or stdout.endswith("\n") else "\n"
+    return f"{stdout}{separator}--- stderr ---\n{stderr}"
+
+
+async def logs(request: web.Request) -> web.Response:
+    text = await in_db(request, _log_text, request, path_id(request))
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")

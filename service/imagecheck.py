@@ -1,0 +1,67 @@
+"""Proving that a file is an image, with Pillow, within a pixel limit."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp", "TIFF": "tif",
+              "WEBP": "webp", "PPM": "ppm"}
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    path: Path
+    sha256: str
+    extension: str
+    size_bytes: int
+    width: int
+    height: int
+
+
+class NotAnImage(ValueError):
+    """The file is not an image sweeplab accepts; the message says why."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _open_checked(path: Path, max_pixels: int) -> tuple[str, int, int]:
+    with warnings.catch_warnings():
+        # Pillow warns past MAX_IMAGE_PIXELS and only raises past twice that: make both refuse.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            kind, (width, height) = image.format or "", image.size
+            if width * height > max_pixels:
+                raise NotAnImage(f"{width}x{height} pixels is more than {max_pixels}")
+            image.verify()
+    return kind, width, height
+
+
+def check_image(path: Path, max_pixels: int) -> CheckedImage:
+    """Open and verify the file; raise `NotAnImage` with a reason a person can act on."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        kind, width, height = _open_checked(path, max_pixels)
+    except NotAnImage:
+        raise
+    except UnidentifiedImageError:
+        raise NotAnImage("not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise NotAnImage(f"more than {max_pixels} pixels (decompression bomb guard)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise NotAnImage(f"damaged image: {error}") from None
+    if kind not in EXTENSIONS:
+        raise NotAnImage(f"image format {kind or 'unknown'} is not accepted; "
+                         f"accepted: {', '.join(sorted(EXTENSIONS))}")
+    return CheckedImage(path, sha256_of(path), EXTENSIONS[kind], path.stat().st_size,
+                        width, height)

@@ -1,0 +1,17 @@
+"""Typed keys for everything the app keeps in its state."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import dramatiq
+from aiohttp import web
+
+from service.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+BROKER = web.AppKey("broker", dramatiq.Broker)
+# Peewee and Pillow block: they run in this pool, never on the event loop.
+DB_EXECUTOR = web.AppKey("db_executor", ThreadPoolExecutor)
+# pika is blocking and its connection belongs to one thread: every publish goes through here.
+PUBLISH_EXECUTOR = web.AppKey("publish_executor", ThreadPoolExecutor)

@@ -1,0 +1,46 @@
+"""Apply the migrations in `migrations/` that the database has not seen yet.
+
+Run by the API at start, and by hand with `python -m service.migrate`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import migrations
+from service.db import database, open_database
+from service.models import SchemaMigration
+from service.settings import load_settings
+
+
+def migration_names() -> list[str]:
+    names = [info.name for info in pkgutil.iter_modules(migrations.__path__)]
+    return sorted(name for name in names if name.startswith("m"))
+
+
+def apply_migrations() -> list[str]:
+    """Apply every pending migration, each in its own transaction; return their names."""
+    database.create_tables([SchemaMigration], safe=True)
+    done = {row.version for row in SchemaMigration.select()}
+    applied = []
+    for name in migration_names():
+        if name in done:
+            continue
+        module = importlib.import_module(f"migrations.{name}")
+        with database.atomic():
+            module.upgrade(database.obj)
+            SchemaMigration.create(version=name)
+        applied.append(name)
+    return applied
+
+
+def main() -> None:
+    settings = load_settings()
+    open_database(settings.database_url)
+    applied = apply_migrations()
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+if __name__ == "__main__":
+    main()

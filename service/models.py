@@ -1,0 +1,150 @@
+"""The tables. Migrations in `migrations/` create exactly this schema (a test checks it)."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from peewee import (
+    AutoField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from service.db import database
+from service.timeutil import utcnow
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_RUN_STATES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class ExperimentStatus(StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JSONField(TextField):
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+
+
+class MLModel(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=200, unique=True)
+    description = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+    best_run_id = IntegerField(null=True)
+
+    class Meta:
+        table_name = "model"
+
+
+class Image(BaseModel):
+    """One stored image file, named by the SHA-256 of its bytes."""
+
+    sha256 = CharField(max_length=64, primary_key=True)
+    extension = CharField(max_length=10)
+    size_bytes = IntegerField()
+    width = IntegerField()
+    height = IntegerField()
+    created_at = DateTimeField(default=utcnow)
+
+
+class ModelImage(BaseModel):
+    id = AutoField()
+    model = ForeignKeyField(MLModel, backref="images", on_delete="CASCADE")
+    image = ForeignKeyField(Image, backref="uses", on_delete="CASCADE")
+    label = CharField(max_length=100, null=True)
+    original_name = CharField(max_length=255, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "model_image"
+        indexes = ((("model", "image"), True),)
+
+
+class Experiment(BaseModel):
+    id = AutoField()
+    model = ForeignKeyField(MLModel, backref="experiments", on_delete="CASCADE")
+    status = CharField(max_length=20, default=ExperimentStatus.CREATED.value)
+    grid = JSONField()
+    timeout_s = FloatField()
+    image_count = IntegerField(default=0)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    best_run_id = IntegerField(null=True)
+
+
+class Run(BaseModel):
+    id = AutoField()
+    experiment = ForeignKeyField(Experiment, backref="runs", on_delete="CASCADE")
+    param_i = FloatField()
+    param_j = IntegerField()
+    param_k = IntegerField()
+    status = CharField(max_length=20, default=RunStatus.QUEUED.value, index=True)
+    accuracy = FloatField(null=True)
+    attempts = IntegerField(default=0)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    duration_s = FloatField(null=True)
+    exit_code = IntegerField(null=True)
+    error = TextField(null=True)
+    worker = CharField(max_length=255, null=True)
+    child_pgid = IntegerField(null=True)
+    heartbeat_at = DateTimeField(null=True)
+
+    class Meta:
+        # Exactly one run per grid point of an experiment, whoever inserts it.
+        indexes = ((("experiment", "param_i", "param_j", "param_k"), True),)
+
+
+class RunEvent(BaseModel):
+    """Every change of a run's status: from what, to what, when and by whom."""
+
+    id = AutoField()
+    run = ForeignKeyField(Run, backref="events", on_delete="CASCADE")
+    from_status = CharField(max_length=20)
+    to_status = CharField(max_length=20)
+    actor = CharField(max_length=255)
+    reason = TextField(null=True)
+    at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "run_event"
+
+
+class SchemaMigration(BaseModel):
+    version = CharField(max_length=100, primary_key=True)
+    applied_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "schema_migration"
+
+
+ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent]

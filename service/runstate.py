@@ -1,0 +1,129 @@
+"""The one place where a run changes status.
+
+Every change is a conditional update inside a write transaction (IMMEDIATE on SQLite): it only
+happens if the run is still in the state, and with the attempt, the caller believes it is. That
+is what makes a late result after a cancel, or a second copy of a redelivered message, harmless.
+Each change is recorded in `run_event` with when and by whom.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from service.db import database, is_sqlite
+from service.models import TERMINAL_RUN_STATES, Run, RunEvent, RunStatus
+from service.timeutil import utcnow
+
+MAX_ATTEMPTS = 3
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _locked(run_id: int) -> Run | None:
+    query = Run.select().where(Run.id == run_id)
+    if not is_sqlite():  # SQLite's IMMEDIATE transaction already holds the write lock
+        query = query.for_update()
+    return query.first()
+
+
+def _record(run: Run, to: RunStatus, actor: str, reason: str | None) -> None:
+    RunEvent.create(run=run.id, from_status=run.status, to_status=to.value, actor=actor,
+                    reason=reason)
+
+
+def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus],
+               attempt: int | None = None, reason: str | None = None,
+               **changes: Any) -> bool:
+    """Move the run to `to` if it is in one of `expect` (and at `attempt`); True if it moved."""
+    with database.atomic():
+        run = _locked(run_id)
+        if run is None or run.status not in expect:
+            return False
+        if attempt is not None and run.attempts != attempt:
+            return False
+        _record(run, to, actor, reason)
+        Run.update(status=to.value, **changes).where(Run.id == run_id).execute()
+        return True
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"  # this worker runs it now
+    GONE = "gone"  # no such run (its model was deleted)
+    DONE = "done"  # already in a final state: nothing to do
+    BUSY = "busy"  # another live worker holds it
+    EXHAUSTED = "exhausted"  # its workers died too often: failed as "worker lost"
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    attempt: int = 0
+    previous_worker: str | None = None
+    previous_pgid: int | None = None
+
+
+def owner_is_alive(run: Run, lease_s: float) -> bool:
+    """Whether the worker recorded on a running run may still be running it."""
+    if run.heartbeat_at is None or utcnow() - run.heartbeat_at > timedelta(seconds=lease_s):
+        return False
+    host, _, pid = (run.worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another host: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _take(run: Run, worker: str, reason: str | None) -> Claim:
+    attempt = run.attempts + 1
+    now = utcnow()
+    _record(run, RunStatus.RUNNING, worker, reason)
+    Run.update(status=RunStatus.RUNNING.value, attempts=attempt, worker=worker, child_pgid=None,
+               started_at=now, heartbeat_at=now, finished_at=None, error=None,
+               exit_code=None, accuracy=None, duration_s=None).where(Run.id == run.id).execute()
+    return Claim(ClaimOutcome.CLAIMED, attempt, run.worker, run.child_pgid)
+
+
+def _give_up(run: Run, worker: str) -> Claim:
+    reason = f"worker lost: {run.attempts} attempt(s) ended with their worker gone ({run.worker})"
+    _record(run, RunStatus.FAILED, worker, reason)
+    Run.update(status=RunStatus.FAILED.value, error=reason,
+               finished_at=utcnow()).where(Run.id == run.id).execute()
+    return Claim(ClaimOutcome.EXHAUSTED, run.attempts, run.worker, run.child_pgid)
+
+
+def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
+    """Take the run for `worker`, or say why not."""
+    with database.atomic():
+        run = _locked(run_id)
+        if run is None:
+            return Claim(ClaimOutcome.GONE)
+        if run.status in TERMINAL_RUN_STATES:
+            return Claim(ClaimOutcome.DONE, run.attempts)
+        if run.status == RunStatus.QUEUED:
+            return _take(run, worker, None)
+        if owner_is_alive(run, lease_s):
+            return Claim(ClaimOutcome.BUSY, run.attempts, run.worker)
+        if run.attempts >= MAX_ATTEMPTS:
+            return _give_up(run, worker)
+        return _take(run, worker, f"taken over from {run.worker}, whose worker is gone")
+
+
+def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:
+    """Renew the lease; False when the run is no longer this attempt's (cancelled, taken over)."""
+    updated = (Run.update(heartbeat_at=utcnow(), **changes)
+               .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value,
+                      Run.attempts == attempt)
+               .execute())
+    return updated == 1

@@ -1,0 +1,125 @@
+"""Every setting sweeplab reads, taken once from `SWEEPLAB_*` environment variables.
+
+The README's settings table lists exactly these; a test checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value sweeplab cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    broker_url: str
+    train_script: Path
+    test_script: Path
+    python: str
+    run_timeout_s: float
+    max_run_timeout_s: float
+    predict_timeout_s: float
+    max_grid_points: int
+    max_request_bytes: int
+    max_file_bytes: int
+    max_image_pixels: int
+    max_archive_members: int
+    max_archive_bytes: int
+    lease_s: float
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+
+# name -> (default, description); the description is what the README documents.
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "SWEEPLAB_DATA_DIR": ("./data", "every file the service writes lives under it"),
+    "SWEEPLAB_DATABASE_URL": ("", "Peewee database URL; default SQLite `<data dir>/sweeplab.db`"),
+    "SWEEPLAB_BROKER_URL": ("amqp://guest:guest@127.0.0.1:5672/%2F", "AMQP URL with vhost"),
+    "SWEEPLAB_TRAIN_SCRIPT": ("train.py", "training script, relative to the project"),
+    "SWEEPLAB_TEST_SCRIPT": ("test.py", "prediction script, relative to the project"),
+    "SWEEPLAB_PYTHON": ("", "interpreter for the scripts; default the one running sweeplab"),
+    "SWEEPLAB_RUN_TIMEOUT_S": ("1500", "default time limit of one training run"),
+    "SWEEPLAB_MAX_RUN_TIMEOUT_S": ("1500", "largest `timeout_s` an experiment may ask for"),
+    "SWEEPLAB_PREDICT_TIMEOUT_S": ("120", "time limit of one prediction"),
+    "SWEEPLAB_MAX_GRID_POINTS": ("500", "grid points per experiment"),
+    "SWEEPLAB_MAX_REQUEST_BYTES": ("1073741824", "bytes per upload request"),
+    "SWEEPLAB_MAX_FILE_BYTES": ("536870912", "bytes per uploaded file or archive"),
+    "SWEEPLAB_MAX_IMAGE_PIXELS": ("25000000", "pixels per image"),
+    "SWEEPLAB_MAX_ARCHIVE_MEMBERS": ("100000", "members per archive"),
+    "SWEEPLAB_MAX_ARCHIVE_BYTES": ("2147483648", "unpacked bytes per archive"),
+    "SWEEPLAB_LEASE_S": ("30", "a running run whose worker is silent this long is taken over"),
+}
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> float | int:
+    raw = env.get(name) or DEFAULTS[name][0]
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str, base: Path) -> Path:
+    raw = env.get(name) or DEFAULTS[name][0]
+    path = Path(raw).expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    data_dir = _path(env, "SWEEPLAB_DATA_DIR", Path.cwd())
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=env.get("SWEEPLAB_DATABASE_URL") or f"sqlite:///{data_dir / 'sweeplab.db'}",
+        broker_url=env.get("SWEEPLAB_BROKER_URL") or DEFAULTS["SWEEPLAB_BROKER_URL"][0],
+        train_script=_path(env, "SWEEPLAB_TRAIN_SCRIPT", PROJECT_ROOT),
+        test_script=_path(env, "SWEEPLAB_TEST_SCRIPT", PROJECT_ROOT),
+        python=env.get("SWEEPLAB_PYTHON") or sys.executable,
+        run_timeout_s=_number(env, "SWEEPLAB_RUN_TIMEOUT_S", float),
+        max_run_timeout_s=_number(env, "SWEEPLAB_MAX_RUN_TIMEOUT_S", float),
+        predict_timeout_s=_number(env, "SWEEPLAB_PREDICT_TIMEOUT_S", float),
+        max_grid_points=int(_number(env, "SWEEPLAB_MAX_GRID_POINTS", int)),
+        max_request_bytes=int(_number(env, "SWEEPLAB_MAX_REQUEST_BYTES", int)),
+        max_file_bytes=int(_number(env, "SWEEPLAB_MAX_FILE_BYTES", int)),
+        max_image_pixels=int(_number(env, "SWEEPLAB_MAX_IMAGE_PIXELS", int)),
+        max_archive_members=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_MEMBERS", int)),
+        max_archive_bytes=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_BYTES", int)),
+        lease_s=_number(env, "SWEEPLAB_LEASE_S", float),
+    )
+    if settings.run_timeout_s > settings.max_run_timeout_s:
+        raise SettingsError("SWEEPLAB_RUN_TIMEOUT_S must not exceed SWEEPLAB_MAX_RUN_TIMEOUT_S")
+    return settings
+
+
+def ensure_data_dirs(settings: Settings) -> None:
+    for folder in (settings.images_dir, settings.snapshots_dir, settings.runs_dir,
+                   settings.tmp_dir):
+        folder.mkdir(parents=True, exist_ok=True)

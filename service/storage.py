@@ -1,0 +1,74 @@
+"""Files under the data directory: content-addressed images, experiment snapshots, temp space.
+
+Files appear atomically (written under a temporary name, then renamed), so a crash never leaves a
+half-written file where a reader would take it for a whole one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+from service.settings import Settings
+
+UNLABELLED_NOTE = "images without a label lie at the snapshot's top level"
+
+
+def image_path(settings: Settings, sha256: str, extension: str) -> Path:
+    return settings.images_dir / sha256[:2] / f"{sha256}.{extension}"
+
+
+def new_temp_dir(settings: Settings, purpose: str) -> Path:
+    path = settings.tmp_dir / f"{purpose}-{uuid.uuid4().hex}"
+    path.mkdir(parents=True)
+    return path
+
+
+def clear_temp(settings: Settings) -> None:
+    """Remove what interrupted uploads and predictions left (called at start, before serving)."""
+    if settings.tmp_dir.is_dir():
+        shutil.rmtree(settings.tmp_dir, ignore_errors=True)
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+
+def store_image(settings: Settings, source: Path, sha256: str, extension: str) -> Path:
+    """Move a validated temp file into the image store; the same bytes are stored once."""
+    target = image_path(settings, sha256, extension)
+    if target.exists():
+        source.unlink(missing_ok=True)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)  # same file system (both under the data dir): atomic
+    return target
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: a copy costs more but works
+        shutil.copy2(source, target)
+
+
+def build_snapshot(settings: Settings, experiment_id: int,
+                   images: Iterable[tuple[Path, str | None]]) -> Path:
+    """Lay out `<label>/<file>` for one experiment from hard links, then rename it into place."""
+    final = settings.snapshots_dir / str(experiment_id)
+    staging = settings.snapshots_dir / f".{experiment_id}-{uuid.uuid4().hex}"
+    staging.mkdir(parents=True)
+    try:
+        for source, label in images:
+            folder = staging / label if label else staging
+            folder.mkdir(exist_ok=True)
+            _link_or_copy(source, folder / source.name)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,117 @@
+"""Running a user's script as a supervised child process.
+
+Dramatiq's own time limit cannot stop a child process, so we do it: the child gets its own
+process group (so a script's own children go with it), a parent-death signal (so it dies if the
+worker is killed), a time limit, and a stop check polled while it runs (cancel, lost lease).
+Arguments are passed as a list: no shell ever sees a value.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child must not import
+GRACE_S = 3.0
+RUN_MARKER = "SWEEPLAB_RUN_ID"
+
+
+def die_with_parent() -> None:
+    # Runs in the forked child before exec: only async-signal-safe work (one syscall).
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    exit_code: int | None
+    timed_out: bool
+    stopped: bool
+    duration_s: float
+
+    @property
+    def signal_name(self) -> str | None:
+        if self.exit_code is None or self.exit_code >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exit_code).name
+        except ValueError:
+            return f"signal {-self.exit_code}"
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is left after a grace period."""
+    kill_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_group(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def start_child(argv: Sequence[str], cwd: Path, env: Mapping[str, str], stdout: Path,
+                stderr: Path) -> subprocess.Popen[bytes]:
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        return subprocess.Popen(
+            list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=err, start_new_session=True, preexec_fn=die_with_parent,
+        )
+
+
+def supervise(process: subprocess.Popen[bytes], timeout_s: float,
+              should_stop: Callable[[], bool], poll_s: float = 1.0) -> ChildResult:
+    """Wait for the child; kill its group on timeout or when `should_stop()` says so."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    timed_out = stopped = False
+    while True:
+        try:
+            process.wait(timeout=max(0.0, min(poll_s, deadline - time.monotonic())))
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() >= deadline:
+            timed_out = True
+        elif should_stop():
+            stopped = True
+        if timed_out or stopped:
+            _terminate(process)
+            break
+    kill_group(process.pid)  # a script's background children do not outlive it
+    return ChildResult(process.returncode, timed_out, stopped, time.monotonic() - started)
+
+
+def kill_leftovers(pgid: int, run_id: int) -> int:
+    """Kill the processes of an earlier attempt's group, if they are still there.
+
+    Checked by the run marker in their environment, so a recycled group id is never hit.
+    """
+    marker = f"{RUN_MARKER}={run_id}".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            group = int(stat.rsplit(")", 1)[1].split()[2])
+            if group != pgid or marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            os.kill(int(entry.name), signal.SIGKILL)
+            killed += 1
+        except (OSError, ValueError, IndexError):
+            continue
+    return killed

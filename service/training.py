@@ -1,0 +1,106 @@
+"""One training attempt, as a worker does it: run the script, read its accuracy, say how it went."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.models import Run, RunStatus
+from service.parsing import find_accuracy
+from service.settings import Settings
+from service.supervise import RUN_MARKER, ChildResult, start_child, supervise
+
+STDOUT_NAME = "stdout.log"
+STDERR_NAME = "stderr.log"
+TAIL_BYTES = 1 << 20
+ERROR_LINES = 5
+SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN",)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: RunStatus
+    accuracy: float | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    duration_s: float | None = None
+    stopped: bool = False  # cancelled or taken over: nobody should record this attempt
+
+
+def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
+    """The last `limit` bytes of a file as text; empty if it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def script_env(run_id: int) -> dict[str, str]:
+    """The worker's environment, less secrets, plus the marker that names the run."""
+    env = {name: value for name, value in os.environ.items() if name not in SECRET_SETTINGS}
+    env[RUN_MARKER] = str(run_id)
+    env["PYTHONUNBUFFERED"] = "1"  # so a run's log can be followed while it runs
+    return env
+
+
+def train_argv(settings: Settings, run: Run, images: Path) -> list[str]:
+    return [settings.python, str(settings.train_script), "--i", repr(float(run.param_i)),
+            "--j", str(run.param_j), "--k", str(run.param_k), "--images", str(images)]
+
+
+def _last_lines(run_dir: Path) -> str:
+    text = read_tail(run_dir / STDERR_NAME, 8192).strip() or read_tail(
+        run_dir / STDOUT_NAME, 8192).strip()
+    return "\n".join(text.splitlines()[-ERROR_LINES:])
+
+
+def judge(result: ChildResult, run_dir: Path, timeout_s: float) -> Outcome:
+    """Turn how the child ended, and what it printed, into the run's outcome."""
+    common = {"exit_code": result.exit_code, "duration_s": round(result.duration_s, 3)}
+    if result.stopped:
+        return Outcome(RunStatus.CANCELLED, stopped=True, **common)
+    if result.timed_out:
+        return Outcome(RunStatus.FAILED, error=f"timed out after {timeout_s:g} s", **common)
+    if result.signal_name:
+        error = f"killed by {result.signal_name}\n{_last_lines(run_dir)}".strip()
+        return Outcome(RunStatus.FAILED, error=error, **common)
+    if result.exit_code != 0:
+        error = f"exited with code {result.exit_code}\n{_last_lines(run_dir)}".strip()
+        return Outcome(RunStatus.FAILED, error=error, **common)
+    accuracy = find_accuracy(read_tail(run_dir / STDOUT_NAME))
+    if accuracy is None:
+        return Outcome(RunStatus.FAILED, error="no accuracy found in the output", **common)
+    return Outcome(RunStatus.SUCCEEDED, accuracy=accuracy, **common)
+
+
+def preflight(settings: Settings, images: Path) -> str | None:
+    """A reason the run cannot start at all, or None."""
+    if not settings.train_script.is_file():
+        return f"train script not found: {settings.train_script}"
+    if not images.is_dir():
+        return f"training images snapshot missing: {images}"
+    return None
+
+
+def run_training(settings: Settings, run: Run, timeout_s: float,
+                 keep_going: Callable[[int | None], bool]) -> Outcome:
+    """Run the training script for `run`; `keep_going(pgid)` renews the lease each poll."""
+    images = settings.snapshots_dir / str(run.experiment_id)
+    problem = preflight(settings, images)
+    if problem:
+        return Outcome(RunStatus.FAILED, error=problem)
+    run_dir = settings.runs_dir / str(run.id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        child = start_child(train_argv(settings, run, images), run_dir, script_env(run.id),
+                            run_dir / STDOUT_NAME, run_dir / STDERR_NAME)
+    except OSError as error:
+        return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
+    keep_going(child.pid)
+    result = supervise(child, timeout_s, should_stop=lambda: not keep_going(None))
+    return judge(result, run_dir, timeout_s)

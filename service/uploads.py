@@ -1,0 +1,192 @@
+"""Image uploads: multipart bodies streamed to disk, then checked, stored once, and recorded.
+
+Nothing is kept until the whole request has been read and checked: a request cut off half-way
+leaves only its temporary folder, which is removed (and cleared at start after a crash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+from aiohttp import BodyPartReader, MultipartReader, web
+
+from service.archives import ArchiveError, ArchiveLimits, Member, Rejection, is_archive, unpack
+from service.db import database
+from service.errors import BadRequest, Invalid, TooLarge
+from service.imagecheck import CheckedImage, NotAnImage, check_image
+from service.labels import check_label
+from service.models import Image, ModelImage
+from service.settings import Settings
+from service.storage import store_image
+
+CHUNK = 1 << 16
+MAX_TEXT_FIELD = 1000
+IN_BATCH = 500
+
+
+@dataclass
+class ReceivedFile:
+    path: Path
+    name: str
+
+
+@dataclass
+class Received:
+    files: list[ReceivedFile] = field(default_factory=list)
+    label: str | None = None
+
+
+class _RequestBudget:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.total = 0
+
+    def add(self, size: int, written_for_file: int, name: str) -> None:
+        self.total += size
+        if written_for_file > self.settings.max_file_bytes:
+            raise TooLarge(f"file {name!r} is larger than {self.settings.max_file_bytes} bytes")
+        if self.total > self.settings.max_request_bytes:
+            raise TooLarge(f"request is larger than {self.settings.max_request_bytes} bytes")
+
+
+async def _save_part(part: BodyPartReader, target: Path, budget: _RequestBudget) -> None:
+    written = 0
+    name = part.filename or "upload"
+    async with aiofiles.open(target, "wb") as out:
+        while chunk := await part.read_chunk(CHUNK):
+            written += len(chunk)
+            budget.add(len(chunk), written, name)
+            await out.write(chunk)
+
+
+async def _read_text(part: BodyPartReader) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(CHUNK):
+        data += chunk
+        if len(data) > MAX_TEXT_FIELD:
+            raise Invalid(f"form field {part.name!r} is longer than {MAX_TEXT_FIELD} bytes",
+                          field=part.name)
+    return data.decode("utf-8", errors="replace")
+
+
+async def _multipart(request: web.Request, settings: Settings) -> MultipartReader:
+    if request.content_length and request.content_length > settings.max_request_bytes:
+        raise TooLarge(f"request is larger than {settings.max_request_bytes} bytes")
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("expected a multipart/form-data body")
+    return await request.multipart()
+
+
+async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
+                        file_field: str) -> Received:
+    """Stream every file part named `file_field` into `temp_dir`; read the `label` text part."""
+    reader = await _multipart(request, settings)
+    received = Received()
+    budget = _RequestBudget(settings)
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("nested multipart bodies are not accepted")
+        if part.name == file_field and part.filename is not None:
+            target = temp_dir / f"part-{len(received.files):06d}"
+            await _save_part(part, target, budget)
+            received.files.append(ReceivedFile(target, part.filename))
+        elif part.name == "label" and part.filename is None:
+            received.label = await _read_text(part)
+        else:
+            raise BadRequest(f"unexpected form field {part.name!r}; expected file parts named "
+                             f"{file_field!r} and an optional text part 'label'")
+    if not received.files:
+        raise BadRequest(f"no file parts named {file_field!r} in the request")
+    return received
+
+
+@dataclass
+class Candidate:
+    image: CheckedImage
+    name: str
+    label: str | None
+
+
+def _limits(settings: Settings) -> ArchiveLimits:
+    return ArchiveLimits(settings.max_archive_members, settings.max_archive_bytes,
+                         settings.max_file_bytes)
+
+
+def _check(settings: Settings, path: Path, name: str, label: str | None,
+           out: list[Candidate], rejected: list[Rejection]) -> None:
+    try:
+        out.append(Candidate(check_image(path, settings.max_image_pixels), name, label))
+    except NotAnImage as error:
+        rejected.append(Rejection(name, str(error)))
+        path.unlink(missing_ok=True)
+
+
+def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
+                temp_dir: Path) -> tuple[list[Member], list[Rejection]]:
+    folder = temp_dir / f"{upload.path.name}-unpacked"
+    folder.mkdir()
+    try:
+        members, rejected = unpack(upload.path, folder, _limits(settings), label)
+    except ArchiveError as error:
+        return [], [Rejection(upload.name, f"archive refused: {error}")]
+    prefix = f"{upload.name}:"
+    return ([Member(m.path, prefix + m.name, m.label) for m in members],
+            [Rejection(prefix + r.name, r.reason) for r in rejected])
+
+
+def check_uploads(settings: Settings, received: Received,
+                  temp_dir: Path) -> tuple[list[Candidate], list[Rejection]]:
+    """Unpack archives and prove every file an image. Runs in a thread: Pillow blocks."""
+    label = check_label(received.label) if received.label not in (None, "") else None
+    candidates: list[Candidate] = []
+    rejected: list[Rejection] = []
+    for upload in received.files:
+        if is_archive(upload.path, upload.name):
+            members, refusals = _unpack_one(settings, upload, label, temp_dir)
+            rejected += refusals
+            for member in members:
+                _check(settings, member.path, member.name, member.label, candidates, rejected)
+        else:
+            _check(settings, upload.path, upload.name, label, candidates, rejected)
+    return candidates, rejected
+
+
+def _already_in_model(model_id: int, hashes: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(hashes), IN_BATCH):
+        batch = hashes[start:start + IN_BATCH]
+        query = ModelImage.select(ModelImage.image).where(
+            ModelImage.model == model_id, ModelImage.image.in_(batch))
+        found.update(row.image_id for row in query)
+    return found
+
+
+def _image_row(image: CheckedImage) -> dict[str, Any]:
+    return {"sha256": image.sha256, "extension": image.extension,
+            "size_bytes": image.size_bytes, "width": image.width, "height": image.height}
+
+
+def record_images(settings: Settings, model_id: int,
+                  candidates: list[Candidate]) -> tuple[int, int]:
+    """Store the files, then add the rows in one transaction; return (added, duplicates)."""
+    for candidate in candidates:  # files first: a crash here leaves no row without its file
+        store_image(settings, candidate.image.path, candidate.image.sha256,
+                    candidate.image.extension)
+    with database.atomic():
+        existing = _already_in_model(model_id, [c.image.sha256 for c in candidates])
+        fresh: dict[str, Candidate] = {}
+        for candidate in candidates:
+            if candidate.image.sha256 not in existing:
+                fresh.setdefault(candidate.image.sha256, candidate)
+        rows = [_image_row(c.image) for c in fresh.values()]
+        for start in range(0, len(rows), IN_BATCH):
+            Image.insert_many(rows[start:start + IN_BATCH]).on_conflict_ignore().execute()
+        links = [{"model": model_id, "image": sha, "label": c.label,
+                  "original_name": c.name[-255:]} for sha, c in fresh.items()]
+        for start in range(0, len(links), IN_BATCH):
+            ModelImage.insert_many(links[start:start + IN_BATCH]).execute()
+    return len(fresh), len(candidates) - len(fresh)
+
