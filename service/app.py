@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+import dramatiq
 from aiohttp import web
 
 from service.broker import make_broker
@@ -26,7 +28,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     open_database(settings.database_url)
     executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="db")
     app[DB_EXECUTOR] = executor
-    await app.loop.run_in_executor(executor, _migrate)
+    await asyncio.get_running_loop().run_in_executor(executor, _migrate)
     yield
     executor.shutdown(wait=True)
     database.close()
@@ -38,18 +40,24 @@ def _migrate() -> None:
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:
-    app[BROKER] = make_broker(app[SETTINGS].broker_url)
+    owned = BROKER not in app
+    if owned:
+        app[BROKER] = make_broker(app[SETTINGS].broker_url)
     executor = ThreadPoolExecutor(1, thread_name_prefix="publish")
     app[PUBLISH_EXECUTOR] = executor
     yield
-    await app.loop.run_in_executor(executor, app[BROKER].close)
+    if owned:  # the connection was opened in the publisher thread: close it there
+        await asyncio.get_running_loop().run_in_executor(executor, app[BROKER].close)
     executor.shutdown(wait=True)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
+    """The API for `settings`; `broker` replaces the one the settings name (tests pass a stub)."""
     # client_max_size bounds JSON bodies; uploads are streamed and bounded by our own limits.
     app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
     app[SETTINGS] = settings
+    if broker is not None:
+        app[BROKER] = broker
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     setup_routes(app)

@@ -134,6 +134,11 @@ def _entries(path: Path) -> Iterator[tuple[str, str | None, IO[bytes] | None]]:
     raise ArchiveError("not a readable .zip or .tar.gz archive")
 
 
+def _discard(folder: Path) -> None:
+    for written in folder.iterdir():  # the folder is this archive's own: nothing is kept
+        written.unlink()
+
+
 def unpack(path: Path, into: Path, limits: ArchiveLimits,
            default_label: str | None) -> tuple[list[Member], list[Rejection]]:
     """Unpack the archive's regular files into `into` as numbered files."""
@@ -157,9 +162,9 @@ def unpack(path: Path, into: Path, limits: ArchiveLimits,
             budget.copy(stream, target)
             members.append(Member(target, name, label))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+        _discard(into)
         raise ArchiveError(f"damaged archive: {error}") from None
     except ArchiveError:
-        for member in members:
-            member.path.unlink(missing_ok=True)
+        _discard(into)
         raise
     return members, rejected

@@ -1,0 +1,33 @@
+"""A training script shaped like the assignment's original: hand-parsed flags, a sleep, noise,
+and a Python dict as its last line. FAKE_TRAIN_MODE picks a misbehaviour for the tests."""
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+args = {}
+argv = sys.argv[1:]
+for n in range(0, len(argv), 2):
+    args[argv[n].lstrip("-")] = argv[n + 1]
+
+mode = os.environ.get("FAKE_TRAIN_MODE", "ok")
+print("loading images from", args["images"])
+print("epoch 1/3 loss=2.31")
+time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
+if mode == "fail_j4" and args["j"] == "4":
+    print("Traceback (most recent call last):\nValueError: layers must be < 4", file=sys.stderr)
+    sys.exit(3)
+if mode == "noacc":
+    print("finished, but I forgot to say how well")
+    sys.exit(0)
+if mode == "hang":
+    # A script with a child of its own: the whole group must die on a timeout or a cancel.
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    time.sleep(600)
+accuracy = round(random.random(), 6)
+with open("model.txt", "w") as handle:
+    handle.write(f"{args['i']} {args['j']} {args['k']}\n")
+print({"i": args["i"], "j": args["j"], "k": args["k"], "images": args["images"],
+       "accuracy": accuracy})

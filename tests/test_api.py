@@ -1,0 +1,259 @@
+"""The HTTP API through aiohttp's test client, with the Dramatiq stub broker and a real worker
+thread running the fake training script."""
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from service.models import RunEvent
+from tests.helpers import png_bytes, zip_bytes
+
+
+async def wait_for_status(client, experiment_id, statuses, timeout=30):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        body = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
+        if body["status"] in statuses:
+            return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def make_model(client, name="digits"):
+    response = await client.post("/api/v1/models", json={"name": name})
+    assert response.status == 201
+    return (await response.json())["id"]
+
+
+def image_form(files, label=None):
+    form = aiohttp.FormData()
+    if label is not None:
+        form.add_field("label", label)
+    for name, data in files.items():
+        form.add_field("images", data, filename=name, content_type="application/octet-stream")
+    return form
+
+
+async def upload_two_labels(client, model_id):
+    archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 20 + n)
+                         for label in (1, 2) for n in range(3)})
+    response = await client.post(f"/api/v1/models/{model_id}/images",
+                                 data=image_form({"train.zip": archive}))
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def test_models_create_list_show_and_errors(client, db):
+    model_id = await make_model(client)
+    listed = await (await client.get("/api/v1/models")).json()
+    assert [m["name"] for m in listed["models"]] == ["digits"]
+    shown = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert shown | {"created_at": None} == shown | {
+        "id": model_id, "name": "digits", "image_count": 0, "labels": {}, "best": None,
+        "created_at": None}
+    duplicate = await client.post("/api/v1/models", json={"name": "digits"})
+    assert duplicate.status == 409
+    missing = await client.get("/api/v1/models/999")
+    assert missing.status == 404
+    assert (await missing.json())["error"] == {"code": "not_found",
+                                               "message": "model 999 does not exist"}
+    bad = await client.post("/api/v1/models", json={"name": ""})
+    assert bad.status == 422 and (await bad.json())["error"]["field"] == "name"
+    malformed = await client.post("/api/v1/models", data=b"{nope",
+                                  headers={"Content-Type": "application/json"})
+    assert malformed.status == 400
+
+
+async def test_upload_archive_loose_files_duplicates_and_rejections(client, db, settings):
+    model_id = await make_model(client)
+    first = await upload_two_labels(client, model_id)
+    assert (first["added"], first["duplicates"], first["labels"]) == (6, 0, {"1": 3, "2": 3})
+    again = await upload_two_labels(client, model_id)
+    assert (again["added"], again["duplicates"], again["image_count"]) == (0, 6, 6)
+    form = image_form({"a.png": png_bytes(200), "notes.txt": b"not an image"}, label="7")
+    mixed = await client.post(f"/api/v1/models/{model_id}/images", data=form)
+    body = await mixed.json()
+    assert mixed.status == 201
+    assert (body["added"], body["labels"]["7"]) == (1, 1)
+    assert body["rejected"] == [{"name": "notes.txt", "reason": "not an image Pillow can read"}]
+    stored = list(settings.images_dir.rglob("*.png"))
+    assert len(stored) == 7
+    assert list(settings.tmp_dir.iterdir()) == []
+
+
+async def test_upload_with_nothing_usable_keeps_nothing(client, db, settings):
+    model_id = await make_model(client)
+    response = await client.post(f"/api/v1/models/{model_id}/images",
+                                 data=image_form({"x.txt": b"hello"}))
+    assert response.status == 422
+    assert (await response.json())["rejected"][0]["name"] == "x.txt"
+    bad_label = await client.post(f"/api/v1/models/{model_id}/images",
+                                  data=image_form({"a.png": png_bytes()}, label="../etc"))
+    assert bad_label.status == 422
+    assert (await bad_label.json())["error"]["field"] == "label"
+    no_files = await client.post(f"/api/v1/models/{model_id}/images", data=image_form({}, "1"))
+    assert no_files.status == 400
+    shown = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert shown["image_count"] == 0
+    assert list(settings.images_dir.rglob("*.png")) == []
+
+
+async def test_upload_over_the_file_limit_is_413(aiohttp_client, tmp_path, stub_broker, db):
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "small", SWEEPLAB_MAX_FILE_BYTES="100")
+    client = await aiohttp_client(create_app(settings, broker=stub_broker))
+    model_id = await make_model(client)
+    response = await client.post(f"/api/v1/models/{model_id}/images",
+                                 data=image_form({"big.png": png_bytes(size=64) + b"\0" * 200}))
+    assert response.status == 413
+    assert list(settings.tmp_dir.iterdir()) == []
+
+
+async def test_sweep_through_the_stub_worker_best_and_predict(client, db, stub_worker):
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    no_best = await client.get(f"/api/v1/models/{model_id}/best")
+    assert no_best.status == 404
+    early = await client.post(f"/api/v1/models/{model_id}/predict",
+                              data=_predict_form())
+    assert early.status == 409
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1, 0.2], "j": [1, 4], "k": [5]}})
+    assert created.status == 201
+    experiment = await created.json()
+    assert len(experiment["runs"]) == 4
+    done = await wait_for_status(client, experiment["id"], {"completed"})
+    accuracies = {run["id"]: run["accuracy"] for run in done["runs"]}
+    assert done["counts"]["succeeded"] == 4
+    best_id = max(accuracies, key=lambda run_id: (accuracies[run_id], -run_id))
+    assert done["best"]["run_id"] == best_id
+    assert done["best"]["accuracy"] == accuracies[best_id]
+    model_best = await (await client.get(f"/api/v1/models/{model_id}/best")).json()
+    assert model_best == done["best"]
+    log = await client.get(f"/api/v1/runs/{best_id}/logs")
+    assert "loading images from" in await log.text()
+    predicted = await client.post(f"/api/v1/models/{model_id}/predict", data=_predict_form())
+    assert predicted.status == 200, await predicted.text()
+    body = await predicted.json()
+    assert body["run_id"] == best_id and body["output"]["label"] == "7"
+    assert body["params"] == done["best"]["params"]
+
+
+def _predict_form():
+    form = aiohttp.FormData()
+    form.add_field("image", png_bytes(5), filename="x.png")
+    return form
+
+
+async def test_failing_runs_are_reported_and_the_best_comes_from_the_rest(
+        client, db, stub_worker, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "fail_j4")
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1], "j": [1, 4], "k": [5]}})
+    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    failed = [run for run in done["runs"] if run["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["params"]["j"] == 4
+    assert failed[0]["exit_code"] == 3
+    assert failed[0]["error"].startswith("exited with code 3")
+    assert "layers must be < 4" in failed[0]["error"]
+    assert done["best"]["params"]["j"] == 1
+
+
+async def test_no_accuracy_fails_every_run_and_the_experiment(client, db, stub_worker,
+                                                              monkeypatch):
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "noacc")
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1], "j": [1], "k": [5, 6]}})
+    done = await wait_for_status(client, (await created.json())["id"], {"failed"})
+    assert {run["error"] for run in done["runs"]} == {"no accuracy found in the output"}
+    assert done["best"] is None
+
+
+async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_worker,
+                                                             monkeypatch):
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "hang")
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1], "j": [1], "k": [5]},
+                                      "timeout_s": 1})
+    done = await wait_for_status(client, (await created.json())["id"], {"failed"})
+    assert done["runs"][0]["error"] == "timed out after 1 s"
+    started = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1], "j": [1, 2], "k": [5]}})
+    experiment_id = (await started.json())["id"]
+    await asyncio.sleep(1.5)
+    cancelled = await client.post(f"/api/v1/experiments/{experiment_id}/cancel")
+    assert cancelled.status == 202
+    body = await cancelled.json()
+    assert body["status"] == "cancelled"
+    assert body["counts"]["cancelled"] == 2
+    await asyncio.sleep(4)  # the workers notice at their next heartbeat, then must not write
+    after = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
+    assert {run["status"] for run in after["runs"]} == {"cancelled"}
+    assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 0
+    assert _processes_of_marker() == []
+
+
+def _processes_of_marker():
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"FAKE_TRAIN_MODE=hang" in (entry / "environ").read_bytes() and \
+                        b"SWEEPLAB_RUN_ID=" in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"grid": {"i": [0]}}, 422, "grid.i"),
+        ({"grid": {"q": [1]}}, 422, "grid"),
+        ({"timeout_s": -1}, 422, "timeout_s"),
+        ({"timeout_s": 10**9}, 422, "timeout_s"),
+        ({"start": "yes"}, 422, "start"),
+    ],
+)
+async def test_experiment_validation(client, db, body, status, field):
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    response = await client.post(f"/api/v1/models/{model_id}/experiments", json=body)
+    assert response.status == status
+    assert (await response.json())["error"]["field"] == field
+
+
+async def test_experiment_needs_images_and_start_false_waits(client, db, stub_broker):
+    model_id = await make_model(client)
+    empty = await client.post(f"/api/v1/models/{model_id}/experiments", json={})
+    assert empty.status == 409
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"start": False})
+    body = await created.json()
+    assert (created.status, body["status"], body["counts"]["queued"]) == (201, "created", 27)
+    assert stub_broker.queues["sweeplab_train"].qsize() == 0
+    started = await client.post(f"/api/v1/experiments/{body['id']}/start")
+    assert started.status == 202
+    assert stub_broker.queues["sweeplab_train"].qsize() == 27
+    again = await client.post(f"/api/v1/experiments/{body['id']}/start")
+    assert again.status == 409
+    listed = await (await client.get(f"/api/v1/models/{model_id}/experiments")).json()
+    assert [e["id"] for e in listed["experiments"]] == [body["id"]]
+    busy = await client.delete(f"/api/v1/models/{model_id}")
+    assert busy.status == 409
+    await client.post(f"/api/v1/experiments/{body['id']}/cancel")
+    deleted = await client.delete(f"/api/v1/models/{model_id}")
+    assert deleted.status == 204
+    assert (await client.get(f"/api/v1/experiments/{body['id']}")).status == 404
