@@ -1,0 +1,189 @@
+"""End-to-end support: a private RabbitMQ virtual host, and the API and workers as real processes.
+
+Each stack gets its own virtual host on the shared RabbitMQ, so tests never eat each other's
+messages and never touch the broker's configuration. There is no skipping: without a RabbitMQ
+the tests fail and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rabbitmqctl(*args: str) -> None:
+    command = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    if not Path(command).exists():
+        pytest.fail("rabbitmqctl not found: the end-to-end tests need a local RabbitMQ "
+                    "(scripts/ensure_rabbitmq.sh installs and starts one)")
+    done = subprocess.run([command, *args], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        pytest.fail(f"rabbitmqctl {' '.join(args)} failed: {done.stderr or done.stdout}")
+
+
+class VirtualHost:
+    """A throw-away virtual host on the local RabbitMQ, for one stack's queues."""
+
+    def __init__(self) -> None:
+        self.name = f"sweeplab-test-{uuid.uuid4().hex[:12]}"
+
+    def __enter__(self) -> str:
+        rabbitmqctl("add_vhost", self.name)
+        rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
+        return f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def __exit__(self, *exc: object) -> None:
+        rabbitmqctl("delete_vhost", self.name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """The API (`python -m service`) and a worker (`dramatiq actors`) as real processes."""
+
+    def __init__(self, data_dir: Path, broker_url: str, threads: int = 2,
+                 **env: str) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.threads = threads
+        self.env = {**os.environ, "SWEEPLAB_DATA_DIR": str(data_dir),
+                    "SWEEPLAB_BROKER_URL": broker_url, "PYTHONUNBUFFERED": "1", **env}
+        self.api: subprocess.Popen[bytes] | None = None
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.logs = data_dir.parent / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.worker_starts = 0
+
+    def _spawn(self, argv: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = open(self.logs / log_name, "ab")  # noqa: SIM115 (kept open for the child)
+        return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_api(self) -> None:
+        self.api = self._spawn([sys.executable, "-m", "service", "--port", str(self.port)],
+                               "api.log")
+        self.wait_healthy()
+
+    def start_worker(self) -> None:
+        self.worker_starts += 1
+        dramatiq = str(Path(sys.executable).parent / "dramatiq")
+        self.worker = self._spawn([dramatiq, "actors", "--processes", "1", "--threads",
+                                   str(self.threads)], f"worker-{self.worker_starts}.log")
+
+    def worker_children(self) -> list[int]:
+        assert self.worker is not None
+        path = Path(f"/proc/{self.worker.pid}/task/{self.worker.pid}/children")
+        return [int(pid) for pid in path.read_text().split()] if path.exists() else []
+
+    def wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.get("/healthz")[0] == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert self.api is None or self.api.poll() is None, self.log("api.log")
+            time.sleep(0.2)
+        raise AssertionError(f"API not healthy after {timeout} s\n{self.log('api.log')}")
+
+    def log(self, name: str) -> str:
+        path = self.logs / name
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    def request(self, method: str, path: str, body: Any = None,
+                data: bytes | None = None, headers: dict[str, str] | None = None
+                ) -> tuple[int, Any]:
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **(headers or {})}
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                raw, status = response.read(), response.status
+        except urllib.error.HTTPError as error:
+            raw, status = error.read(), error.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.request("GET", path)
+
+    def wait_for_experiment(self, experiment_id: int, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.get(f"/api/v1/experiments/{experiment_id}")
+            assert status == 200, body
+            if body["status"] in ("completed", "failed", "cancelled"):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"experiment still {body['status']}: {body['counts']}\n"
+                                     f"{self.log(f'worker-{self.worker_starts}.log')}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        for process in (self.worker, self.api):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
+def multipart(fields: dict[str, tuple[str, bytes] | str]) -> tuple[bytes, dict[str, str]]:
+    """Encode a multipart/form-data body: name -> (filename, bytes) for files, or text."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            filename, data = value
+            head = (f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                    "Content-Type: application/octet-stream\r\n\r\n")
+        else:
+            head, data = f'Content-Disposition: form-data; name="{name}"\r\n\r\n', value.encode()
+        parts.append(f"--{boundary}\r\n".encode() + head.encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def script_processes(data_dir: Path) -> list[int]:
+    """Pids of live scripts started by this stack (they carry its data dir and a run marker)."""
+    found = []
+    needle = f"SWEEPLAB_DATA_DIR={data_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        is_script = any(item.startswith(b"SWEEPLAB_RUN_ID=") for item in environ)
+        if needle in environ and is_script and state != "Z":
+            found.append(int(entry.name))
+    return found

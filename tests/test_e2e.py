@@ -1,0 +1,172 @@
+"""End to end: the API and `dramatiq actors` as real processes, on the real RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAKE_PREDICT, FAKE_TRAIN
+from tests.e2e_support import ROOT, Stack, VirtualHost, multipart, script_processes
+from tests.helpers import png_bytes, zip_bytes
+
+pytestmark = pytest.mark.e2e
+FAKE_SCRIPTS = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN),
+                "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT)}
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    with ExitStack() as cleanup:
+        def make(threads: int = 2, **env: str) -> Stack:
+            url = cleanup.enter_context(VirtualHost())
+            stack = Stack(tmp_path / "data", url, threads=threads, **env)
+            cleanup.callback(stack.stop)
+            stack.start_api()
+            stack.start_worker()
+            return stack
+
+        yield make
+
+
+def small_dataset(stack: Stack) -> int:
+    status, model = stack.request("POST", "/api/v1/models", {"name": "e2e"})
+    assert status == 201, model
+    archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 10 + n)
+                         for label in (1, 2) for n in range(4)})
+    body, headers = multipart({"images": ("train.zip", archive)})
+    status, uploaded = stack.request("POST", f"/api/v1/models/{model['id']}/images",
+                                     data=body, headers=headers)
+    assert status == 201 and uploaded["added"] == 8, uploaded
+    return model["id"]
+
+
+def sweep(stack: Stack, model_id: int, grid: dict | None = None) -> dict:
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                    {"grid": grid} if grid else {})
+    assert status == 201, created
+    return stack.wait_for_experiment(created["id"])
+
+
+def best_of(runs: list[dict]) -> dict:
+    succeeded = [run for run in runs if run["status"] == "succeeded"]
+    return min(succeeded, key=lambda run: (-run["accuracy"], run["id"]))
+
+
+def test_api_test_script_runs_our_train_py_on_the_sample_data(make_stack, tmp_path):
+    # Given the service with the default train.py and test.py, and the bundled sample data
+    stack = make_stack(threads=2)
+    sample = tmp_path / "sample"
+    # When the curl script walks the whole API: upload, the 27-run sweep, best, predictions
+    done = subprocess.run(["bash", "scripts/api_test.sh", stack.base], cwd=ROOT,
+                          env={**os.environ, "SAMPLE_DIR": str(sample)},
+                          capture_output=True, text=True, timeout=900)
+    # Then it passes, the best run is really good, and predictions are mostly right
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    right, total = map(int, re.search(r"(\d+) of (\d+) predictions right", done.stdout).groups())
+    assert total == 20 and right >= 16, done.stdout[-2000:]
+    _, models = stack.get("/api/v1/models")
+    model = next(m for m in models["models"] if m["name"].startswith("digits-"))
+    _, experiments = stack.get(f"/api/v1/models/{model['id']}/experiments")
+    _, experiment = stack.get(f"/api/v1/experiments/{experiments['experiments'][0]['id']}")
+    assert experiment["counts"]["succeeded"] == 27
+    assert experiment["best"]["run_id"] == best_of(experiment["runs"])["id"]
+    assert experiment["best"]["accuracy"] >= 0.9
+    assert model["best"] == experiment["best"]
+
+
+def test_a_script_like_the_assignments_runs_unmodified(make_stack):
+    # Given a script that parses flags by hand, sleeps, and prints a dict with a random accuracy
+    stack = make_stack(threads=4, FAKE_TRAIN_SLEEP="0.3", **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    # When the default sweep runs
+    done = sweep(stack, model_id)
+    # Then every one of the 27 grid points has its accuracy, and the best is the highest
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 27
+    points = {(r["params"]["i"], r["params"]["j"], r["params"]["k"]) for r in done["runs"]}
+    assert len(points) == 27
+    assert all(0 <= run["accuracy"] <= 1 and run["attempts"] == 1 for run in done["runs"])
+    assert done["best"]["run_id"] == best_of(done["runs"])["id"]
+    body, headers = multipart({"image": ("x.png", png_bytes(3))})
+    status, predicted = stack.request("POST", f"/api/v1/models/{model_id}/predict",
+                                      data=body, headers=headers)
+    assert status == 200, predicted
+    assert predicted["output"]["label"] == "7"
+    assert predicted["params"] == done["best"]["params"]
+
+
+def test_failing_and_missing_scripts_fail_their_runs_clearly(make_stack, tmp_path):
+    stack = make_stack(FAKE_TRAIN_MODE="fail_j4", **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    done = sweep(stack, model_id, {"i": [0.1], "j": [1, 2, 4], "k": [1, 2]})
+    failed = [run for run in done["runs"] if run["status"] == "failed"]
+    assert [run["params"]["j"] for run in failed] == [4, 4]
+    assert all(run["exit_code"] == 3 and "layers must be < 4" in run["error"] for run in failed)
+    assert done["status"] == "completed"
+    assert done["best"]["params"]["j"] in (1, 2)
+    stack.stop()
+    missing = make_stack(SWEEPLAB_TRAIN_SCRIPT=str(tmp_path / "nowhere.py"))
+    status, experiment = missing.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                         {"grid": {"i": [0.1], "j": [1], "k": [1]}})
+    done = missing.wait_for_experiment(experiment["id"])
+    assert done["status"] == "failed"
+    assert done["runs"][0]["error"] == f"train script not found: {tmp_path / 'nowhere.py'}"
+
+
+def terminal_events_per_run(data_dir: Path) -> dict[int, int]:
+    with sqlite3.connect(data_dir / "sweeplab.db") as connection:
+        rows = connection.execute(
+            "SELECT run_id, COUNT(*) FROM run_event WHERE to_status IN "
+            "('succeeded', 'failed', 'cancelled') GROUP BY run_id").fetchall()
+    return dict(rows)
+
+
+def kill_worker_mid_run(stack: Stack) -> None:
+    children = stack.worker_children()
+    assert children, "the worker has no worker process"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    # A Dramatiq master whose worker process died exits: systemd's Restart=always restarts it.
+    stack.worker.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while script_processes(stack.data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert script_processes(stack.data_dir) == [], "train.py outlived its worker"
+
+
+def wait_until_running(stack: Stack, experiment_id: int, succeeded_at_least: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, body = stack.get(f"/api/v1/experiments/{experiment_id}")
+        if body["counts"]["running"] >= 2 and body["counts"]["succeeded"] >= succeeded_at_least:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"runs never got going: {body['counts']}")
+
+
+def test_worker_killed_twice_mid_sweep_loses_nothing_and_runs_nothing_twice(make_stack):
+    # Given a 27-run sweep of 1.5 s runs on 4 worker threads
+    stack = make_stack(threads=4, FAKE_TRAIN_SLEEP="1.5", **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments", {})
+    assert status == 201
+    # When the worker process is killed with SIGKILL mid-run, twice, and restarted each time
+    for round_number in (1, 2):
+        wait_until_running(stack, created["id"], succeeded_at_least=4 * round_number)
+        kill_worker_mid_run(stack)
+        stack.start_worker()
+    done = stack.wait_for_experiment(created["id"])
+    # Then every grid point ended exactly once, with one stored result
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 27, done["counts"]
+    assert terminal_events_per_run(stack.data_dir) == {run["id"]: 1 for run in done["runs"]}
+    assert any(run["attempts"] == 2 for run in done["runs"])
+    assert done["best"]["run_id"] == best_of(done["runs"])["id"]
+    assert script_processes(stack.data_dir) == []
