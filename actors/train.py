@@ -11,6 +11,7 @@ import logging
 import time
 
 import dramatiq
+from dramatiq.middleware import Shutdown
 
 from service.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
 from service.models import Experiment, Run, RunStatus
@@ -54,6 +55,16 @@ def _record(run_id: int, attempt: int, worker: str, outcome: Outcome) -> bool:
     )
 
 
+def _requeue_on_shutdown(run_id: int, attempt: int, worker: str, timeout_s: float) -> None:
+    """The worker is stopping (its script was killed): put the run back for another worker.
+
+    A fresh message, not a Dramatiq retry, so restarts never use up the retry budget."""
+    transition(run_id, RunStatus.QUEUED, actor=worker, expect={RunStatus.RUNNING},
+               attempt=attempt, reason="worker stopped mid-run; queued again",
+               heartbeat_at=None, child_pgid=None)
+    send_train(dramatiq.get_broker(), run_id, timeout_s)
+
+
 def _handle_unclaimed(run_id: int, claim: Claim, lease_s: float) -> None:
     if claim.outcome == ClaimOutcome.BUSY:
         # Another worker holds it, or held it and died moments ago: look again after a lease.
@@ -69,8 +80,12 @@ def _execute(settings: Settings, run_id: int, claim: Claim, worker: str) -> None
         kill_leftovers(claim.previous_pgid, run_id)
     run = Run.get_by_id(run_id)
     experiment = Experiment.get_by_id(run.experiment_id)
-    outcome = run_training(settings, run, experiment.timeout_s,
-                           LeaseKeeper(run_id, claim.attempt))
+    try:
+        outcome = run_training(settings, run, experiment.timeout_s,
+                               LeaseKeeper(run_id, claim.attempt))
+    except Shutdown:
+        _requeue_on_shutdown(run_id, claim.attempt, worker, experiment.timeout_s)
+        return
     if outcome.stopped or not _record(run_id, claim.attempt, worker, outcome):
         log.info("run %s attempt %s ended after it was cancelled or taken over; not recorded",
                  run_id, claim.attempt)
@@ -83,7 +98,10 @@ def _execute(settings: Settings, run_id: int, claim: Claim, worker: str) -> None
                 time_limit=24 * 3600 * 1000,
                 # A script's failure is a result, not an exception: only infrastructure errors
                 # (database, broker) raise here, and those are worth a few patient retries.
-                max_retries=5, min_backoff=1_000, max_backoff=60_000)
+                max_retries=5, min_backoff=1_000, max_backoff=60_000,
+                # On shutdown, interrupt the actor so it kills its script and requeues the run,
+                # instead of holding the worker's stop for a whole training run.
+                notify_shutdown=True)
 def train(run_id: int) -> None:
     settings = _settings()
     worker = this_worker()

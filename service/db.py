@@ -28,7 +28,7 @@ def open_database(url: str) -> Database:
         db = connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
                      check_same_thread=False, timeout=30)
     else:
-        db = connect(url, autorollback=True)
+        db = connect(url)
     database.initialize(db)
     return db
 

@@ -78,19 +78,21 @@ def supervise(process: subprocess.Popen[bytes], timeout_s: float,
     started = time.monotonic()
     deadline = started + timeout_s
     timed_out = stopped = False
-    while True:
-        try:
-            process.wait(timeout=max(0.0, min(poll_s, deadline - time.monotonic())))
-            break
-        except subprocess.TimeoutExpired:
-            pass
-        if time.monotonic() >= deadline:
-            timed_out = True
-        elif should_stop():
-            stopped = True
-        if timed_out or stopped:
-            _terminate(process)
-            break
+    try:
+        while True:
+            try:
+                process.wait(timeout=max(0.0, min(poll_s, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            timed_out = time.monotonic() >= deadline
+            stopped = not timed_out and should_stop()
+            if timed_out or stopped:
+                _terminate(process)
+                break
+    except BaseException:  # the worker is shutting down (or our own code failed): no orphans
+        _terminate(process)
+        raise
     kill_group(process.pid)  # a script's background children do not outlive it
     return ChildResult(process.returncode, timed_out, stopped, time.monotonic() - started)
 

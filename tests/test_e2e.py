@@ -170,3 +170,26 @@ def test_worker_killed_twice_mid_sweep_loses_nothing_and_runs_nothing_twice(make
     assert any(run["attempts"] == 2 for run in done["runs"])
     assert done["best"]["run_id"] == best_of(done["runs"])["id"]
     assert script_processes(stack.data_dir) == []
+
+
+def test_stopping_the_worker_kills_its_scripts_and_requeues_their_runs(make_stack):
+    # Given long runs in progress
+    stack = make_stack(threads=2, FAKE_TRAIN_SLEEP="60", **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                    {"grid": {"i": [0.1], "j": [1, 2], "k": [1]}})
+    wait_until_running(stack, created["id"], succeeded_at_least=0)
+    # When the worker is stopped the way systemd stops it (SIGTERM)
+    started = time.monotonic()
+    os.kill(stack.worker.pid, signal.SIGTERM)
+    stack.worker.wait(timeout=30)
+    # Then it stops promptly, leaves no script behind, and the runs wait for the next worker
+    assert time.monotonic() - started < 20
+    assert script_processes(stack.data_dir) == []
+    _, body = stack.get(f"/api/v1/experiments/{created['id']}")
+    assert body["counts"]["queued"] == 2, body["counts"]
+    stack.env["FAKE_TRAIN_SLEEP"] = "0.1"
+    stack.start_worker()
+    done = stack.wait_for_experiment(created["id"])
+    assert done["counts"]["succeeded"] == 2
+    assert terminal_events_per_run(stack.data_dir) == {run["id"]: 1 for run in done["runs"]}

@@ -1,0 +1,87 @@
+"""The migrations produce exactly the models' schema, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import peewee
+import pytest
+
+from service.db import database, open_database
+from service.migrate import apply_migrations
+from service.models import ALL_TABLES, SchemaMigration
+
+POSTGRES_ADMIN_URL = os.environ.get("SWEEPLAB_TEST_POSTGRES_URL",
+                                    "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def schema_of(url: str) -> dict:
+    db = open_database(url)
+    schema = {}
+    for table in sorted(db.get_tables()):
+        columns = [(c.name, c.data_type, c.null, c.primary_key)
+                   for c in db.get_columns(table)]
+        indexes = sorted((tuple(i.columns), i.unique) for i in db.get_indexes(table))
+        keys = sorted((k.column, k.dest_table, k.dest_column)
+                      for k in db.get_foreign_keys(table))
+        schema[table] = (columns, indexes, keys)
+    db.close()
+    return schema
+
+
+def by_migrations(url: str) -> dict:
+    open_database(url)
+    apply_migrations()
+    database.close()
+    return schema_of(url)
+
+
+def by_models(url: str) -> dict:
+    open_database(url)
+    database.create_tables([*ALL_TABLES, SchemaMigration])
+    database.close()
+    return schema_of(url)
+
+
+def test_sqlite_migrations_equal_the_models(tmp_path):
+    migrated = by_migrations(f"sqlite:///{tmp_path / 'migrated.db'}")
+    modelled = by_models(f"sqlite:///{tmp_path / 'modelled.db'}")
+    assert set(migrated) == {"model", "image", "model_image", "experiment", "run", "run_event",
+                             "schema_migration"}
+    assert migrated == modelled
+
+
+def test_migrations_are_applied_once(tmp_path):
+    open_database(f"sqlite:///{tmp_path / 'once.db'}")
+    assert apply_migrations() == ["m0001_initial"]
+    assert apply_migrations() == []
+    database.close()
+
+
+@pytest.fixture
+def postgres_database():
+    admin_url = POSTGRES_ADMIN_URL
+    try:
+        admin = peewee.PostgresqlDatabase(None)
+        from playhouse.db_url import parse
+
+        admin.init(**parse(admin_url))
+        admin.connect()
+    except peewee.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unreachable in CI at {admin_url}: {error}")
+        pytest.skip(f"PostgreSQL unreachable at {admin_url}: {error}")
+    names = [f"sweeplab_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    for name in names:
+        admin.execute_sql(f"CREATE DATABASE {name}")
+    base = admin_url.rsplit("/", 1)[0]
+    yield [f"{base}/{name}" for name in names]
+    for name in names:
+        admin.execute_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def test_postgresql_migrations_equal_the_models(postgres_database):
+    migrated_url, modelled_url = postgres_database
+    assert by_migrations(migrated_url) == by_models(modelled_url)
