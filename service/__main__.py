@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 
 from aiohttp import web
@@ -11,13 +12,28 @@ from service.app import create_app
 from service.settings import load_settings
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port to listen on")
+    parser.add_argument("--private-network", action="store_true",
+                        help="allow a non-loopback address without SWEEPLAB_API_TOKEN")
     args = parser.parse_args()
+    settings = load_settings()
+    if not is_loopback(args.host) and not settings.api_token and not args.private_network:
+        parser.error(f"refusing to listen on {args.host} without SWEEPLAB_API_TOKEN; set a "
+                     f"token, or pass --private-network if only trusted hosts can reach it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    web.run_app(create_app(load_settings()), host=args.host, port=args.port,
+    web.run_app(create_app(settings), host=args.host, port=args.port,
                 access_log_format='%a "%r" %s %b %Tfs')
 
 

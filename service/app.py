@@ -12,7 +12,7 @@ from aiohttp import web
 from service.broker import make_broker
 from service.db import database, open_database
 from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
-from service.middleware import json_errors
+from service.middleware import json_errors, require_token
 from service.migrate import apply_migrations
 from service.routes import setup_routes
 from service.settings import Settings, ensure_data_dirs
@@ -54,7 +54,7 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
     """The API for `settings`; `broker` replaces the one the settings name (tests pass a stub)."""
     # client_max_size bounds JSON bodies; uploads are streamed and bounded by our own limits.
-    app = web.Application(middlewares=[json_errors], client_max_size=1 << 20)
+    app = web.Application(middlewares=[json_errors, require_token], client_max_size=1 << 20)
     app[SETTINGS] = settings
     if broker is not None:
         app[BROKER] = broker

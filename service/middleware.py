@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.errors import ApiError
+from service.errors import ApiError, Unauthorized
+from service.keys import SETTINGS
 
 log = logging.getLogger("sweeplab.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,3 +36,20 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _error(500, "internal", "internal error; the server log has the details")
+
+
+def _bearer(request: web.Request) -> bytes:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip().encode() if scheme.lower() == "bearer" else b""
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With SWEEPLAB_API_TOKEN set, every /api route needs it; /healthz stays open."""
+    expected = request.app[SETTINGS].api_token
+    if expected and request.path.startswith("/api/"):
+        # compare_digest: the time taken says nothing about how much of the token matched
+        if not hmac.compare_digest(_bearer(request), expected.encode()):
+            raise Unauthorized("missing or wrong bearer token: send "
+                               "'Authorization: Bearer <SWEEPLAB_API_TOKEN>'")
+    return await handler(request)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,8 @@ class Settings:
     max_archive_members: int
     max_archive_bytes: int
     lease_s: float
+    # repr=False: settings may end up in a log, the token never
+    api_token: str | None = field(default=None, repr=False)
 
     @property
     def images_dir(self) -> Path:
@@ -72,6 +74,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_MAX_ARCHIVE_MEMBERS": ("100000", "members per archive"),
     "SWEEPLAB_MAX_ARCHIVE_BYTES": ("2147483648", "unpacked bytes per archive"),
     "SWEEPLAB_LEASE_S": ("30", "a running run whose worker is silent this long is taken over"),
+    "SWEEPLAB_API_TOKEN": ("", "when set, every /api route needs `Authorization: Bearer` it"),
 }
 
 
@@ -113,6 +116,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_archive_members=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_MEMBERS", int)),
         max_archive_bytes=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_BYTES", int)),
         lease_s=_number(env, "SWEEPLAB_LEASE_S", float),
+        api_token=env.get("SWEEPLAB_API_TOKEN") or None,
     )
     if settings.run_timeout_s > settings.max_run_timeout_s:
         raise SettingsError("SWEEPLAB_RUN_TIMEOUT_S must not exceed SWEEPLAB_MAX_RUN_TIMEOUT_S")

@@ -257,3 +257,32 @@ async def test_experiment_needs_images_and_start_false_waits(client, db, stub_br
     deleted = await client.delete(f"/api/v1/models/{model_id}")
     assert deleted.status == 204
     assert (await client.get(f"/api/v1/experiments/{body['id']}")).status == 404
+
+
+async def test_token_guards_every_api_route_but_not_health(aiohttp_client, tmp_path,
+                                                           stub_broker, db):
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "guarded", SWEEPLAB_API_TOKEN="s3cret")
+    client = await aiohttp_client(create_app(settings, broker=stub_broker))
+    assert (await client.get("/healthz")).status == 200
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+        refused = await client.get("/api/v1/models", headers=headers)
+        assert refused.status == 401
+        assert (await refused.json())["error"]["code"] == "unauthorized"
+    allowed = await client.get("/api/v1/models", headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status == 200
+    assert "s3cret" not in repr(settings)
+
+
+def test_refuses_a_public_address_without_a_token(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"SWEEPLAB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "service", "--host", "0.0.0.0"], env=env,
+                          capture_output=True, text=True, timeout=30,
+                          cwd=__import__("pathlib").Path(__file__).parent.parent)
+    assert done.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without SWEEPLAB_API_TOKEN" in done.stderr
