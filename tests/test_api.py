@@ -286,3 +286,25 @@ def test_refuses_a_public_address_without_a_token(tmp_path):
                           cwd=__import__("pathlib").Path(__file__).parent.parent)
     assert done.returncode == 2
     assert "refusing to listen on 0.0.0.0 without SWEEPLAB_API_TOKEN" in done.stderr
+
+
+async def test_broker_down_answers_503_and_leaves_the_experiment_created(aiohttp_client,
+                                                                         tmp_path, db):
+    from service.app import create_app
+    from tests.conftest import make_settings
+    from tests.e2e_support import free_port
+
+    down = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
+    settings = make_settings(tmp_path / "nobroker", SWEEPLAB_BROKER_URL=down)
+    client = await aiohttp_client(create_app(settings))
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert await health.json() == {"status": "unavailable", "database": "ok", "broker": "down"}
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    response = await client.post(f"/api/v1/models/{model_id}/experiments", json={})
+    assert response.status == 503
+    assert "RabbitMQ is unreachable" in (await response.json())["error"]["message"]
+    listed = await (await client.get(f"/api/v1/models/{model_id}/experiments")).json()
+    assert [e["status"] for e in listed["experiments"]] == ["created"]
+    assert listed["experiments"][0]["counts"]["queued"] == 27

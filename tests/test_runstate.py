@@ -1,0 +1,80 @@
+"""Run state changes: claims, leases, takeovers, and results that arrive too late."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service.grid import DEFAULT_GRID
+from service.models import Experiment, MLModel, Run, RunEvent, RunStatus
+from service.runstate import MAX_ATTEMPTS, ClaimOutcome, claim_run, heartbeat, transition
+from service.timeutil import utcnow
+
+DEAD_LOCAL_WORKER = "host-that-is-not-this-one:1"
+
+
+def make_run(db) -> int:
+    model = MLModel.create(name="m")
+    experiment = Experiment.create(model=model, grid=DEFAULT_GRID, timeout_s=10,
+                                   status="running")
+    return Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=1).id
+
+
+def test_a_queued_run_is_claimed_once(db):
+    run_id = make_run(db)
+    first = claim_run(run_id, "w1", lease_s=30)
+    assert (first.outcome, first.attempt) == (ClaimOutcome.CLAIMED, 1)
+    # A duplicate message while w1 is alive and beating: not run a second time at once
+    assert claim_run(run_id, "w2", lease_s=30).outcome == ClaimOutcome.BUSY
+    assert Run.get_by_id(run_id).worker == "w1"
+
+
+def test_a_silent_worker_loses_its_run_then_the_run_fails_after_max_attempts(db):
+    run_id = make_run(db)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        claim = claim_run(run_id, DEAD_LOCAL_WORKER, lease_s=30)
+        assert (claim.outcome, claim.attempt) == (ClaimOutcome.CLAIMED, attempt)
+        stale = utcnow() - timedelta(seconds=31)
+        Run.update(heartbeat_at=stale).where(Run.id == run_id).execute()
+    exhausted = claim_run(run_id, "w9", lease_s=30)
+    assert exhausted.outcome == ClaimOutcome.EXHAUSTED
+    run = Run.get_by_id(run_id)
+    assert run.status == RunStatus.FAILED and run.error.startswith("worker lost")
+    assert claim_run(run_id, "w9", lease_s=30).outcome == ClaimOutcome.DONE
+
+
+def test_a_run_whose_local_worker_process_is_gone_is_taken_over_at_once(db):
+    import socket
+
+    run_id = make_run(db)
+    gone = f"{socket.gethostname()}:{2**22 + 12345}"  # above pid_max: no such process
+    claim_run(run_id, gone, lease_s=30)
+    takeover = claim_run(run_id, "w2", lease_s=30)
+    assert (takeover.outcome, takeover.attempt, takeover.previous_worker) == (
+        ClaimOutcome.CLAIMED, 2, gone)
+
+
+def test_a_result_after_cancel_or_takeover_is_not_recorded(db):
+    run_id = make_run(db)
+    claim = claim_run(run_id, "w1", lease_s=30)
+    assert transition(run_id, RunStatus.CANCELLED, actor="api", reason="cancelled by user",
+                      expect={RunStatus.QUEUED, RunStatus.RUNNING})
+    assert not heartbeat(run_id, claim.attempt)  # the worker learns it must stop
+    late = transition(run_id, RunStatus.SUCCEEDED, actor="w1", expect={RunStatus.RUNNING},
+                      attempt=claim.attempt, accuracy=0.9)
+    assert not late
+    assert Run.get_by_id(run_id).status == RunStatus.CANCELLED
+    events = [(e.from_status, e.to_status, e.actor)
+              for e in RunEvent.select().order_by(RunEvent.id)]
+    assert events == [("queued", "running", "w1"), ("running", "cancelled", "api")]
+
+
+def test_an_older_attempt_cannot_record_over_a_newer_one(db):
+    run_id = make_run(db)
+    first = claim_run(run_id, DEAD_LOCAL_WORKER, lease_s=30)
+    Run.update(heartbeat_at=utcnow() - timedelta(seconds=60)).where(Run.id == run_id).execute()
+    second = claim_run(run_id, "w2", lease_s=30)
+    assert not transition(run_id, RunStatus.SUCCEEDED, actor="old", expect={RunStatus.RUNNING},
+                          attempt=first.attempt, accuracy=0.1)
+    assert transition(run_id, RunStatus.SUCCEEDED, actor="w2", expect={RunStatus.RUNNING},
+                      attempt=second.attempt, accuracy=0.8)
+    assert Run.get_by_id(run_id).accuracy == 0.8
