@@ -14,14 +14,12 @@ from pathlib import Path
 
 import joblib
 
-from train import MODEL_FILE, load_image
+from train import MODEL_FILE, add_grid_arguments, load_image
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--i", type=float, required=True, help="learning rate")
-    parser.add_argument("--j", type=int, required=True, help="hidden layers")
-    parser.add_argument("--k", type=int, required=True, help="mini-batch steps")
+    add_grid_arguments(parser)
     parser.add_argument("--image", type=Path, required=True, help="the image to label")
     return parser.parse_args()
 

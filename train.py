@@ -78,11 +78,16 @@ def save(model: MLPClassifier, args: argparse.Namespace) -> None:
     os.replace(temporary, MODEL_FILE)  # a reader never sees a half-written model
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """--i, --j, --k: the grid point, shared with test.py."""
     parser.add_argument("--i", type=float, required=True, help="learning rate")
     parser.add_argument("--j", type=int, required=True, help="hidden layers")
     parser.add_argument("--k", type=int, required=True, help="mini-batch steps")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_grid_arguments(parser)
     parser.add_argument("--images", type=Path, required=True, help="one folder per label")
     return parser.parse_args()
 
