@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
 from aiohttp import web
 
-from service.broker import make_broker
+from service.broker import BrokerUnavailable, make_broker
 from service.db import database, open_database
+from service.dispatch import reconcile
 from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 from service.middleware import json_errors, require_token
 from service.migrate import apply_migrations
@@ -19,6 +22,7 @@ from service.settings import Settings, ensure_data_dirs
 from service.storage import clear_temp
 
 DB_THREADS = 4
+log = logging.getLogger("sweeplab.api")
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -51,6 +55,32 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
     executor.shutdown(wait=True)
 
 
+async def _reconciler(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_reconcile_forever(app))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _reconcile_forever(app: web.Application) -> None:
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await loop.run_in_executor(app[PUBLISH_EXECUTOR], reconcile, settings, app[BROKER])
+        except BrokerUnavailable:
+            log.warning("reconciler: RabbitMQ unreachable; trying again in %g s",
+                        reconcile_interval(settings))
+        except Exception:  # a bad pass must not stop the loop; the next one may do better
+            log.exception("reconciler pass failed")
+        await asyncio.sleep(reconcile_interval(settings))
+
+
+def reconcile_interval(settings: Settings) -> float:
+    return max(0.5, min(10.0, settings.lease_s / 3))
+
+
 def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
     """The API for `settings`; `broker` replaces the one the settings name (tests pass a stub)."""
     # client_max_size bounds JSON bodies; uploads are streamed and bounded by our own limits.
@@ -60,5 +90,6 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
         app[BROKER] = broker
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
+    app.cleanup_ctx.append(_reconciler)
     setup_routes(app)
     return app

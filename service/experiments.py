@@ -90,25 +90,34 @@ def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -
     return experiment
 
 
-def mark_running(experiment_id: int) -> list[int]:
-    """Move a created experiment to running; return the runs to send. 409 if not `created`."""
+def mark_running(experiment_id: int) -> None:
+    """Move a created experiment to running, its messages still to send. 409 if not `created`."""
     with database.atomic():
         experiment = get_experiment(experiment_id)
         if experiment.status != ExperimentStatus.CREATED:
             raise Conflict(f"experiment {experiment_id} is {experiment.status}; "
                            f"only a created experiment can be started")
-        Experiment.update(status=ExperimentStatus.RUNNING.value, started_at=utcnow()).where(
-            Experiment.id == experiment_id).execute()
-        runs = Run.select(Run.id).where(Run.experiment == experiment_id,
-                                        Run.status == RunStatus.QUEUED.value).order_by(Run.id)
-        return [run.id for run in runs]
+        Experiment.update(status=ExperimentStatus.RUNNING.value, started_at=utcnow(),
+                          unpublished=True).where(Experiment.id == experiment_id).execute()
 
 
-def back_to_created(experiment_id: int) -> None:
-    """Its messages could not all be sent: it waits for another start."""
-    Experiment.update(status=ExperimentStatus.CREATED.value).where(
-        Experiment.id == experiment_id,
-        Experiment.status == ExperimentStatus.RUNNING.value).execute()
+def retry_experiment(experiment_id: int, actor: str) -> int:
+    """Queue again the runs that failed or were cancelled; return how many."""
+    with database.atomic():
+        experiment = get_experiment(experiment_id)
+        if experiment.status == ExperimentStatus.CREATED:
+            raise Conflict(f"experiment {experiment_id} has not started; start it instead")
+        again = [RunStatus.FAILED.value, RunStatus.CANCELLED.value]
+        runs = Run.select(Run.id).where(Run.experiment == experiment_id, Run.status.in_(again))
+        moved = sum(transition(run.id, RunStatus.QUEUED, actor=actor, reason="retry",
+                               expect={RunStatus.FAILED, RunStatus.CANCELLED},
+                               finished_at=None, nudged_at=None)
+                    for run in runs)
+        if not moved:
+            raise Conflict(f"experiment {experiment_id} has no failed or cancelled runs")
+        Experiment.update(status=ExperimentStatus.RUNNING.value, finished_at=None,
+                          unpublished=True).where(Experiment.id == experiment_id).execute()
+    return moved
 
 
 def cancel_experiment(experiment_id: int, actor: str) -> Experiment:

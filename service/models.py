@@ -8,6 +8,7 @@ from typing import Any
 
 from peewee import (
     AutoField,
+    BooleanField,
     CharField,
     DateTimeField,
     FloatField,
@@ -99,6 +100,9 @@ class Experiment(BaseModel):
     started_at = DateTimeField(null=True)
     finished_at = DateTimeField(null=True)
     best_run_id = IntegerField(null=True)
+    # True from the start of publishing until every run's message reached RabbitMQ; the
+    # reconciler finishes the job if the API crashed or the broker was down meanwhile.
+    unpublished = BooleanField(default=False)
 
 
 class Run(BaseModel):
@@ -118,6 +122,7 @@ class Run(BaseModel):
     worker = CharField(max_length=255, null=True)
     child_pgid = IntegerField(null=True)
     heartbeat_at = DateTimeField(null=True)
+    nudged_at = DateTimeField(null=True)  # when the reconciler last re-sent its message
 
     class Meta:
         # Exactly one run per grid point of an experiment, whoever inserts it.

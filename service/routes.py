@@ -24,5 +24,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"/api/v1/experiments/{ID}", experiments.show)
     app.router.add_post(f"/api/v1/experiments/{ID}/start", experiments.start)
     app.router.add_post(f"/api/v1/experiments/{ID}/cancel", experiments.cancel)
+    app.router.add_post(f"/api/v1/experiments/{ID}/retry", experiments.retry)
     app.router.add_get(f"/api/v1/runs/{ID}", runs.show)
     app.router.add_get(f"/api/v1/runs/{ID}/logs", runs.logs)

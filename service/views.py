@@ -79,6 +79,8 @@ def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str,
         "finished_at": iso(experiment.finished_at),
         "counts": status_counts(experiment.id),
         "best": best_json(experiment.best_run_id),
+        # true while some queued runs' messages have not reached RabbitMQ yet
+        "waiting_for_broker": experiment.unpublished,
     }
     if with_runs:
         runs = Run.select().where(Run.experiment == experiment.id).order_by(Run.id)

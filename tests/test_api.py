@@ -288,15 +288,17 @@ def test_refuses_a_public_address_without_a_token(tmp_path):
     assert "refusing to listen on 0.0.0.0 without SWEEPLAB_API_TOKEN" in done.stderr
 
 
-async def test_broker_down_answers_503_and_leaves_the_experiment_created(aiohttp_client,
-                                                                         tmp_path, db):
+async def test_broker_down_answers_503_and_queues_the_runs_once_it_is_back(aiohttp_client,
+                                                                            tmp_path, db):
     from service.app import create_app
+    from service.dispatch import reconcile
     from tests.conftest import make_settings
     from tests.e2e_support import free_port
 
     down = f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F"
     settings = make_settings(tmp_path / "nobroker", SWEEPLAB_BROKER_URL=down)
-    client = await aiohttp_client(create_app(settings))
+    app = create_app(settings)
+    client = await aiohttp_client(app)
     health = await client.get("/healthz")
     assert health.status == 503
     assert await health.json() == {"status": "unavailable", "database": "ok", "broker": "down"}
@@ -304,7 +306,61 @@ async def test_broker_down_answers_503_and_leaves_the_experiment_created(aiohttp
     await upload_two_labels(client, model_id)
     response = await client.post(f"/api/v1/models/{model_id}/experiments", json={})
     assert response.status == 503
-    assert "RabbitMQ is unreachable" in (await response.json())["error"]["message"]
-    listed = await (await client.get(f"/api/v1/models/{model_id}/experiments")).json()
-    assert [e["status"] for e in listed["experiments"]] == ["created"]
-    assert listed["experiments"][0]["counts"]["queued"] == 27
+    body = await response.json()
+    assert "RabbitMQ is unreachable" in body["error"]["message"]
+    assert "queued automatically when RabbitMQ is back" in body["error"]["message"]
+    shown = await (await client.get(f"/api/v1/experiments/{body['experiment_id']}")).json()
+    assert (shown["status"], shown["waiting_for_broker"], shown["counts"]["queued"]) == (
+        "running", True, 27)
+    # When the broker is back (here: a stub in its place), the reconciler sends the messages
+    from dramatiq.brokers.stub import StubBroker
+
+    back = StubBroker()
+    back.declare_queue("sweeplab_train")
+    assert reconcile(settings, back) == {"published": 27, "nudged": 0}
+    assert back.queues["sweeplab_train"].qsize() == 27
+    shown = await (await client.get(f"/api/v1/experiments/{body['experiment_id']}")).json()
+    assert shown["waiting_for_broker"] is False
+
+
+async def test_retry_queues_failed_runs_again_and_never_the_succeeded(client, db, stub_worker,
+                                                                     monkeypatch):
+    # Given a sweep where j = 4 failed
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "fail_j4")
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1], "j": [1, 4], "k": [5, 6]}})
+    first = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    succeeded_before = {r["id"]: r["accuracy"] for r in first["runs"] if r["status"] == "succeeded"}
+    assert len(succeeded_before) == 2
+    # When the script is fixed and the failed runs are retried, several times at once
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "ok")
+    answers = await asyncio.gather(*(client.post(f"/api/v1/experiments/{first['id']}/retry")
+                                     for _ in range(4)))
+    assert sorted(a.status for a in answers) == [202, 409, 409, 409]
+    done = await wait_for_status(client, first["id"], {"completed"})
+    # Then every grid point has one run, all succeeded, the earlier successes untouched
+    assert len(done["runs"]) == 4 and done["counts"]["succeeded"] == 4
+    for run in done["runs"]:
+        if run["id"] in succeeded_before:
+            assert (run["accuracy"], run["attempts"]) == (succeeded_before[run["id"]], 1)
+        else:
+            assert run["attempts"] == 2 and run["error"] is None
+    assert done["best"]["run_id"] == max(
+        done["runs"], key=lambda r: (r["accuracy"], -r["id"]))["id"]
+    nothing = await client.post(f"/api/v1/experiments/{first['id']}/retry")
+    assert nothing.status == 409
+
+
+async def test_the_token_never_reaches_the_scripts(client, db, stub_worker, monkeypatch):
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "env")
+    monkeypatch.setenv("SWEEPLAB_API_TOKEN", "t0ken-that-must-not-leak")
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.1], "j": [1], "k": [5]}})
+    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    log = await (await client.get(f"/api/v1/runs/{done['runs'][0]['id']}/logs")).text()
+    assert "SWEEPLAB_RUN_ID=" in log
+    assert "t0ken-that-must-not-leak" not in log

@@ -52,10 +52,22 @@ def test_sqlite_migrations_equal_the_models(tmp_path):
     assert migrated == modelled
 
 
-def test_migrations_are_applied_once(tmp_path):
+def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeypatch):
+    import service.migrate as migrate_module
+
     open_database(f"sqlite:///{tmp_path / 'once.db'}")
+    # Given a database at the first migration, with a model in it
+    monkeypatch.setattr(migrate_module, "migration_names", lambda: ["m0001_initial"])
     assert apply_migrations() == ["m0001_initial"]
+    database.execute_sql("INSERT INTO model (name, description, created_at) "
+                         "VALUES ('kept', '', '2026-01-01')")
+    monkeypatch.undo()
+    # When the later migrations are applied, then again
+    later = apply_migrations()
+    # Then each ran once, and the data is still there
+    assert later == migrate_module.migration_names()[1:] and later
     assert apply_migrations() == []
+    assert database.execute_sql("SELECT name FROM model").fetchall() == [("kept",)]
     database.close()
 
 

@@ -34,7 +34,7 @@ async def in_db(request: web.Request, function: Callable[..., T], *args: Any) ->
 async def publish(request: web.Request, function: Callable[..., T], *args: Any) -> T:
     """Run a publishing function with the broker in the publisher thread; 503 if it is down."""
     loop = asyncio.get_running_loop()
-    call = partial(function, request.app[BROKER], *args)
+    call = partial(_connected, function, request.app[BROKER], *args)
     try:
         return await loop.run_in_executor(request.app[PUBLISH_EXECUTOR], call)
     except BrokerUnavailable as error:

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.aggregate import aggregate_experiment
-from service.broker import send_train
-from service.errors import Invalid
+from service.dispatch import publish_experiment
+from service.errors import Invalid, Unavailable
 from service.experiments import (
-    back_to_created,
     cancel_experiment,
     create_experiment,
     get_experiment,
     get_model,
     mark_running,
+    retry_experiment,
 )
 from service.handlers.common import answer, in_db, path_id, publish, read_json, settings_of
 from service.models import Experiment
@@ -30,22 +29,15 @@ def _list(model_id: int) -> list[dict]:
     return [experiment_json(experiment, with_runs=False) for experiment in experiments]
 
 
-def _send_all(broker: object, run_ids: list[int], timeout_s: float) -> None:
-    for run_id in run_ids:
-        send_train(broker, run_id, timeout_s)
-
-
-async def start_experiment(request: web.Request, experiment: Experiment) -> None:
-    """Queue a message per run. If the broker is down the experiment goes back to `created`
-    (503), so it is never left looking started with nothing queued."""
-    run_ids = await in_db(request, mark_running, experiment.id)
+async def start_experiment(request: web.Request, experiment_id: int) -> None:
+    """Send the queued runs' messages. If RabbitMQ is down: 503, and the reconciler sends
+    them once it is back; the experiment is never left silently stuck."""
     try:
-        await publish(request, _send_all, run_ids, experiment.timeout_s)
-    except Exception:
-        await in_db(request, back_to_created, experiment.id)
-        raise
-    # Runs may all have ended before the status said running: settle it now.
-    await in_db(request, aggregate_experiment, experiment.id)
+        await publish(request, publish_experiment, experiment_id)
+    except Unavailable as error:
+        raise Unavailable(f"{error.message}. Experiment {experiment_id} is saved; its runs "
+                          f"will be queued automatically when RabbitMQ is back",
+                          extra={"experiment_id": experiment_id}) from None
 
 
 async def create(request: web.Request) -> web.Response:
@@ -59,7 +51,8 @@ async def create(request: web.Request) -> web.Response:
     experiment = await in_db(request, create_experiment, settings_of(request),
                              path_id(request), body)
     if start:
-        await start_experiment(request, experiment)
+        await in_db(request, mark_running, experiment.id)
+        await start_experiment(request, experiment.id)
     return answer(await in_db(request, _view, experiment.id), status=201)
 
 
@@ -72,9 +65,17 @@ async def show(request: web.Request) -> web.Response:
 
 
 async def start(request: web.Request) -> web.Response:
-    experiment = await in_db(request, get_experiment, path_id(request))
-    await start_experiment(request, experiment)
-    return answer(await in_db(request, _view, experiment.id), status=202)
+    experiment_id = path_id(request)
+    await in_db(request, mark_running, experiment_id)
+    await start_experiment(request, experiment_id)
+    return answer(await in_db(request, _view, experiment_id), status=202)
+
+
+async def retry(request: web.Request) -> web.Response:
+    experiment_id = path_id(request)
+    await in_db(request, retry_experiment, experiment_id, "api")
+    await start_experiment(request, experiment_id)
+    return answer(await in_db(request, _view, experiment_id), status=202)
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -13,6 +13,8 @@ for n in range(0, len(argv), 2):
     args[argv[n].lstrip("-")] = argv[n + 1]
 
 mode = os.environ.get("FAKE_TRAIN_MODE", "ok")
+if mode == "env":
+    print("environment:", " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())))
 print("loading images from", args["images"])
 print("epoch 1/3 loss=2.31")
 time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
