@@ -46,6 +46,10 @@ class ArchiveError(ValueError):
     """The whole archive is refused; the message says why."""
 
 
+class ArchiveTooLarge(ArchiveError):
+    """Past a limit (members, bytes): the whole request is refused with 413."""
+
+
 def is_archive(path: Path, original_name: str) -> bool:
     if original_name.lower().endswith(ARCHIVE_SUFFIXES):
         return True
@@ -83,7 +87,7 @@ class _Budget:
     def count_member(self) -> None:
         self.members += 1
         if self.members > self.limits.max_members:
-            raise ArchiveError(f"more than {self.limits.max_members} members")
+            raise ArchiveTooLarge(f"more than {self.limits.max_members} members")
 
     def copy(self, source: IO[bytes], target: Path) -> None:
         written = 0
@@ -92,10 +96,10 @@ class _Budget:
                 written += len(block)
                 self.total += len(block)
                 if written > self.limits.max_file_bytes:
-                    raise ArchiveError(f"a member unpacks to more than "
+                    raise ArchiveTooLarge(f"a member unpacks to more than "
                                        f"{self.limits.max_file_bytes} bytes")
                 if self.total > self.limits.max_total_bytes:
-                    raise ArchiveError(f"unpacks to more than {self.limits.max_total_bytes} "
+                    raise ArchiveTooLarge(f"unpacks to more than {self.limits.max_total_bytes} "
                                        f"bytes (zip bomb guard)")
                 out.write(block)
 

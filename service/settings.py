@@ -33,6 +33,7 @@ class Settings:
     max_request_bytes: int
     max_file_bytes: int
     max_image_pixels: int
+    max_images_per_request: int
     max_archive_members: int
     max_archive_bytes: int
     lease_s: float
@@ -71,6 +72,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_MAX_REQUEST_BYTES": ("1073741824", "bytes per upload request"),
     "SWEEPLAB_MAX_FILE_BYTES": ("536870912", "bytes per uploaded file or archive"),
     "SWEEPLAB_MAX_IMAGE_PIXELS": ("25000000", "pixels per image"),
+    "SWEEPLAB_MAX_IMAGES_PER_REQUEST": ("20000", "images per upload request"),
     "SWEEPLAB_MAX_ARCHIVE_MEMBERS": ("100000", "members per archive"),
     "SWEEPLAB_MAX_ARCHIVE_BYTES": ("2147483648", "unpacked bytes per archive"),
     "SWEEPLAB_LEASE_S": ("30", "a running run whose worker is silent this long is taken over"),
@@ -113,6 +115,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_request_bytes=int(_number(env, "SWEEPLAB_MAX_REQUEST_BYTES", int)),
         max_file_bytes=int(_number(env, "SWEEPLAB_MAX_FILE_BYTES", int)),
         max_image_pixels=int(_number(env, "SWEEPLAB_MAX_IMAGE_PIXELS", int)),
+        max_images_per_request=int(_number(env, "SWEEPLAB_MAX_IMAGES_PER_REQUEST", int)),
         max_archive_members=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_MEMBERS", int)),
         max_archive_bytes=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_BYTES", int)),
         lease_s=_number(env, "SWEEPLAB_LEASE_S", float),

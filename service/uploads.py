@@ -13,7 +13,15 @@ from typing import Any
 import aiofiles
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from service.archives import ArchiveError, ArchiveLimits, Member, Rejection, is_archive, unpack
+from service.archives import (
+    ArchiveError,
+    ArchiveLimits,
+    ArchiveTooLarge,
+    Member,
+    Rejection,
+    is_archive,
+    unpack,
+)
 from service.db import database
 from service.errors import BadRequest, Invalid, TooLarge
 from service.imagecheck import CheckedImage, NotAnImage, check_image
@@ -130,6 +138,8 @@ def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
     folder.mkdir()
     try:
         members, rejected = unpack(upload.path, folder, _limits(settings), label)
+    except ArchiveTooLarge as error:  # a limit: the whole request is refused, nothing kept
+        raise TooLarge(f"archive {upload.name!r}: {error}") from None
     except ArchiveError as error:
         return [], [Rejection(upload.name, f"archive refused: {error}")]
     prefix = f"{upload.name}:"
@@ -151,6 +161,9 @@ def check_uploads(settings: Settings, received: Received,
                 _check(settings, member.path, member.name, member.label, candidates, rejected)
         else:
             _check(settings, upload.path, upload.name, label, candidates, rejected)
+        if len(candidates) > settings.max_images_per_request:
+            raise TooLarge(f"more than {settings.max_images_per_request} images in one request "
+                           f"(SWEEPLAB_MAX_IMAGES_PER_REQUEST)")
     return candidates, rejected
 
 

@@ -364,3 +364,43 @@ async def test_the_token_never_reaches_the_scripts(client, db, stub_worker, monk
     log = await (await client.get(f"/api/v1/runs/{done['runs'][0]['id']}/logs")).text()
     assert "SWEEPLAB_RUN_ID=" in log
     assert "t0ken-that-must-not-leak" not in log
+
+
+async def test_limits_refuse_the_whole_request_and_keep_nothing(aiohttp_client, tmp_path,
+                                                                stub_broker, db):
+    from service.app import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "limits", SWEEPLAB_MAX_ARCHIVE_BYTES="100000",
+                             SWEEPLAB_MAX_IMAGES_PER_REQUEST="3")
+    client = await aiohttp_client(create_app(settings, broker=stub_broker))
+    model_id = await make_model(client)
+    bomb = zip_bytes({"1/a.png": b"\0" * 60_000, "1/b.png": b"\0" * 60_000})
+    form = image_form({"good.png": png_bytes(1), "bomb.zip": bomb}, label="1")
+    refused = await client.post(f"/api/v1/models/{model_id}/images", data=form)
+    assert refused.status == 413
+    assert "zip bomb" in (await refused.json())["error"]["message"]
+    many = image_form({f"{n}.png": png_bytes(n) for n in range(4)}, label="1")
+    too_many = await client.post(f"/api/v1/models/{model_id}/images", data=many)
+    assert too_many.status == 413
+    shown = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert shown["image_count"] == 0
+    assert list(settings.images_dir.rglob("*.*")) == []
+    assert list(settings.tmp_dir.iterdir()) == []
+
+
+async def test_hostile_archive_members_are_refused_and_the_rest_kept(client, db, settings):
+    from tests.helpers import tar_gz_bytes
+
+    model_id = await make_model(client)
+    archive = tar_gz_bytes({"../../evil.png": png_bytes(1), "/abs.png": png_bytes(2),
+                            "3/ok.png": png_bytes(3), "3/nested.tar.gz": b"x",
+                            ".hidden/x.png": png_bytes(4)},
+                           links={"3/link.png": "/etc/passwd"})
+    response = await client.post(f"/api/v1/models/{model_id}/images",
+                                 data=image_form({"hostile.tar.gz": archive}))
+    body = await response.json()
+    assert response.status == 201, body
+    assert (body["added"], body["labels"]) == (1, {"3": 1})
+    assert len(body["rejected"]) == 5
+    assert not any(settings.data_dir.parent.rglob("evil.png"))
