@@ -61,11 +61,12 @@ class Stack:
     """The API (`python -m service`) and a worker (`dramatiq actors`) as real processes."""
 
     def __init__(self, data_dir: Path, broker_url: str, threads: int = 2,
-                 **env: str) -> None:
+                 processes: int = 1, **env: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.threads = threads
+        self.processes = processes
         self.env = {**os.environ, "SWEEPLAB_DATA_DIR": str(data_dir),
                     "SWEEPLAB_BROKER_URL": broker_url, "PYTHONUNBUFFERED": "1", **env}
         self.api: subprocess.Popen[bytes] | None = None
@@ -87,8 +88,9 @@ class Stack:
     def start_worker(self) -> None:
         self.worker_starts += 1
         dramatiq = str(Path(sys.executable).parent / "dramatiq")
-        self.worker = self._spawn([dramatiq, "actors", "--processes", "1", "--threads",
-                                   str(self.threads)], f"worker-{self.worker_starts}.log")
+        self.worker = self._spawn([dramatiq, "actors", "--processes", str(self.processes),
+                                   "--threads", str(self.threads)],
+                                  f"worker-{self.worker_starts}.log")
 
     def worker_children(self) -> list[int]:
         assert self.worker is not None
@@ -107,9 +109,14 @@ class Stack:
             time.sleep(0.2)
         raise AssertionError(f"API not healthy after {timeout} s\n{self.log('api.log')}")
 
-    def log(self, name: str) -> str:
+    def log(self, name: str, tail: int = 5000) -> str:
         path = self.logs / name
-        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def kill_api(self) -> None:
+        assert self.api is not None
+        os.killpg(self.api.pid, signal.SIGKILL)
+        self.api.wait()
 
     def request(self, method: str, path: str, body: Any = None,
                 data: bytes | None = None, headers: dict[str, str] | None = None
