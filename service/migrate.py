@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import migrations
-from service.db import database, open_database
+from service.db import database, is_sqlite, open_database
 from service.models import SchemaMigration
 from service.settings import load_settings
 
@@ -17,6 +19,24 @@ from service.settings import load_settings
 def migration_names() -> list[str]:
     names = [info.name for info in pkgutil.iter_modules(migrations.__path__)]
     return sorted(name for name in names if name.startswith("m"))
+
+
+@contextmanager
+def _foreign_keys_deferred() -> Iterator[None]:
+    """On SQLite, some schema changes rebuild a table (copy, drop, rename). With foreign keys
+    on, dropping the old table would cascade-delete every row that refers to it, so they are
+    switched off around the migration, then checked (SQLite's documented procedure)."""
+    if not is_sqlite():
+        yield
+        return
+    database.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        broken = database.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"migration left rows pointing nowhere: {broken[:5]}")
+    finally:
+        database.execute_sql("PRAGMA foreign_keys = ON")
 
 
 def apply_migrations() -> list[str]:
@@ -28,7 +48,7 @@ def apply_migrations() -> list[str]:
         if name in done:
             continue
         module = importlib.import_module(f"migrations.{name}")
-        with database.atomic():
+        with _foreign_keys_deferred(), database.atomic():
             module.upgrade(database.obj)
             SchemaMigration.create(version=name)
         applied.append(name)

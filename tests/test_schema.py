@@ -59,15 +59,25 @@ def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeyp
     # Given a database at the first migration, with a model in it
     monkeypatch.setattr(migrate_module, "migration_names", lambda: ["m0001_initial"])
     assert apply_migrations() == ["m0001_initial"]
-    database.execute_sql("INSERT INTO model (name, description, created_at) "
-                         "VALUES ('kept', '', '2026-01-01')")
+    for statement in (
+        "INSERT INTO model (id, name, description, created_at) VALUES (1, 'kept', '', '2026')",
+        "INSERT INTO experiment (id, model_id, status, grid, timeout_s, image_count, created_at)"
+        " VALUES (1, 1, 'completed', '{}', 10, 0, '2026')",
+        "INSERT INTO run (id, experiment_id, param_i, param_j, param_k, status, attempts)"
+        " VALUES (1, 1, 0.1, 1, 1, 'succeeded', 1)",
+        "INSERT INTO run_event (run_id, from_status, to_status, actor, at)"
+        " VALUES (1, 'queued', 'running', 'w', '2026')",
+    ):
+        database.execute_sql(statement)
     monkeypatch.undo()
     # When the later migrations are applied, then again
     later = apply_migrations()
-    # Then each ran once, and the data is still there
+    # Then each ran once, and every row is still there (a table rebuild must not cascade)
     assert later == migrate_module.migration_names()[1:] and later
     assert apply_migrations() == []
-    assert database.execute_sql("SELECT name FROM model").fetchall() == [("kept",)]
+    for table in ("model", "experiment", "run", "run_event"):
+        assert database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone() == (1,), table
+    assert database.execute_sql("PRAGMA foreign_keys").fetchone() == (1,)
     database.close()
 
 
