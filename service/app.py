@@ -12,6 +12,8 @@ import dramatiq
 from aiohttp import web
 
 from service.broker import BrokerUnavailable, make_broker
+from service.dashboard.security import guard_pages
+from service.dashboard.setup import setup_templates
 from service.db import database, open_database
 from service.dispatch import reconcile
 from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
@@ -84,12 +86,14 @@ def reconcile_interval(settings: Settings) -> float:
 def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
     """The API for `settings`; `broker` replaces the one the settings name (tests pass a stub)."""
     # client_max_size bounds JSON bodies; uploads are streamed and bounded by our own limits.
-    app = web.Application(middlewares=[json_errors, require_token], client_max_size=1 << 20)
+    app = web.Application(middlewares=[json_errors, require_token, guard_pages],
+                          client_max_size=1 << 20)
     app[SETTINGS] = settings
     if broker is not None:
         app[BROKER] = broker
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_reconciler)
+    setup_templates(app)
     setup_routes(app)
     return app

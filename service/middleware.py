@@ -6,6 +6,7 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 
+import aiohttp_jinja2
 from aiohttp import web
 
 from service.errors import ApiError, Unauthorized
@@ -17,8 +18,23 @@ HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
               413: "too_large", 415: "unsupported_media_type"}
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+TITLES = {400: "That request is not right", 401: "Sign in first", 403: "Not allowed",
+          404: "Not found", 405: "Not allowed", 409: "Not now", 413: "Too large",
+          422: "Those values are not right", 503: "A service is unavailable"}
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith(("/api/", "/healthz"))
+
+
+def _error(request: web.Request, status: int, code: str, message: str,
+           body: dict | None = None) -> web.Response:
+    if not _is_api(request):  # the dashboard's pages answer with a page
+        context = {"status": status, "title": TITLES.get(status, "Something went wrong"),
+                   "message": message}
+        return aiohttp_jinja2.render_template("error.html", request, context, status=status)
+    return web.json_response(body or {"error": {"code": code, "message": message}},
+                             status=status)
 
 
 @web.middleware
@@ -26,16 +42,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as error:
-        return web.json_response(error.body(), status=error.status)
+        return _error(request, error.status, error.code, error.message, error.body())
     except web.HTTPException as error:
         if error.status < 400:
             raise
         code = HTTP_CODES.get(error.status, "error")
         message = error.reason if error.status != 404 else f"no route for {request.path}"
-        return _error(error.status, code, message)
+        return _error(request, error.status, code, message)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal", "internal error; the server log has the details")
+        return _error(request, 500, "internal", "internal error; the server log has the details")
 
 
 def _bearer(request: web.Request) -> bytes:

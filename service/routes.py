@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.dashboard import actions, pages
+from service.dashboard.setup import STATIC_DIR
 from service.handlers import experiments, health, models, runs
 
 ID = r"{id:\d{1,18}}"
+SHA = r"{sha:[0-9a-f]{64}}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -27,3 +30,25 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(f"/api/v1/experiments/{ID}/retry", experiments.retry)
     app.router.add_get(f"/api/v1/runs/{ID}", runs.show)
     app.router.add_get(f"/api/v1/runs/{ID}/logs", runs.logs)
+    setup_dashboard_routes(app)
+
+
+def setup_dashboard_routes(app: web.Application) -> None:
+    app.router.add_get("/", pages.index)
+    app.router.add_post("/models", actions.create)
+    app.router.add_get(f"/models/{ID}", pages.model)
+    app.router.add_get(f"/models/{ID}/images/{SHA}", pages.thumbnail)
+    app.router.add_post(f"/models/{ID}/upload", actions.upload)
+    app.router.add_post(f"/models/{ID}/experiments", actions.new_experiment)
+    app.router.add_post(f"/models/{ID}/predict", actions.predict)
+    app.router.add_get(f"/experiments/{ID}", pages.experiment)
+    app.router.add_get(f"/experiments/{ID}/live", pages.experiment_live)
+    app.router.add_post(f"/experiments/{ID}/start", actions.start)
+    app.router.add_post(f"/experiments/{ID}/cancel", actions.cancel)
+    app.router.add_post(f"/experiments/{ID}/retry", actions.retry)
+    app.router.add_get(f"/runs/{ID}", pages.run)
+    app.router.add_get(f"/runs/{ID}/live", pages.run_live)
+    app.router.add_get("/login", pages.login_form)
+    app.router.add_post("/login", pages.login)
+    app.router.add_post("/logout", pages.logout)
+    app.router.add_static("/static/", STATIC_DIR)

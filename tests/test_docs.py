@@ -25,7 +25,8 @@ def app_routes() -> set[tuple[str, str]]:
         if route.method == "HEAD":
             continue
         path = re.sub(r"\{(\w+):[^}]*\}\}?", r"{\1}", route.resource.canonical)
-        routes.add((route.method, path))
+        if path.startswith(("/api/", "/healthz")):  # the API; the dashboard's pages are not
+            routes.add((route.method, path))
     return routes
 
 

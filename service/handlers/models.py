@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 from aiohttp import web
 
 from service.errors import Conflict, Invalid, NotFound
@@ -14,6 +17,16 @@ from service.predict import run_prediction
 from service.storage import new_temp_dir, remove_tree
 from service.uploads import check_uploads, receive_files, record_images
 from service.views import best_json, label_counts, model_json
+
+PREVIEW_BYTES = 512 * 1024
+MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp",
+        "tif": "image/tiff", "webp": "image/webp", "ppm": "image/x-portable-pixmap"}
+
+
+def _data_url(path: Path, extension: str, size: int) -> str | None:
+    if size > PREVIEW_BYTES:
+        return None
+    return f"data:{MIME[extension]};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
 def _model_view(model_id: int) -> dict:
@@ -43,8 +56,8 @@ async def delete(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def upload_images(request: web.Request) -> web.Response:
-    model_id = path_id(request)
+async def ingest_upload(request: web.Request, model_id: int) -> dict:
+    """Stream, check and store the images of an upload request; the answer's body."""
     settings = settings_of(request)
     await in_db(request, get_model, model_id)
     temp_dir = new_temp_dir(settings, "upload")
@@ -63,8 +76,12 @@ async def upload_images(request: web.Request) -> web.Response:
         image_count, labels = await in_db(request, label_counts, model_id)
     finally:
         remove_tree(temp_dir)
-    return answer({"added": added, "duplicates": duplicates, "rejected": rejected_json,
-                   "image_count": image_count, "labels": labels}, status=201)
+    return {"added": added, "duplicates": duplicates, "rejected": rejected_json,
+            "image_count": image_count, "labels": labels}
+
+
+async def upload_images(request: web.Request) -> web.Response:
+    return answer(await ingest_upload(request, path_id(request)), status=201)
 
 
 def _best_of(model_id: int) -> dict | None:
@@ -87,9 +104,11 @@ def _best_run(model_id: int) -> Run:
     return run
 
 
-async def predict(request: web.Request) -> web.Response:
+async def predict_upload(request: web.Request, model_id: int) -> tuple[dict, str | None]:
+    """Run the test script on the uploaded image; its answer, and the image as a data URL
+    (for the page to show it; None past PREVIEW_BYTES)."""
     settings = settings_of(request)
-    run = await in_db(request, _best_run, path_id(request))
+    run = await in_db(request, _best_run, model_id)
     temp_dir = new_temp_dir(settings, "predict")
     try:
         received = await receive_files(request, settings, temp_dir, "image")
@@ -101,6 +120,12 @@ async def predict(request: web.Request) -> web.Response:
         except NotAnImage as error:
             raise Invalid(f"{upload.name}: {error}", field="image") from None
         image = checked.path.rename(temp_dir / f"image.{checked.extension}")
-        return answer(await run_prediction(settings, run, image))
+        result = await run_prediction(settings, run, image)
+        return result, _data_url(image, checked.extension, checked.size_bytes)
     finally:
         remove_tree(temp_dir)
+
+
+async def predict(request: web.Request) -> web.Response:
+    result, _ = await predict_upload(request, path_id(request))
+    return answer(result)

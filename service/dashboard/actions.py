@@ -1,0 +1,94 @@
+"""What the pages' forms do: the same functions the API calls, answered with a redirect."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from aiohttp import web
+
+from service.dashboard import data
+from service.dashboard.pages import render
+from service.errors import Invalid
+from service.experiments import (
+    cancel_experiment,
+    create_experiment,
+    create_model,
+    mark_running,
+    retry_experiment,
+)
+from service.handlers.common import in_db, path_id, settings_of
+from service.handlers.experiments import start_experiment
+from service.handlers.models import ingest_upload, predict_upload
+
+
+def _redirect(location: str, notice: str | None = None) -> web.HTTPSeeOther:
+    suffix = f"?notice={quote(notice)}" if notice else ""
+    return web.HTTPSeeOther(location + suffix)
+
+
+async def create(request: web.Request) -> web.Response:
+    form = await request.post()
+    body = {"name": str(form.get("name", "")), "description": str(form.get("description", ""))}
+    model = await in_db(request, create_model, body)
+    raise _redirect(f"/models/{model.id}", f"Model {model.name!r} created")
+
+
+async def upload(request: web.Request) -> web.Response:
+    model_id = path_id(request)
+    result = await ingest_upload(request, model_id)
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response(result, status=201)  # the page's progress-bar upload
+    raise _redirect(f"/models/{model_id}", f"{result['added']} image(s) added, "
+                    f"{result['duplicates']} already there, {len(result['rejected'])} refused")
+
+
+def _number_list(raw: str, key: str) -> list[float]:
+    try:
+        return [float(part) for part in raw.replace(",", " ").split()]
+    except ValueError:
+        raise Invalid(f"grid.{key}: write numbers separated by commas, e.g. 0.001, 0.01",
+                      field=f"grid.{key}") from None
+
+
+def _experiment_body(form: dict) -> dict:
+    grid = {key: _number_list(str(form.get(key, "")), key) for key in ("i", "j", "k")}
+    body: dict = {"grid": {key: values for key, values in grid.items() if values}}
+    if str(form.get("timeout_s", "")).strip():
+        body["timeout_s"] = _number_list(str(form["timeout_s"]), "timeout_s")[0]
+    return body
+
+
+async def new_experiment(request: web.Request) -> web.Response:
+    form = await request.post()
+    experiment = await in_db(request, create_experiment, settings_of(request),
+                             path_id(request), _experiment_body(dict(form)))
+    await in_db(request, mark_running, experiment.id)
+    await start_experiment(request, experiment.id)
+    raise _redirect(f"/experiments/{experiment.id}", "Sweep started")
+
+
+async def start(request: web.Request) -> web.Response:
+    experiment_id = path_id(request)
+    await in_db(request, mark_running, experiment_id)
+    await start_experiment(request, experiment_id)
+    raise _redirect(f"/experiments/{experiment_id}", "Sweep started")
+
+
+async def cancel(request: web.Request) -> web.Response:
+    experiment_id = path_id(request)
+    await in_db(request, cancel_experiment, experiment_id, "dashboard")
+    raise _redirect(f"/experiments/{experiment_id}", "Sweep cancelled")
+
+
+async def retry(request: web.Request) -> web.Response:
+    experiment_id = path_id(request)
+    moved = await in_db(request, retry_experiment, experiment_id, "dashboard")
+    await start_experiment(request, experiment_id)
+    raise _redirect(f"/experiments/{experiment_id}", f"{moved} run(s) queued again")
+
+
+async def predict(request: web.Request) -> web.Response:
+    model_id = path_id(request)
+    result, preview = await predict_upload(request, model_id)
+    context = await in_db(request, data.model_page, model_id)
+    return render(request, "model.html", {**context, "prediction": result, "preview": preview})

@@ -1,0 +1,113 @@
+"""What each page shows, gathered from the database (blocking: called in the DB threads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from service.dashboard.heatmap import marginal_effects, panels
+from service.experiments import get_experiment, get_model, get_run
+from service.models import Experiment, Image, MLModel, ModelImage, RunStatus
+from service.settings import Settings
+from service.storage import image_path
+from service.training import STDERR_NAME, STDOUT_NAME, read_tail
+from service.views import experiment_json, model_json, run_json
+
+THUMBNAILS_PER_LABEL = 4
+SORT_KEYS = {"id", "i", "j", "k", "status", "accuracy", "duration_s", "attempts"}
+LOG_LIMIT = 256 * 1024
+
+
+def models_overview() -> list[dict[str, Any]]:
+    return [model_json(model) for model in MLModel.select().order_by(MLModel.id)]
+
+
+def _thumbnails(model_id: int) -> dict[str | None, list[str]]:
+    shown: dict[str | None, list[str]] = {}
+    rows = (ModelImage.select(ModelImage.label, Image.sha256).join(Image)
+            .where(ModelImage.model == model_id).order_by(ModelImage.id).tuples())
+    for label, sha in rows:
+        chosen = shown.setdefault(label, [])
+        if len(chosen) < THUMBNAILS_PER_LABEL:
+            chosen.append(sha)
+    return shown
+
+
+def model_page(model_id: int) -> dict[str, Any]:
+    model = model_json(get_model(model_id))
+    experiments = Experiment.select().where(Experiment.model == model_id).order_by(
+        Experiment.id.desc())
+    return {"model": model, "thumbnails": _thumbnails(model_id),
+            "experiments": [experiment_json(e, with_runs=False) for e in experiments]}
+
+
+def thumbnail_file(settings: Settings, model_id: int, sha256: str) -> Any:
+    row = (ModelImage.select(Image.extension).join(Image)
+           .where(ModelImage.model == model_id, Image.sha256 == sha256).tuples().first())
+    return image_path(settings, sha256, row[0]) if row else None
+
+
+def _sort_value(run: dict[str, Any], key: str) -> Any:
+    return run["params"][key] if key in ("i", "j", "k") else run[key]
+
+
+def sorted_runs(runs: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
+    """Runs sorted by `key`; those without a value (no accuracy yet) always come last."""
+    key = key if key in SORT_KEYS else "id"
+    present = [run for run in runs if _sort_value(run, key) is not None]
+    missing = [run for run in runs if _sort_value(run, key) is None]
+    present.sort(key=lambda run: (_sort_value(run, key), run["id"]), reverse=descending)
+    return present + missing
+
+
+def _seconds_left(experiment: dict[str, Any]) -> float | None:
+    """Runs left x the mean duration so far / how many run at once (at least one)."""
+    counts = experiment["counts"]
+    durations = [r["duration_s"] for r in experiment["runs"] if r["duration_s"]]
+    left = counts[RunStatus.QUEUED] + counts[RunStatus.RUNNING]
+    if not durations or not left or experiment["status"] != "running":
+        return None
+    at_once = max(1, counts[RunStatus.RUNNING])
+    return left * (sum(durations) / len(durations)) / at_once
+
+
+def _progress(experiment: dict[str, Any]) -> dict[str, Any]:
+    counts = experiment["counts"]
+    total = sum(counts.values())
+    ended = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    return {"total": total, "ended": ended,
+            "percent": round(100 * ended / total) if total else 0,
+            "seconds_left": _seconds_left(experiment)}
+
+
+def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | None,
+                    y: str | None) -> dict[str, Any]:
+    experiment = experiment_json(get_experiment(experiment_id))
+    best_id = experiment["best"]["run_id"] if experiment["best"] else None
+    return {
+        "experiment": experiment,
+        "model": model_json(get_model(experiment["model_id"])),
+        "progress": _progress(experiment),
+        "panels": panels(experiment["runs"], experiment["grid"], best_id, x, y),
+        "effects": marginal_effects(experiment["runs"], experiment["grid"]),
+        "runs": sorted_runs(experiment["runs"], sort, descending),
+        "sort": sort if sort in SORT_KEYS else "id",
+        "descending": descending,
+        "best_id": best_id,
+    }
+
+
+def run_page(settings: Settings, run_id: int) -> dict[str, Any]:
+    run = get_run(run_id)
+    folder = settings.runs_dir / str(run_id)
+    experiment = get_experiment(run.experiment_id)
+    return {"run": run_json(run), "model_id": experiment.model_id,
+            "stdout": read_tail(folder / STDOUT_NAME, LOG_LIMIT),
+            "stderr": read_tail(folder / STDERR_NAME, LOG_LIMIT),
+            "is_best": experiment.best_run_id == run_id}
+
+
+def age(moment: str | None) -> str:
+    if not moment:
+        return ""
+    return datetime.fromisoformat(moment.rstrip("Z")).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,51 @@
+"""The dashboard's template environment: filters and what every page may use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from service.dashboard.data import age
+from service.dashboard.heatmap import PARAM_NAMES, colour, legend_stops
+from service.dashboard.security import csrf_token, signed_in
+from service.keys import SETTINGS
+
+SERVICE_DIR = Path(__file__).resolve().parent.parent
+STATIC_DIR = SERVICE_DIR / "static"
+
+
+def accuracy(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def params(value: dict[str, Any]) -> str:
+    return " · ".join(f"{key}={value[key]}" for key in ("i", "j", "k"))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+async def _page_context(request: web.Request) -> dict[str, Any]:
+    return {"csrf": csrf_token(request), "signed_in": signed_in(request),
+            "token_required": bool(request.app[SETTINGS].api_token), "colour": colour,
+            "legend_stops": legend_stops, "param_names": PARAM_NAMES}
+
+
+def setup_templates(app: web.Application) -> None:
+    environment = aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(SERVICE_DIR / "templates"),
+        autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+        context_processors=[_page_context], trim_blocks=True, lstrip_blocks=True)
+    environment.filters.update(acc=accuracy, params=params, duration=duration, when=age)
