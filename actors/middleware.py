@@ -11,17 +11,19 @@ from service.db import database
 
 
 class DatabaseConnection(Middleware):
-    """A database connection per message, closed after it, so none goes stale between."""
+    """Every message finds its thread's database connection open.
+
+    The connection is kept between messages: opening one (and setting SQLite's pragmas) for
+    each message cost more than the rest of a short run's bookkeeping. After a failed message
+    it is closed, so a broken connection (PostgreSQL restarted) is not reused."""
 
     def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
         database.connect(reuse_if_open=True)
 
     def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
-        if not database.is_closed():
+        if exception is not None and not database.is_closed():
             database.close()
-
-    after_skip_message = after_process_message
 
 
 class PrefetchNoMoreThanThreads(Middleware):

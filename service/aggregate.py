@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from peewee import fn
 
-from service.db import database
+from service.db import write_transaction
 from service.models import (
     TERMINAL_RUN_STATES,
     Experiment,
@@ -56,7 +56,7 @@ def _finished_at(experiment_id: int) -> object:
 
 
 def aggregate_experiment(experiment_id: int) -> None:
-    with database.atomic():
+    with write_transaction():
         experiment = Experiment.get_or_none(Experiment.id == experiment_id)
         if experiment is None:
             return

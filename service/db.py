@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from peewee import Database, DatabaseProxy, SqliteDatabase
@@ -31,6 +34,23 @@ def open_database(url: str) -> Database:
         db = connect(url)
     database.initialize(db)
     return db
+
+
+# SQLite lets one writer in at a time; the others wait in its busy handler, which sleeps in
+# steps of up to 100 ms. Threads of one process queue on this lock instead, and are woken the
+# moment the writer is done; only writers of different processes meet the busy handler.
+_write_lock = threading.RLock()  # re-entrant: transactions nest (as savepoints)
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """A read-then-write transaction: IMMEDIATE on SQLite, one writer thread per process."""
+    if not is_sqlite():
+        with database.atomic():
+            yield
+        return
+    with _write_lock, database.atomic():
+        yield
 
 
 def is_sqlite() -> bool:

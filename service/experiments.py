@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from service.aggregate import aggregate_experiment
-from service.db import database
+from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
 from service.grid import expand_grid, validate_grid
 from service.models import (
@@ -75,7 +75,7 @@ def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -
     images = _training_images(settings, model_id)
     if not images:
         raise Conflict(f"model {model_id} has no images yet; upload training images first")
-    with database.atomic():
+    with write_transaction():
         experiment = Experiment.create(model=model_id, grid=grid, timeout_s=timeout_s,
                                        image_count=len(images))
         rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k}
@@ -92,7 +92,7 @@ def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -
 
 def mark_running(experiment_id: int) -> None:
     """Move a created experiment to running, its messages still to send. 409 if not `created`."""
-    with database.atomic():
+    with write_transaction():
         experiment = get_experiment(experiment_id)
         if experiment.status != ExperimentStatus.CREATED:
             raise Conflict(f"experiment {experiment_id} is {experiment.status}; "
@@ -103,7 +103,7 @@ def mark_running(experiment_id: int) -> None:
 
 def retry_experiment(experiment_id: int, actor: str) -> int:
     """Queue again the runs that failed or were cancelled; return how many."""
-    with database.atomic():
+    with write_transaction():
         experiment = get_experiment(experiment_id)
         if experiment.status == ExperimentStatus.CREATED:
             raise Conflict(f"experiment {experiment_id} has not started; start it instead")
@@ -121,7 +121,7 @@ def retry_experiment(experiment_id: int, actor: str) -> int:
 
 
 def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
-    with database.atomic():
+    with write_transaction():
         experiment = get_experiment(experiment_id)
         if experiment.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED):
             raise Conflict(f"experiment {experiment_id} has already ended ({experiment.status})")
@@ -152,7 +152,7 @@ def _delete_orphan_images(settings: Settings) -> list[Path]:
 
 
 def delete_model(settings: Settings, model_id: int) -> None:
-    with database.atomic():
+    with write_transaction():
         get_model(model_id)
         if _has_active_runs(model_id):
             raise Conflict(f"model {model_id} has queued or running runs; cancel its "
@@ -177,7 +177,7 @@ def create_model(body: dict[str, Any]) -> MLModel:
     if not isinstance(description, str) or len(description) > 10_000:
         raise Invalid("description must be a string of at most 10000 characters",
                       field="description")
-    with database.atomic():
+    with write_transaction():
         if MLModel.select().where(MLModel.name == name.strip()).exists():
             raise Conflict(f"a model named {name.strip()!r} already exists")
         return MLModel.create(name=name.strip(), description=description)

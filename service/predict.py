@@ -15,7 +15,7 @@ from service.errors import Conflict
 from service.models import Run
 from service.parsing import last_line_dict
 from service.settings import Settings
-from service.supervise import die_with_parent, kill_group
+from service.supervise import kill_group, with_parent_death_signal
 from service.training import read_tail, script_env
 
 OUTPUT_LIMIT = 64 * 1024
@@ -28,10 +28,11 @@ def test_argv(settings: Settings, run: Run, image: Path) -> list[str]:
 
 async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
                      timeout_s: float) -> tuple[int | None, bool]:
+    command, preexec = with_parent_death_signal(argv)
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         child = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            start_new_session=True, preexec_fn=die_with_parent, env=script_env(0),
+            *command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+            start_new_session=True, preexec_fn=preexec, env=script_env(0),
         )
     try:
         code = await asyncio.wait_for(child.wait(), timeout_s)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from service.db import database, is_sqlite
+from service.db import is_sqlite, write_transaction
 from service.models import TERMINAL_RUN_STATES, Run, RunEvent, RunStatus
 from service.timeutil import utcnow
 
@@ -42,7 +42,7 @@ def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus]
                attempt: int | None = None, reason: str | None = None,
                **changes: Any) -> bool:
     """Move the run to `to` if it is in one of `expect` (and at `attempt`); True if it moved."""
-    with database.atomic():
+    with write_transaction():
         run = _locked(run_id)
         if run is None or run.status not in expect:
             return False
@@ -105,7 +105,7 @@ def _give_up(run: Run, worker: str) -> Claim:
 
 def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
     """Take the run for `worker`, or say why not."""
-    with database.atomic():
+    with write_transaction():
         run = _locked(run_id)
         if run is None:
             return Claim(ClaimOutcome.GONE)
@@ -122,8 +122,9 @@ def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
 
 def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:
     """Renew the lease; False when the run is no longer this attempt's (cancelled, taken over)."""
-    updated = (Run.update(heartbeat_at=utcnow(), **changes)
-               .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value,
-                      Run.attempts == attempt)
-               .execute())
+    with write_transaction():
+        updated = (Run.update(heartbeat_at=utcnow(), **changes)
+                   .where(Run.id == run_id, Run.status == RunStatus.RUNNING.value,
+                          Run.attempts == attempt)
+                   .execute())
     return updated == 1

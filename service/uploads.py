@@ -22,7 +22,7 @@ from service.archives import (
     is_archive,
     unpack,
 )
-from service.db import database
+from service.db import write_transaction
 from service.errors import BadRequest, Invalid, TooLarge
 from service.imagecheck import CheckedImage, NotAnImage, check_image
 from service.labels import check_label
@@ -188,7 +188,7 @@ def record_images(settings: Settings, model_id: int,
     for candidate in candidates:  # files first: a crash here leaves no row without its file
         store_image(settings, candidate.image.path, candidate.image.sha256,
                     candidate.image.extension)
-    with database.atomic():
+    with write_transaction():
         existing = _already_in_model(model_id, [c.image.sha256 for c in candidates])
         fresh: dict[str, Candidate] = {}
         for candidate in candidates:
