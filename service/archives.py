@@ -19,7 +19,7 @@ from service.labels import LabelError, check_label
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
-CHUNK = 1 << 16
+CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp", "TIFF": "tif",
               "WEBP": "webp", "PPM": "ppm"}
+
+
+SMALL_FILE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open_checked(path: Path, max_pixels: int) -> tuple[str, int, int]:
+def _open_checked(source: Path | BinaryIO, max_pixels: int) -> tuple[str, int, int]:
     with warnings.catch_warnings():
         # Pillow warns past MAX_IMAGE_PIXELS and only raises past twice that: make both refuse.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             kind, (width, height) = image.format or "", image.size
             if width * height > max_pixels:
                 raise NotAnImage(f"{width}x{height} pixels is more than {max_pixels}")
@@ -50,8 +55,12 @@ def _open_checked(path: Path, max_pixels: int) -> tuple[str, int, int]:
 def check_image(path: Path, max_pixels: int) -> CheckedImage:
     """Open and verify the file; raise `NotAnImage` with a reason a person can act on."""
     Image.MAX_IMAGE_PIXELS = max_pixels
+    size = path.stat().st_size
+    # A small file is read once, for Pillow and the hash alike; a large one is streamed twice.
+    data = path.read_bytes() if size <= SMALL_FILE else None
     try:
-        kind, width, height = _open_checked(path, max_pixels)
+        kind, width, height = _open_checked(io.BytesIO(data) if data is not None else path,
+                                            max_pixels)
     except NotAnImage:
         raise
     except UnidentifiedImageError:
@@ -63,5 +72,5 @@ def check_image(path: Path, max_pixels: int) -> CheckedImage:
     if kind not in EXTENSIONS:
         raise NotAnImage(f"image format {kind or 'unknown'} is not accepted; "
                          f"accepted: {', '.join(sorted(EXTENSIONS))}")
-    return CheckedImage(path, sha256_of(path), EXTENSIONS[kind], path.stat().st_size,
-                        width, height)
+    digest = hashlib.sha256(data).hexdigest() if data is not None else sha256_of(path)
+    return CheckedImage(path, digest, EXTENSIONS[kind], size, width, height)

@@ -6,6 +6,7 @@ leaves only its temporary folder, which is removed (and cleared at start after a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from service.settings import Settings
 from service.storage import store_image
 
 CHUNK = 1 << 16
+SPOOL_WRITE = 1 << 20
 MAX_TEXT_FIELD = 1000
 IN_BATCH = 500
 
@@ -39,6 +41,8 @@ IN_BATCH = 500
 class ReceivedFile:
     path: Path
     name: str
+    offset: int = 0
+    length: int = 0
 
 
 @dataclass
@@ -60,14 +64,48 @@ class _RequestBudget:
             raise TooLarge(f"request is larger than {self.settings.max_request_bytes} bytes")
 
 
-async def _save_part(part: BodyPartReader, target: Path, budget: _RequestBudget) -> None:
+class Spool:
+    """Every file part of a request, appended to one file through aiofiles in 1 MiB writes.
+
+    One file and a few large writes instead of an open, writes and a close per part: a
+    request of 2,000 small images costs 2,000 thread hops less. The parts are split into
+    files of their own afterwards, in a worker thread, by a kernel-side copy."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.buffer = bytearray()
+        self.size = 0
+        self.handle: Any = None
+
+    async def __aenter__(self) -> Spool:
+        self.handle = await aiofiles.open(self.path, "wb")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.flush()
+        await self.handle.close()
+
+    async def write(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        self.size += len(chunk)
+        if len(self.buffer) >= SPOOL_WRITE:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.buffer:
+            await self.handle.write(bytes(self.buffer))
+            self.buffer.clear()
+
+
+async def _save_part(part: BodyPartReader, spool: Spool, budget: _RequestBudget) -> int:
+    """Append the part to the spool; return its length."""
     written = 0
     name = part.filename or "upload"
-    async with aiofiles.open(target, "wb") as out:
-        while chunk := await part.read_chunk(CHUNK):
-            written += len(chunk)
-            budget.add(len(chunk), written, name)
-            await out.write(chunk)
+    while chunk := await part.read_chunk(CHUNK):
+        written += len(chunk)
+        budget.add(len(chunk), written, name)
+        await spool.write(chunk)
+    return written
 
 
 async def _read_text(part: BodyPartReader) -> str:
@@ -88,27 +126,49 @@ async def _multipart(request: web.Request, settings: Settings) -> MultipartReade
     return await request.multipart()
 
 
-async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
-                        file_field: str) -> Received:
-    """Stream every file part named `file_field` into `temp_dir`; read the `label` text part."""
-    reader = await _multipart(request, settings)
-    received = Received()
-    budget = _RequestBudget(settings)
+async def _read_parts(reader: MultipartReader, spool: Spool, received: Received,
+                      file_field: str, budget: _RequestBudget) -> None:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise BadRequest("nested multipart bodies are not accepted")
         if part.name == file_field and part.filename is not None:
-            target = temp_dir / f"part-{len(received.files):06d}"
-            await _save_part(part, target, budget)
-            received.files.append(ReceivedFile(target, part.filename))
+            offset = spool.size
+            length = await _save_part(part, spool, budget)
+            received.files.append(ReceivedFile(spool.path, part.filename, offset, length))
         elif part.name == "label" and part.filename is None:
             received.label = await _read_text(part)
         else:
             raise BadRequest(f"unexpected form field {part.name!r}; expected file parts named "
                              f"{file_field!r} and an optional text part 'label'")
+
+
+async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
+                        file_field: str) -> Received:
+    """Stream every file part named `file_field` to disk; read the `label` text part.
+    Call `split_spool` (in a thread) before using the files."""
+    reader = await _multipart(request, settings)
+    received = Received()
+    async with Spool(temp_dir / "request.spool") as spool:
+        await _read_parts(reader, spool, received, file_field, _RequestBudget(settings))
     if not received.files:
         raise BadRequest(f"no file parts named {file_field!r} in the request")
     return received
+
+
+def split_spool(received: Received) -> None:
+    """Give every received part a file of its own (blocking: run it in a thread)."""
+    spool = received.files[0].path
+    with open(spool, "rb") as source:
+        for number, upload in enumerate(received.files):
+            target = spool.parent / f"part-{number:06d}"
+            with open(target, "wb") as out:
+                copied = 0
+                while copied < upload.length:  # copy_file_range may copy less than asked
+                    copied += os.copy_file_range(source.fileno(), out.fileno(),
+                                                 upload.length - copied,
+                                                 upload.offset + copied)
+            upload.path, upload.offset = target, 0
+    spool.unlink()
 
 
 @dataclass
@@ -150,6 +210,7 @@ def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
 def check_uploads(settings: Settings, received: Received,
                   temp_dir: Path) -> tuple[list[Candidate], list[Rejection]]:
     """Unpack archives and prove every file an image. Runs in a thread: Pillow blocks."""
+    split_spool(received)
     label = check_label(received.label) if received.label not in (None, "") else None
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []

@@ -31,6 +31,25 @@ async def in_db(request: web.Request, function: Callable[..., T], *args: Any) ->
                                                                          *args))
 
 
+_in_flight: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+
+
+async def shared_read(request: web.Request, function: Callable[..., T], *args: Any) -> T:
+    """Like `in_db` for a read, but identical reads already under way are joined, not repeated.
+
+    Clients poll the same few views; under load most arrive while the same query is running.
+    A joined read began at most one query's time before the request did: no staler than a
+    reply already on its way, and it saves a thread hop and the queries."""
+    key = (function, *args)
+    running = _in_flight.get(key)
+    if running is not None:
+        return await asyncio.shield(running)
+    future: asyncio.Future[T] = asyncio.ensure_future(in_db(request, function, *args))
+    _in_flight[key] = future
+    future.add_done_callback(lambda _: _in_flight.pop(key, None))
+    return await asyncio.shield(future)
+
+
 async def publish(request: web.Request, function: Callable[..., T], *args: Any) -> T:
     """Run a publishing function with the broker in the publisher thread; 503 if it is down."""
     loop = asyncio.get_running_loop()

@@ -14,7 +14,15 @@ from service.experiments import (
     mark_running,
     retry_experiment,
 )
-from service.handlers.common import answer, in_db, path_id, publish, read_json, settings_of
+from service.handlers.common import (
+    answer,
+    in_db,
+    path_id,
+    publish,
+    read_json,
+    settings_of,
+    shared_read,
+)
 from service.models import Experiment
 from service.views import experiment_json
 
@@ -61,7 +69,7 @@ async def list_for_model(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    return answer(await in_db(request, _view, path_id(request)))
+    return answer(await shared_read(request, _view, path_id(request)))
 
 
 async def start(request: web.Request) -> web.Response:

@@ -1,0 +1,142 @@
+"""Upload throughput and the API's memory during uploads.
+
+A large archive (noise PNGs, stored uncompressed) against `cp` of the same file on the same
+disk; many small images in one request, in images per second; and the API's peak resident
+memory growth during each, sampled every 10 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+from PIL import Image
+
+from bench.common import Result, rss_mb, running_stack
+from tests.e2e_support import Stack
+from tests.helpers import png_bytes
+
+MEMORY_TARGET_MB = 30
+
+
+def noise_archive(path: Path, total_mb: int) -> int:
+    """A zip of 512x512 noise PNGs (incompressible), about `total_mb` MiB; returns its count."""
+    rng = np.random.default_rng(0)
+    count = 0
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        while path.stat().st_size < total_mb << 20:
+            buffer = io.BytesIO()
+            pixels = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(buffer, format="PNG", compress_level=0)
+            archive.writestr(f"{count % 10}/{count:05d}.png", buffer.getvalue())
+            count += 1
+            archive.fp.flush()
+    return count
+
+
+class PeakMemory:
+    """Samples a process's resident memory in a thread; the peak above the start."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.start, self.peak = pid, rss_mb(pid), rss_mb(pid)
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.01)
+
+    def __enter__(self) -> PeakMemory:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.running = False
+        self.thread.join()
+
+    @property
+    def growth(self) -> float:
+        return self.peak - self.start
+
+
+async def post_files(url: str, files: list[tuple[str, object]], label: str | None) -> dict:
+    form = aiohttp.FormData()
+    if label:
+        form.add_field("label", label)
+    for name, content in files:
+        form.add_field("images", content, filename=name,
+                       content_type="application/octet-stream")
+    timeout = aiohttp.ClientTimeout(total=3600)
+    async with aiohttp.ClientSession(timeout=timeout) as session, \
+            session.post(url, data=form) as response:
+        assert response.status == 201, await response.text()
+        return await response.json()
+
+
+def upload_archive(stack: Stack, archive: Path) -> tuple[float, float, dict]:
+    url = f"{stack.base}/api/v1/models/{stack.model_id}/images"
+    with PeakMemory(stack.api.pid) as memory:
+        started = time.perf_counter()
+        with open(archive, "rb") as handle:  # streamed from the file, never read whole
+            body = asyncio.run(post_files(url, [(archive.name, handle)], None))
+        elapsed = time.perf_counter() - started
+    return elapsed, memory.growth, body
+
+
+def time_cp(source: Path, folder: Path, durable: bool) -> float:
+    """`cp` of the archive on the same disk: into the page cache, or through to the disk."""
+    started = time.perf_counter()
+    shutil.copyfile(source, folder / "copy.zip")
+    if durable:
+        with open(folder / "copy.zip", "rb+") as handle:
+            os.fsync(handle.fileno())
+    elapsed = time.perf_counter() - started
+    (folder / "copy.zip").unlink()
+    return elapsed
+
+
+def run(archive_mb: int, small_images: int) -> list[Result]:
+    results = []
+    with running_stack(threads=1, SWEEPLAB_MAX_IMAGES_PER_REQUEST="100000") as stack, \
+            tempfile.TemporaryDirectory(dir=stack.data_dir.parent) as folder:
+        archive = Path(folder) / "large.zip"
+        count = noise_archive(archive, archive_mb)
+        size_mb = archive.stat().st_size / 2**20
+        copy_s = min(time_cp(archive, Path(folder), durable=False) for _ in range(3))
+        synced_s = min(time_cp(archive, Path(folder), durable=True) for _ in range(3))
+        elapsed, growth, body = upload_archive(stack, archive)
+        assert body["added"] == count, body
+        share = copy_s / elapsed
+        results.append(Result(
+            f"upload: one {size_mb:.0f} MiB archive of {count} images",
+            f"{size_mb / elapsed:.0f} MiB/s vs cp {size_mb / copy_s:.0f} MiB/s "
+            f"({share:.0%} of cp; cp + fsync {size_mb / synced_s:.0f} MiB/s, "
+            f"{synced_s / elapsed:.0%}); API peak memory growth {growth:.1f} MB",
+            f">= 50% of cp, growth <= {MEMORY_TARGET_MB} MB",
+            share >= 0.5 and growth <= MEMORY_TARGET_MB))
+        print(results[-1].line(), flush=True)
+        files = [(f"{n}.png", png_bytes(n % 256, size=8 + n % 7)) for n in range(small_images)]
+        url = f"{stack.base}/api/v1/models/{stack.model_id}/images"
+        with PeakMemory(stack.api.pid) as memory:
+            started = time.perf_counter()
+            body = asyncio.run(post_files(url, files, "7"))
+            elapsed = time.perf_counter() - started
+        rate = small_images / elapsed
+        results.append(Result(
+            f"upload: {small_images} small images in one request",
+            f"{rate:.0f} images/s ({body['added']} added, {body['duplicates']} duplicates); "
+            f"API peak memory growth {memory.growth:.1f} MB",
+            f">= 1000 images/s, growth <= {MEMORY_TARGET_MB} MB",
+            rate >= 1000 and memory.growth <= MEMORY_TARGET_MB))
+        print(results[-1].line(), flush=True)
+    return results
