@@ -1,0 +1,26 @@
+"""The benchmarks run (on tiny sizes). Their figures are never asserted here: timing belongs
+in bench/RESULTS.md, not in the test suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e_support import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_benchmark_runs_and_reports(tmp_path):
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = out.read_text()
+    for name in ("sweep overhead", "dispatch: POST to the script starting", "upload: one",
+                 "upload: 50 small images", "API under load", "memory: idle API",
+                 "memory: idle worker", "scaling: growth across sizes"):
+        assert name in report, name
+    assert report.count("| PASS |") + report.count("| FAIL |") >= 8
