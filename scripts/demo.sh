@@ -52,6 +52,7 @@ done
 SAMPLE_DIR=sample_data scripts/api_test.sh "http://127.0.0.1:$port"
 cat <<MSG
 
-sweeplab is running: API at http://127.0.0.1:$port/api/v1 (health: /healthz), a worker with
-$threads thread(s). Data and logs are under $SWEEPLAB_DATA_DIR. Stop both with: scripts/demo.sh stop
+sweeplab is running: open the dashboard at http://127.0.0.1:$port/ — the API is under
+http://127.0.0.1:$port/api/v1 (health: /healthz) — with a worker of $threads thread(s).
+Data and logs are under $SWEEPLAB_DATA_DIR. Stop both with: scripts/demo.sh stop
 MSG

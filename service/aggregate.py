@@ -6,6 +6,8 @@ matter how often, or in which order, the `aggregate` messages arrive.
 
 from __future__ import annotations
 
+import threading
+
 from peewee import fn
 
 from service.db import write_transaction
@@ -55,21 +57,56 @@ def _finished_at(experiment_id: int) -> object:
             .scalar())
 
 
-def aggregate_experiment(experiment_id: int) -> None:
-    with write_transaction():
-        experiment = Experiment.get_or_none(Experiment.id == experiment_id)
-        if experiment is None:
-            return
-        counts = status_counts(experiment_id)
-        status = _next_status(experiment, counts)
-        best = best_run_query(Run.experiment == experiment_id)
-        finished = status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
-        Experiment.update(
-            status=status.value,
-            best_run_id=best.id if best else None,
-            finished_at=_finished_at(experiment_id) if finished else experiment.finished_at,
-        ).where(Experiment.id == experiment_id).execute()
-        aggregate_model(experiment.model_id)
+# experiment id -> how many threads of this process wait to aggregate it
+_waiting: dict[int, int] = {}
+_waiting_lock = threading.Lock()
+
+
+def _join_waiting(experiment_id: int) -> bool:
+    """Queue up to aggregate, unless a thread already waits to: that one takes the database
+    lock after this request's result was committed, so it will count it. When a sweep's runs
+    end together their aggregates arrive together, and most have nothing left to do."""
+    with _waiting_lock:
+        if _waiting.get(experiment_id):
+            return False
+        _waiting[experiment_id] = 1
+        return True
+
+
+def _leave_waiting(experiment_id: int) -> None:
+    with _waiting_lock:
+        _waiting.pop(experiment_id, None)
+
+
+def aggregate_experiment(experiment_id: int) -> bool:
+    """Recompute; False when skipped because another pass was about to read anyway."""
+    if not _join_waiting(experiment_id):
+        return False
+    try:
+        with write_transaction():
+            _leave_waiting(experiment_id)  # from here on, new results need a pass of their own
+            return _aggregate_locked(experiment_id)
+    finally:
+        _leave_waiting(experiment_id)
+
+
+def _aggregate_locked(experiment_id: int) -> bool:
+    experiment = Experiment.get_or_none(Experiment.id == experiment_id)
+    if experiment is None:
+        return False
+    counts = status_counts(experiment_id)
+    status = _next_status(experiment, counts)
+    best = best_run_query(Run.experiment == experiment_id)
+    finished = status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
+    Experiment.update(
+        status=status.value,
+        best_run_id=best.id if best else None,
+        finished_at=_finished_at(experiment_id) if finished else experiment.finished_at,
+    ).where(Experiment.id == experiment_id).execute()
+    aggregate_model(experiment.model_id)
+    return True
+
+
 
 
 def aggregate_model(model_id: int) -> None:

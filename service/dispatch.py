@@ -39,6 +39,16 @@ def publish_experiment(broker: dramatiq.Broker, experiment_id: int) -> int:
     return len(run_ids)
 
 
+def _unsettled() -> list[Experiment]:
+    """Running experiments none of whose runs is left: their last aggregate went missing."""
+    active = Run.select(Run.experiment).where(
+        Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+    return list(Experiment.select(Experiment.id).where(
+        Experiment.status == ExperimentStatus.RUNNING.value,
+        Experiment.unpublished == False,  # noqa: E712 (a SQL expression)
+        Experiment.id.not_in(active)))
+
+
 def _lost_runs(lease_s: float) -> list[Run]:
     silent_since = utcnow() - timedelta(seconds=lease_s)
     return list(Run.select(Run.id, Experiment.timeout_s).join(Experiment).where(
@@ -55,12 +65,13 @@ def reconcile(settings: Settings, broker: dramatiq.Broker) -> dict[str, int]:
         Experiment.unpublished == True,  # noqa: E712 (a SQL expression, not a comparison)
         Experiment.status == ExperimentStatus.RUNNING.value)
     published = sum(publish_experiment(broker, experiment.id) for experiment in pending)
+    settled = sum(aggregate_experiment(experiment.id) for experiment in _unsettled())
     nudged = 0
     for run in _lost_runs(settings.lease_s):
         send_train(broker, run.id, run.experiment.timeout_s)
         Run.update(nudged_at=utcnow()).where(Run.id == run.id).execute()
         nudged += 1
-    if published or nudged:
-        log.info("reconciled: %d message(s) published, %d silent run(s) nudged", published,
-                 nudged)
-    return {"published": published, "nudged": nudged}
+    if published or nudged or settled:
+        log.info("reconciled: %d message(s) published, %d silent run(s) nudged, %d "
+                 "experiment(s) settled", published, nudged, settled)
+    return {"published": published, "nudged": nudged, "settled": settled}

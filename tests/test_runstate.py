@@ -78,3 +78,53 @@ def test_an_older_attempt_cannot_record_over_a_newer_one(db):
     assert transition(run_id, RunStatus.SUCCEEDED, actor="w2", expect={RunStatus.RUNNING},
                       attempt=second.attempt, accuracy=0.8)
     assert Run.get_by_id(run_id).accuracy == 0.8
+
+
+def test_the_reconciler_settles_an_experiment_whose_last_aggregate_went_missing(db, settings):
+    from dramatiq.brokers.stub import StubBroker
+
+    from service.dispatch import reconcile
+
+    # Given every run ended but the experiment still says running (its aggregate was lost)
+    run_id = make_run(db)
+    Run.update(status="succeeded", accuracy=0.7).where(Run.id == run_id).execute()
+    # When the reconciler passes
+    assert reconcile(settings, StubBroker())["settled"] == 1
+    # Then the status and the best are right, and a second pass has nothing to do
+    experiment = Experiment.get()
+    assert (experiment.status, experiment.best_run_id) == ("completed", run_id)
+    assert reconcile(settings, StubBroker())["settled"] == 0
+
+
+def test_an_aggregate_arriving_while_another_waits_is_left_to_it(db):
+    import threading
+    import time
+
+    import service.aggregate as aggregate_module
+    from service.aggregate import aggregate_experiment
+    from service.db import write_transaction
+
+    run_id = make_run(db)
+    experiment_id = Run.get_by_id(run_id).experiment_id
+    results = []
+    with write_transaction():  # hold the writer lock: the first pass must wait for it
+        first = threading.Thread(target=lambda: results.append(
+            aggregate_experiment(experiment_id)))
+        first.start()
+        while not aggregate_module._waiting:
+            time.sleep(0.001)
+        assert aggregate_experiment_skipped(experiment_id)
+    first.join()
+    assert results == [True]
+
+
+def aggregate_experiment_skipped(experiment_id: int) -> bool:
+    import threading
+
+    from service.aggregate import aggregate_experiment
+
+    outcome = []
+    other = threading.Thread(target=lambda: outcome.append(aggregate_experiment(experiment_id)))
+    other.start()
+    other.join()
+    return outcome == [False]
