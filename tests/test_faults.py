@@ -54,7 +54,7 @@ def start_sweep(stack: Stack, model_id: int, grid: dict | None = None) -> int:
 
 
 def half_sent_upload(stack: Stack, model_id: int) -> socket.socket:
-    """Open an upload, send its headers and 256 KiB of a 10 MiB file part, then stall."""
+    """Open an upload, send its headers and 3 MiB of a 10 MiB file part, then stall."""
     boundary = "sweeplabboundary"
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; "
             f"filename=\"big.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
@@ -63,7 +63,7 @@ def half_sent_upload(stack: Stack, model_id: int) -> socket.socket:
         f"POST /api/v1/models/{model_id}/images HTTP/1.1\r\nHost: x\r\n"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
         f"Content-Length: {len(head) + (10 << 20) + 50}\r\n\r\n".encode() + head
-        + b"\x89PNG" + b"\0" * (256 << 10))
+        + b"\x89PNG" + b"\0" * (3 << 20))
     return connection
 
 
@@ -82,8 +82,8 @@ def test_api_killed_mid_sweep_and_mid_upload(make_stack):
     experiment_id = start_sweep(stack, model_id)
     upload = half_sent_upload(stack, model_id)
     partial = stack.data_dir / "tmp"
-    wait_for(lambda: any(p.stat().st_size > 0 for p in partial.rglob("part-*")), 10,
-             "the upload to reach the disk")
+    wait_for(lambda: any(p.is_file() and p.stat().st_size > 0 for p in partial.rglob("*")),
+             10, "the upload to reach the disk")
     # When the API is killed with SIGKILL, then started again
     stack.kill_api()
     upload.close()
