@@ -44,6 +44,15 @@ async def upload_two_labels(client, model_id):
     return await response.json()
 
 
+async def sweep_to_end(client, grid: dict, statuses=("completed",)) -> dict:
+    """A model with two labels, an experiment over `grid`, waited for until it ends."""
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": grid})
+    assert created.status == 201, await created.text()
+    return await wait_for_status(client, (await created.json())["id"], set(statuses))
+
+
 async def test_models_create_list_show_and_errors(client, db):
     model_id = await make_model(client)
     listed = await (await client.get("/api/v1/models")).json()
@@ -151,11 +160,7 @@ def _predict_form():
 async def test_failing_runs_are_reported_and_the_best_comes_from_the_rest(
         client, db, stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "fail_j4")
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments",
-                                json={"grid": {"i": [0.1], "j": [1, 4], "k": [5]}})
-    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    done = await sweep_to_end(client, {"i": [0.1], "j": [1, 4], "k": [5]}, ("completed",))
     failed = [run for run in done["runs"] if run["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["params"]["j"] == 4
     assert failed[0]["exit_code"] == 3
@@ -167,11 +172,7 @@ async def test_failing_runs_are_reported_and_the_best_comes_from_the_rest(
 async def test_no_accuracy_fails_every_run_and_the_experiment(client, db, stub_worker,
                                                               monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "noacc")
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments",
-                                json={"grid": {"i": [0.1], "j": [1], "k": [5, 6]}})
-    done = await wait_for_status(client, (await created.json())["id"], {"failed"})
+    done = await sweep_to_end(client, {"i": [0.1], "j": [1], "k": [5, 6]}, ("failed",))
     assert {run["error"] for run in done["runs"]} == {"no accuracy found in the output"}
     assert done["best"] is None
 
@@ -327,11 +328,7 @@ async def test_retry_queues_failed_runs_again_and_never_the_succeeded(client, db
                                                                      monkeypatch):
     # Given a sweep where j = 4 failed
     monkeypatch.setenv("FAKE_TRAIN_MODE", "fail_j4")
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments",
-                                json={"grid": {"i": [0.1], "j": [1, 4], "k": [5, 6]}})
-    first = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    first = await sweep_to_end(client, {"i": [0.1], "j": [1, 4], "k": [5, 6]}, ("completed",))
     succeeded_before = {r["id"]: r["accuracy"] for r in first["runs"] if r["status"] == "succeeded"}
     assert len(succeeded_before) == 2
     # When the script is fixed and the failed runs are retried, several times at once
@@ -356,11 +353,7 @@ async def test_retry_queues_failed_runs_again_and_never_the_succeeded(client, db
 async def test_the_token_never_reaches_the_scripts(client, db, stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "env")
     monkeypatch.setenv("SWEEPLAB_API_TOKEN", "t0ken-that-must-not-leak")
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments",
-                                json={"grid": {"i": [0.1], "j": [1], "k": [5]}})
-    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    done = await sweep_to_end(client, {"i": [0.1], "j": [1], "k": [5]}, ("completed",))
     log = await (await client.get(f"/api/v1/runs/{done['runs'][0]['id']}/logs")).text()
     assert "SWEEPLAB_RUN_ID=" in log
     assert "t0ken-that-must-not-leak" not in log
