@@ -17,6 +17,7 @@ from service.parsing import last_line_dict
 from service.settings import Settings
 from service.supervise import kill_group, with_parent_death_signal
 from service.training import read_tail, script_env
+from service.views import params_json
 
 OUTPUT_LIMIT = 64 * 1024
 
@@ -62,6 +63,6 @@ async def run_prediction(settings: Settings, run: Run, image: Path) -> dict[str,
     if code != 0:
         tail = "\n".join(read_tail(err, 4096).strip().splitlines()[-5:])
         raise Conflict(f"the test script exited with code {code}: {tail}")
-    return {"run_id": run.id, "params": {"i": run.param_i, "j": run.param_j, "k": run.param_k},
+    return {"run_id": run.id, "params": params_json(run),
             "output": last_line_dict(stdout), "stdout": stdout,
             "duration_s": round(time.monotonic() - started, 3)}

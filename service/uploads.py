@@ -6,6 +6,7 @@ leaves only its temporary folder, which is removed (and cleared at start after a
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,18 +145,19 @@ async def _read_parts(reader: MultipartReader, spool: Spool, received: Received,
 
 async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
                         file_field: str) -> Received:
-    """Stream every file part named `file_field` to disk; read the `label` text part.
-    Call `split_spool` (in a thread) before using the files."""
+    """Stream every file part named `file_field` to disk, each into a file of its own; read
+    the `label` text part."""
     reader = await _multipart(request, settings)
     received = Received()
     async with Spool(temp_dir / "request.spool") as spool:
         await _read_parts(reader, spool, received, file_field, _RequestBudget(settings))
     if not received.files:
         raise BadRequest(f"no file parts named {file_field!r} in the request")
+    await asyncio.get_running_loop().run_in_executor(None, _split_spool, received)
     return received
 
 
-def split_spool(received: Received) -> None:
+def _split_spool(received: Received) -> None:
     """Give every received part a file of its own (blocking: run it in a thread)."""
     spool = received.files[0].path
     with open(spool, "rb") as source:
@@ -210,7 +212,6 @@ def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
 def check_uploads(settings: Settings, received: Received,
                   temp_dir: Path) -> tuple[list[Candidate], list[Rejection]]:
     """Unpack archives and prove every file an image. Runs in a thread: Pillow blocks."""
-    split_spool(received)
     label = check_label(received.label) if received.label not in (None, "") else None
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []

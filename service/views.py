@@ -67,10 +67,7 @@ def best_of(runs: list[dict[str, Any]], best_run_id: int | None) -> dict[str, An
 
 def best_json(run_id: int | None) -> dict[str, Any] | None:
     run = Run.get_or_none(Run.id == run_id) if run_id else None
-    if run is None:
-        return None
-    return {"run_id": run.id, "experiment_id": run.experiment_id, "params": params_json(run),
-            "accuracy": run.accuracy}
+    return best_of([run_json(run)], run_id) if run else None
 
 
 def label_counts(model_id: int) -> tuple[int, dict[str, int]]:
@@ -98,6 +95,10 @@ def model_json(model: MLModel) -> dict[str, Any]:
         "experiment_count": experiments,
         "best": best_json(model.best_run_id),
     }
+
+
+def all_models_json() -> list[dict[str, Any]]:
+    return [model_json(model) for model in MLModel.select().order_by(MLModel.id)]
 
 
 def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str, Any]:

@@ -13,11 +13,10 @@ from service.experiments import (
     cancel_experiment,
     create_experiment,
     create_model,
-    mark_running,
     retry_experiment,
 )
 from service.handlers.common import in_db, path_id, settings_of
-from service.handlers.experiments import start_experiment
+from service.handlers.experiments import send_queued_runs, start_experiment
 from service.handlers.models import ingest_upload, predict_upload
 
 
@@ -62,14 +61,12 @@ async def new_experiment(request: web.Request) -> web.Response:
     form = await request.post()
     experiment = await in_db(request, create_experiment, settings_of(request),
                              path_id(request), _experiment_body(dict(form)))
-    await in_db(request, mark_running, experiment.id)
     await start_experiment(request, experiment.id)
     raise _redirect(f"/experiments/{experiment.id}", "Sweep started")
 
 
 async def start(request: web.Request) -> web.Response:
     experiment_id = path_id(request)
-    await in_db(request, mark_running, experiment_id)
     await start_experiment(request, experiment_id)
     raise _redirect(f"/experiments/{experiment_id}", "Sweep started")
 
@@ -83,7 +80,7 @@ async def cancel(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     experiment_id = path_id(request)
     moved = await in_db(request, retry_experiment, experiment_id, "dashboard")
-    await start_experiment(request, experiment_id)
+    await send_queued_runs(request, experiment_id)
     raise _redirect(f"/experiments/{experiment_id}", f"{moved} run(s) queued again")
 
 

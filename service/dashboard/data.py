@@ -7,7 +7,7 @@ from typing import Any
 
 from service.dashboard.heatmap import marginal_effects, panels
 from service.experiments import get_experiment, get_model, get_run
-from service.models import Experiment, Image, MLModel, ModelImage, RunStatus
+from service.models import Experiment, Image, ModelImage, RunStatus
 from service.settings import Settings
 from service.storage import image_path
 from service.training import STDERR_NAME, STDOUT_NAME, read_tail
@@ -16,10 +16,6 @@ from service.views import experiment_json, model_json, run_json
 THUMBNAILS_PER_LABEL = 4
 SORT_KEYS = {"id", "i", "j", "k", "status", "accuracy", "duration_s", "attempts"}
 LOG_LIMIT = 256 * 1024
-
-
-def models_overview() -> list[dict[str, Any]]:
-    return [model_json(model) for model in MLModel.select().order_by(MLModel.id)]
 
 
 def _thumbnails(model_id: int) -> dict[str | None, list[str]]:

@@ -37,7 +37,7 @@ def _list(model_id: int) -> list[dict]:
     return [experiment_json(experiment, with_runs=False) for experiment in experiments]
 
 
-async def start_experiment(request: web.Request, experiment_id: int) -> None:
+async def send_queued_runs(request: web.Request, experiment_id: int) -> None:
     """Send the queued runs' messages. If RabbitMQ is down: 503, and the reconciler sends
     them once it is back; the experiment is never left silently stuck."""
     try:
@@ -46,6 +46,12 @@ async def start_experiment(request: web.Request, experiment_id: int) -> None:
         raise Unavailable(f"{error.message}. Experiment {experiment_id} is saved; its runs "
                           f"will be queued automatically when RabbitMQ is back",
                           extra={"experiment_id": experiment_id}) from None
+
+
+async def start_experiment(request: web.Request, experiment_id: int) -> None:
+    """Move a created experiment to running (409 otherwise) and send its runs."""
+    await in_db(request, mark_running, experiment_id)
+    await send_queued_runs(request, experiment_id)
 
 
 async def create(request: web.Request) -> web.Response:
@@ -59,7 +65,6 @@ async def create(request: web.Request) -> web.Response:
     experiment = await in_db(request, create_experiment, settings_of(request),
                              path_id(request), body)
     if start:
-        await in_db(request, mark_running, experiment.id)
         await start_experiment(request, experiment.id)
     return answer(await in_db(request, _view, experiment.id), status=201)
 
@@ -74,7 +79,6 @@ async def show(request: web.Request) -> web.Response:
 
 async def start(request: web.Request) -> web.Response:
     experiment_id = path_id(request)
-    await in_db(request, mark_running, experiment_id)
     await start_experiment(request, experiment_id)
     return answer(await in_db(request, _view, experiment_id), status=202)
 
@@ -82,7 +86,7 @@ async def start(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     experiment_id = path_id(request)
     await in_db(request, retry_experiment, experiment_id, "api")
-    await start_experiment(request, experiment_id)
+    await send_queued_runs(request, experiment_id)
     return answer(await in_db(request, _view, experiment_id), status=202)
 
 

@@ -12,11 +12,11 @@ from service.experiments import create_model, delete_model, get_model
 from service.handlers.common import answer, in_db, path_id, read_json, settings_of, shared_read
 from service.imagecheck import NotAnImage, check_image
 from service.labels import LabelError
-from service.models import MLModel, Run
+from service.models import Run
 from service.predict import run_prediction
 from service.storage import new_temp_dir, remove_tree
-from service.uploads import check_uploads, receive_files, record_images, split_spool
-from service.views import best_json, label_counts, model_json
+from service.uploads import check_uploads, receive_files, record_images
+from service.views import all_models_json, best_json, label_counts, model_json
 
 PREVIEW_BYTES = 512 * 1024
 MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp",
@@ -33,10 +33,6 @@ def _model_view(model_id: int) -> dict:
     return model_json(get_model(model_id))
 
 
-def _all_models() -> list[dict]:
-    return [model_json(model) for model in MLModel.select().order_by(MLModel.id)]
-
-
 async def create(request: web.Request) -> web.Response:
     body = await read_json(request)
     model = await in_db(request, create_model, body)
@@ -44,7 +40,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def list_all(request: web.Request) -> web.Response:
-    return answer({"models": await shared_read(request, _all_models)})
+    return answer({"models": await shared_read(request, all_models_json)})
 
 
 async def show(request: web.Request) -> web.Response:
@@ -114,7 +110,6 @@ async def predict_upload(request: web.Request, model_id: int) -> tuple[dict, str
         received = await receive_files(request, settings, temp_dir, "image")
         if len(received.files) != 1:
             raise Invalid("send exactly one file part named 'image'", field="image")
-        await in_db(request, split_spool, received)
         upload = received.files[0]
         try:
             checked = await in_db(request, check_image, upload.path, settings.max_image_pixels)
