@@ -47,7 +47,7 @@ class LeaseKeeper:
         return heartbeat(self.run_id, self.attempt)
 
 
-def _record(run_id: int, attempt: int, worker: str, outcome: Outcome) -> int | None:
+def _record(run_id: int, attempt: int, worker: str, outcome: Outcome) -> bool:
     return transition(
         run_id, outcome.status, actor=worker, expect={RunStatus.RUNNING}, attempt=attempt,
         reason=outcome.error, accuracy=outcome.accuracy, exit_code=outcome.exit_code,
@@ -86,8 +86,7 @@ def _execute(settings: Settings, run_id: int, claim: Claim, worker: str) -> None
     except Shutdown:
         _requeue_on_shutdown(run_id, claim.attempt, worker, experiment.timeout_s)
         return
-    event_id = None if outcome.stopped else _record(run_id, claim.attempt, worker, outcome)
-    if event_id is None:
+    if outcome.stopped or not _record(run_id, claim.attempt, worker, outcome):
         log.info("run %s attempt %s ended after it was cancelled or taken over; not recorded",
                  run_id, claim.attempt)
     send_aggregate(dramatiq.get_broker(), run.experiment_id)

@@ -57,8 +57,8 @@ def _finished_at(experiment_id: int) -> object:
             .scalar())
 
 
-# experiment id -> how many threads of this process wait to aggregate it
-_waiting: dict[int, int] = {}
+# the experiments a thread of this process waits to aggregate
+_waiting: set[int] = set()
 _waiting_lock = threading.Lock()
 
 
@@ -67,15 +67,15 @@ def _join_waiting(experiment_id: int) -> bool:
     lock after this request's result was committed, so it will count it. When a sweep's runs
     end together their aggregates arrive together, and most have nothing left to do."""
     with _waiting_lock:
-        if _waiting.get(experiment_id):
+        if experiment_id in _waiting:
             return False
-        _waiting[experiment_id] = 1
+        _waiting.add(experiment_id)
         return True
 
 
 def _leave_waiting(experiment_id: int) -> None:
     with _waiting_lock:
-        _waiting.pop(experiment_id, None)
+        _waiting.discard(experiment_id)
 
 
 def aggregate_experiment(experiment_id: int) -> bool:
@@ -105,8 +105,6 @@ def _aggregate_locked(experiment_id: int) -> bool:
     ).where(Experiment.id == experiment_id).execute()
     aggregate_model(experiment.model_id)
     return True
-
-
 
 
 def aggregate_model(model_id: int) -> None:

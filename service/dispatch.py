@@ -27,7 +27,6 @@ log = logging.getLogger("sweeplab.dispatch")
 
 def publish_experiment(broker: dramatiq.Broker, experiment_id: int) -> int:
     """Send a message for each queued run, then clear the mark; raises BrokerUnavailable."""
-    database.connect(reuse_if_open=True)
     experiment = Experiment.get_by_id(experiment_id)
     queued = (Run.select(Run.id).where(Run.experiment == experiment_id,
                                        Run.status == RunStatus.QUEUED.value).order_by(Run.id))

@@ -109,10 +109,10 @@ def retry_experiment(experiment_id: int, actor: str) -> int:
             raise Conflict(f"experiment {experiment_id} has not started; start it instead")
         again = [RunStatus.FAILED.value, RunStatus.CANCELLED.value]
         runs = Run.select(Run.id).where(Run.experiment == experiment_id, Run.status.in_(again))
-        moved = sum(1 for run in runs
-                    if transition(run.id, RunStatus.QUEUED, actor=actor, reason="retry",
-                                  expect={RunStatus.FAILED, RunStatus.CANCELLED},
-                                  finished_at=None, nudged_at=None))
+        moved = sum(transition(run.id, RunStatus.QUEUED, actor=actor, reason="retry",
+                               expect={RunStatus.FAILED, RunStatus.CANCELLED},
+                               finished_at=None, nudged_at=None)
+                    for run in runs)
         if not moved:
             raise Conflict(f"experiment {experiment_id} has no failed or cancelled runs")
         Experiment.update(status=ExperimentStatus.RUNNING.value, finished_at=None,

@@ -33,26 +33,24 @@ def _locked(run_id: int) -> Run | None:
     return query.first()
 
 
-def _record(run: Run, to: RunStatus, actor: str, reason: str | None) -> int:
-    event = RunEvent.create(run=run.id, from_status=run.status, to_status=to.value, actor=actor,
-                            reason=reason)
-    return event.id
+def _record(run: Run, to: RunStatus, actor: str, reason: str | None) -> None:
+    RunEvent.create(run=run.id, from_status=run.status, to_status=to.value, actor=actor,
+                    reason=reason)
 
 
 def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus],
                attempt: int | None = None, reason: str | None = None,
-               **changes: Any) -> int | None:
-    """Move the run to `to` if it is in one of `expect` (and at `attempt`); the id of the
-    recorded change if it moved, else None."""
+               **changes: Any) -> bool:
+    """Move the run to `to` if it is in one of `expect` (and at `attempt`); True if it moved."""
     with write_transaction():
         run = _locked(run_id)
         if run is None or run.status not in expect:
-            return None
+            return False
         if attempt is not None and run.attempts != attempt:
-            return None
-        event_id = _record(run, to, actor, reason)
+            return False
+        _record(run, to, actor, reason)
         Run.update(status=to.value, **changes).where(Run.id == run_id).execute()
-        return event_id
+        return True
 
 
 class ClaimOutcome(StrEnum):
