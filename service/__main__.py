@@ -33,6 +33,7 @@ def main() -> None:
         parser.error(f"refusing to listen on {args.host} without SWEEPLAB_API_TOKEN; set a "
                      f"token, or pass --private-network if only trusted hosts can reach it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("pika").setLevel(logging.WARNING)  # a dozen lines per connection
     web.run_app(create_app(settings), host=args.host, port=args.port,
                 access_log_format='%a "%r" %s %b %Tfs')
 

@@ -12,11 +12,12 @@ import dramatiq
 from aiohttp import web
 
 from service.broker import BrokerUnavailable, make_broker
+from service.brokerprobe import BrokerProbe
 from service.dashboard.security import guard_pages
 from service.dashboard.setup import setup_templates
 from service.db import database, open_database
 from service.dispatch import reconcile
-from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
+from service.keys import BROKER, BROKER_PROBE, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 from service.middleware import json_errors, require_token
 from service.migrate import apply_migrations
 from service.routes import setup_routes
@@ -51,7 +52,9 @@ async def _broker(app: web.Application) -> AsyncIterator[None]:
         app[BROKER] = make_broker(app[SETTINGS].broker_url)
     executor = ThreadPoolExecutor(1, thread_name_prefix="publish")
     app[PUBLISH_EXECUTOR] = executor
+    app[BROKER_PROBE] = BrokerProbe(app[SETTINGS].broker_url)
     yield
+    await asyncio.get_running_loop().run_in_executor(None, app[BROKER_PROBE].close)
     if owned:  # the connection was opened in the publisher thread: close it there
         await asyncio.get_running_loop().run_in_executor(executor, app[BROKER].close)
     executor.shutdown(wait=True)

@@ -6,6 +6,8 @@ messages by queue and actor name, so it does not need the worker's code or its s
 
 from __future__ import annotations
 
+import logging
+
 import dramatiq
 import pika.exceptions
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
@@ -15,6 +17,7 @@ TRAIN_QUEUE = "sweeplab_train"
 AGGREGATE_QUEUE = "sweeplab_aggregate"
 TRAIN_ACTOR = "train"
 AGGREGATE_ACTOR = "aggregate"
+log = logging.getLogger("sweeplab.broker")
 # Dramatiq's own time limit sits above the run's, which the worker enforces on the child itself.
 TIME_LIMIT_MARGIN_S = 120
 
@@ -43,7 +46,9 @@ def _enqueue(broker: dramatiq.Broker, message: dramatiq.Message, delay_ms: int |
     try:
         broker.enqueue(message, delay=delay_ms)
     except (dramatiq.errors.BrokerConnectionError, pika.exceptions.AMQPError) as error:
-        raise BrokerUnavailable(f"RabbitMQ is unreachable: {error}") from error
+        # The client gets a sentence; the exception's details are for the server's log.
+        log.warning("could not send %s to RabbitMQ: %r", message.actor_name, error)
+        raise BrokerUnavailable("RabbitMQ is unreachable") from error
 
 
 def send_train(broker: dramatiq.Broker, run_id: int, timeout_s: float,

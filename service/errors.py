@@ -48,6 +48,11 @@ class TooLarge(ApiError):
     code = "too_large"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Invalid(ApiError):
     status = 422
     code = "invalid"

@@ -10,6 +10,7 @@ from service.aggregate import aggregate_experiment
 from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
 from service.grid import expand_grid, validate_grid
+from service.labels import has_control_characters
 from service.models import (
     Experiment,
     ExperimentStatus,
@@ -115,7 +116,9 @@ def retry_experiment(experiment_id: int, actor: str) -> int:
                     for run in runs)
         if not moved:
             raise Conflict(f"experiment {experiment_id} has no failed or cancelled runs")
+        # An experiment cancelled before it ever started starts now.
         Experiment.update(status=ExperimentStatus.RUNNING.value, finished_at=None,
+                          started_at=experiment.started_at or utcnow(),
                           unpublished=True).where(Experiment.id == experiment_id).execute()
     return moved
 
@@ -173,6 +176,9 @@ def create_model(body: dict[str, Any]) -> MLModel:
     name = body.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise Invalid("name must be a non-empty string of at most 200 characters", field="name")
+    if has_control_characters(name):
+        raise Invalid("name must not hold control characters (NUL, newline, tab, escape)",
+                      field="name")
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 10_000:
         raise Invalid("description must be a string of at most 10000 characters",

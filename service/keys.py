@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dramatiq
 from aiohttp import web
 
+from service.brokerprobe import BrokerProbe
 from service.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -15,3 +16,5 @@ BROKER = web.AppKey("broker", dramatiq.Broker)
 DB_EXECUTOR = web.AppKey("db_executor", ThreadPoolExecutor)
 # pika is blocking and its connection belongs to one thread: every publish goes through here.
 PUBLISH_EXECUTOR = web.AppKey("publish_executor", ThreadPoolExecutor)
+# /healthz's one kept connection to RabbitMQ
+BROKER_PROBE = web.AppKey("broker_probe", BrokerProbe)

@@ -48,7 +48,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         code = HTTP_CODES.get(error.status, "error")
         message = error.reason if error.status != 404 else f"no route for {request.path}"
-        return _error(request, error.status, code, message)
+        response = _error(request, error.status, code, message)
+        if "Allow" in error.headers:  # a 405 names the methods the route has
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return _error(request, 500, "internal", "internal error; the server log has the details")

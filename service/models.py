@@ -7,14 +7,18 @@ from enum import StrEnum
 from typing import Any
 
 from peewee import (
+    SQL,
     AutoField,
     BooleanField,
     CharField,
+    Context,
     DateTimeField,
     FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
+    NodeList,
+    SqliteDatabase,
     TextField,
 )
 
@@ -49,13 +53,25 @@ class JSONField(TextField):
         return None if value is None else json.loads(value)
 
 
+class IdField(AutoField):
+    """An id never given twice. SQLite reuses the highest deleted rowid unless the key is
+    AUTOINCREMENT; PostgreSQL's sequences never reuse, and take no such keyword."""
+
+    def ddl(self, ctx: Context) -> NodeList:
+        node_list = super().ddl(ctx)
+        bound = self.model._meta.database
+        if isinstance(getattr(bound, "obj", bound), SqliteDatabase):
+            return NodeList((node_list, SQL("AUTOINCREMENT")))
+        return node_list
+
+
 class BaseModel(Model):
     class Meta:
         database = database
 
 
 class MLModel(BaseModel):
-    id = AutoField()
+    id = IdField()
     name = CharField(max_length=200, unique=True)
     description = TextField(default="")
     created_at = DateTimeField(default=utcnow)
@@ -77,7 +93,7 @@ class Image(BaseModel):
 
 
 class ModelImage(BaseModel):
-    id = AutoField()
+    id = IdField()
     model = ForeignKeyField(MLModel, backref="images", on_delete="CASCADE")
     image = ForeignKeyField(Image, backref="uses", on_delete="CASCADE")
     label = CharField(max_length=100, null=True)
@@ -90,7 +106,7 @@ class ModelImage(BaseModel):
 
 
 class Experiment(BaseModel):
-    id = AutoField()
+    id = IdField()
     model = ForeignKeyField(MLModel, backref="experiments", on_delete="CASCADE")
     status = CharField(max_length=20, default=ExperimentStatus.CREATED.value)
     grid = JSONField()
@@ -106,7 +122,7 @@ class Experiment(BaseModel):
 
 
 class Run(BaseModel):
-    id = AutoField()
+    id = IdField()
     experiment = ForeignKeyField(Experiment, backref="runs", on_delete="CASCADE")
     param_i = FloatField()
     param_j = IntegerField()
@@ -132,7 +148,7 @@ class Run(BaseModel):
 class RunEvent(BaseModel):
     """Every change of a run's status: from what, to what, when and by whom."""
 
-    id = AutoField()
+    id = IdField()
     run = ForeignKeyField(Run, backref="events", on_delete="CASCADE")
     from_status = CharField(max_length=20)
     to_status = CharField(max_length=20)

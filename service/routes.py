@@ -8,7 +8,7 @@ from service.dashboard import actions, pages
 from service.dashboard.setup import STATIC_DIR
 from service.handlers import experiments, health, models, runs
 
-ID = r"{id:\d{1,18}}"
+ID = r"{id:[0-9]{1,18}}"  # ASCII only: \d would take Unicode digits
 SHA = r"{sha:[0-9a-f]{64}}"
 
 

@@ -16,7 +16,14 @@ from enum import StrEnum
 from typing import Any
 
 from service.db import is_sqlite, write_transaction
-from service.models import TERMINAL_RUN_STATES, Run, RunEvent, RunStatus
+from service.models import (
+    TERMINAL_RUN_STATES,
+    Experiment,
+    ExperimentStatus,
+    Run,
+    RunEvent,
+    RunStatus,
+)
 from service.timeutil import utcnow
 
 MAX_ATTEMPTS = 3
@@ -59,6 +66,7 @@ class ClaimOutcome(StrEnum):
     DONE = "done"  # already in a final state: nothing to do
     BUSY = "busy"  # another live worker holds it
     EXHAUSTED = "exhausted"  # its workers died too often: failed as "worker lost"
+    NOT_STARTED = "not_started"  # its experiment was never started: a stale message
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,9 @@ def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
             return Claim(ClaimOutcome.GONE)
         if run.status in TERMINAL_RUN_STATES:
             return Claim(ClaimOutcome.DONE, run.attempts)
+        if _experiment_status(run) == ExperimentStatus.CREATED:
+            # Only a start sends a run's message: this one is left over from something else.
+            return Claim(ClaimOutcome.NOT_STARTED)
         if run.status == RunStatus.QUEUED:
             return _take(run, worker, None)
         if owner_is_alive(run, lease_s):
@@ -118,6 +129,11 @@ def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
         if run.attempts >= MAX_ATTEMPTS:
             return _give_up(run, worker)
         return _take(run, worker, f"taken over from {run.worker}, whose worker is gone")
+
+
+def _experiment_status(run: Run) -> str:
+    return Experiment.select(Experiment.status).where(
+        Experiment.id == run.experiment_id).scalar()
 
 
 def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:

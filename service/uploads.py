@@ -16,6 +16,8 @@ import aiofiles
 from aiohttp import BodyPartReader, MultipartReader, web
 
 from service.archives import (
+    ARCHIVE_SUFFIXES,
+    NESTED_SUFFIXES,
     ArchiveError,
     ArchiveLimits,
     ArchiveTooLarge,
@@ -44,12 +46,13 @@ class ReceivedFile:
     name: str
     offset: int = 0
     length: int = 0
+    label: str | None = None  # the `label` part sent before it, if any
 
 
 @dataclass
 class Received:
     files: list[ReceivedFile] = field(default_factory=list)
-    label: str | None = None
+    label: str | None = None  # the label in force: it applies to the file parts after it
 
 
 class _RequestBudget:
@@ -127,30 +130,42 @@ async def _multipart(request: web.Request, settings: Settings) -> MultipartReade
     return await request.multipart()
 
 
+def _field_rule(file_field: str, labels: bool) -> str:
+    rule = f"file parts named {file_field!r}, each with a filename"
+    if labels:
+        rule += ", and text parts 'label', each labelling the file parts after it"
+    return rule
+
+
 async def _read_parts(reader: MultipartReader, spool: Spool, received: Received,
-                      file_field: str, budget: _RequestBudget) -> None:
+                      file_field: str, labels: bool, budget: _RequestBudget) -> None:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise BadRequest("nested multipart bodies are not accepted")
-        if part.name == file_field and part.filename is not None:
+        if part.name == file_field and part.filename is None:
+            raise BadRequest(f"part {file_field!r} has no filename: send it as a file "
+                             f"(curl -F '{file_field}=@path'); expected "
+                             f"{_field_rule(file_field, labels)}", field=file_field)
+        if part.name == file_field:
             offset = spool.size
             length = await _save_part(part, spool, budget)
-            received.files.append(ReceivedFile(spool.path, part.filename, offset, length))
-        elif part.name == "label" and part.filename is None:
-            received.label = await _read_text(part)
+            received.files.append(ReceivedFile(spool.path, part.filename or "upload", offset,
+                                               length, received.label))
+        elif labels and part.name == "label" and part.filename is None:
+            received.label = await _read_text(part) or None
         else:
-            raise BadRequest(f"unexpected form field {part.name!r}; expected file parts named "
-                             f"{file_field!r} and an optional text part 'label'")
+            raise BadRequest(f"unexpected form field {part.name!r}; expected "
+                             f"{_field_rule(file_field, labels)}", field=part.name)
 
 
 async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
-                        file_field: str) -> Received:
-    """Stream every file part named `file_field` to disk, each into a file of its own; read
-    the `label` text part."""
+                        file_field: str, labels: bool = False) -> Received:
+    """Stream every file part named `file_field` to disk, each into a file of its own; with
+    `labels`, each `label` text part labels the file parts after it."""
     reader = await _multipart(request, settings)
     received = Received()
     async with Spool(temp_dir / "request.spool") as spool:
-        await _read_parts(reader, spool, received, file_field, _RequestBudget(settings))
+        await _read_parts(reader, spool, received, file_field, labels, _RequestBudget(settings))
     if not received.files:
         raise BadRequest(f"no file parts named {file_field!r} in the request")
     await asyncio.get_running_loop().run_in_executor(None, _split_spool, received)
@@ -190,8 +205,16 @@ def _check(settings: Settings, path: Path, name: str, label: str | None,
     try:
         out.append(Candidate(check_image(path, settings.max_image_pixels), name, label))
     except NotAnImage as error:
-        rejected.append(Rejection(name, str(error)))
+        rejected.append(Rejection(name, _unsupported_archive(name) or str(error)))
         path.unlink(missing_ok=True)
+
+
+def _unsupported_archive(name: str) -> str | None:
+    """A clearer reason than "not an image" for an archive of a kind we do not unpack."""
+    if not name.lower().endswith(NESTED_SUFFIXES):
+        return None
+    return (f"archives of this kind are not accepted; send images, or a "
+            f"{', '.join(ARCHIVE_SUFFIXES)} archive of them")
 
 
 def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
@@ -212,10 +235,10 @@ def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
 def check_uploads(settings: Settings, received: Received,
                   temp_dir: Path) -> tuple[list[Candidate], list[Rejection]]:
     """Unpack archives and prove every file an image. Runs in a thread: Pillow blocks."""
-    label = check_label(received.label) if received.label not in (None, "") else None
     candidates: list[Candidate] = []
     rejected: list[Rejection] = []
     for upload in received.files:
+        label = check_label(upload.label) if upload.label is not None else None
         if is_archive(upload.path, upload.name):
             members, refusals = _unpack_one(settings, upload, label, temp_dir)
             rejected += refusals
@@ -229,13 +252,14 @@ def check_uploads(settings: Settings, received: Received,
     return candidates, rejected
 
 
-def _already_in_model(model_id: int, hashes: list[str]) -> set[str]:
-    found: set[str] = set()
+def _labels_in_model(model_id: int, hashes: list[str]) -> dict[str, str | None]:
+    """The label of each of `hashes` the model already has."""
+    found: dict[str, str | None] = {}
     for start in range(0, len(hashes), IN_BATCH):
         batch = hashes[start:start + IN_BATCH]
-        query = ModelImage.select(ModelImage.image).where(
+        query = ModelImage.select(ModelImage.image, ModelImage.label).where(
             ModelImage.model == model_id, ModelImage.image.in_(batch))
-        found.update(row.image_id for row in query)
+        found.update((row.image_id, row.label) for row in query)
     return found
 
 
@@ -244,18 +268,38 @@ def _image_row(image: CheckedImage) -> dict[str, Any]:
             "size_bytes": image.size_bytes, "width": image.width, "height": image.height}
 
 
-def record_images(settings: Settings, model_id: int,
-                  candidates: list[Candidate]) -> tuple[int, int]:
-    """Store the files, then add the rows in one transaction; return (added, duplicates)."""
+@dataclass
+class Recorded:
+    added: int
+    duplicates: int
+    # images whose bytes the model already had under another label: the first label stays
+    label_conflicts: list[dict[str, Any]]
+
+
+def _split_fresh(candidates: list[Candidate], known: dict[str, str | None]
+                 ) -> tuple[dict[str, Candidate], list[dict[str, Any]]]:
+    fresh: dict[str, Candidate] = {}
+    conflicts = []
+    for candidate in candidates:
+        sha = candidate.image.sha256
+        if sha not in known and sha not in fresh:
+            fresh[sha] = candidate
+            continue
+        kept = known[sha] if sha in known else fresh[sha].label
+        if candidate.label is not None and candidate.label != kept:
+            conflicts.append({"name": candidate.name, "sha256": sha, "label": candidate.label,
+                              "kept_label": kept})
+    return fresh, conflicts
+
+
+def record_images(settings: Settings, model_id: int, candidates: list[Candidate]) -> Recorded:
+    """Store the files, then add the rows in one transaction."""
     for candidate in candidates:  # files first: a crash here leaves no row without its file
         store_image(settings, candidate.image.path, candidate.image.sha256,
                     candidate.image.extension)
     with write_transaction():
-        existing = _already_in_model(model_id, [c.image.sha256 for c in candidates])
-        fresh: dict[str, Candidate] = {}
-        for candidate in candidates:
-            if candidate.image.sha256 not in existing:
-                fresh.setdefault(candidate.image.sha256, candidate)
+        known = _labels_in_model(model_id, [c.image.sha256 for c in candidates])
+        fresh, conflicts = _split_fresh(candidates, known)
         rows = [_image_row(c.image) for c in fresh.values()]
         for start in range(0, len(rows), IN_BATCH):
             Image.insert_many(rows[start:start + IN_BATCH]).on_conflict_ignore().execute()
@@ -263,5 +307,4 @@ def record_images(settings: Settings, model_id: int,
                   "original_name": c.name[-255:]} for sha, c in fresh.items()]
         for start in range(0, len(links), IN_BATCH):
             ModelImage.insert_many(links[start:start + IN_BATCH]).execute()
-    return len(fresh), len(candidates) - len(fresh)
-
+    return Recorded(len(fresh), len(candidates) - len(fresh), conflicts)

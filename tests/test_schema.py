@@ -20,14 +20,25 @@ def schema_of(url: str) -> dict:
     db = open_database(url)
     schema = {}
     for table in sorted(db.get_tables()):
+        if table == "sqlite_sequence":  # SQLite's own, for AUTOINCREMENT
+            schema[table] = None
+            continue
         columns = [(c.name, c.data_type, c.null, c.primary_key)
                    for c in db.get_columns(table)]
         indexes = sorted((tuple(i.columns), i.unique) for i in db.get_indexes(table))
         keys = sorted((k.column, k.dest_table, k.dest_column)
                       for k in db.get_foreign_keys(table))
-        schema[table] = (columns, indexes, keys)
+        schema[table] = (columns, indexes, keys, _autoincrement(db, table))
     db.close()
     return schema
+
+
+def _autoincrement(db, table: str) -> bool | None:
+    """Whether SQLite's table never reuses ids (None on PostgreSQL: sequences never do)."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        return None
+    sql = db.execute_sql("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    return "AUTOINCREMENT" in sql
 
 
 def by_migrations(url: str) -> dict:
@@ -48,8 +59,10 @@ def test_sqlite_migrations_equal_the_models(tmp_path):
     migrated = by_migrations(f"sqlite:///{tmp_path / 'migrated.db'}")
     modelled = by_models(f"sqlite:///{tmp_path / 'modelled.db'}")
     assert set(migrated) == {"model", "image", "model_image", "experiment", "run", "run_event",
-                             "schema_migration"}
+                             "schema_migration", "sqlite_sequence"}
     assert migrated == modelled
+    never_reused = {table for table, shape in migrated.items() if shape and shape[3]}
+    assert never_reused == {"model", "model_image", "experiment", "run", "run_event"}
 
 
 def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeypatch):
@@ -78,6 +91,10 @@ def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeyp
     for table in ("model", "experiment", "run", "run_event"):
         assert database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone() == (1,), table
     assert database.execute_sql("PRAGMA foreign_keys").fetchone() == (1,)
+    # And an id freed by a delete is not given again
+    database.execute_sql("DELETE FROM model WHERE id = 1")
+    database.execute_sql("INSERT INTO model (name, description, created_at) VALUES ('n', '', '')")
+    assert database.execute_sql("SELECT id FROM model").fetchall() == [(2,)]
     database.close()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, TypeVar
 
@@ -12,7 +12,13 @@ from aiohttp import web
 
 from service.broker import BrokerUnavailable
 from service.db import database
-from service.errors import BadRequest, Unavailable
+from service.errors import (
+    BadRequest,
+    Invalid,
+    TooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 from service.settings import Settings
 
@@ -68,21 +74,42 @@ def path_id(request: web.Request, name: str = "id") -> int:
     return int(request.match_info[name])
 
 
-async def read_json(request: web.Request, required: bool = True) -> dict[str, Any]:
-    raw = await request.content.read(MAX_JSON_BYTES + 1)
-    if len(raw) > MAX_JSON_BYTES:
-        raise BadRequest(f"JSON body larger than {MAX_JSON_BYTES} bytes")
+async def read_json(request: web.Request, allowed: Iterable[str],
+                    required: bool = True) -> dict[str, Any]:
+    """The whole JSON object body, the one rule for every JSON route: 413 past the limit
+    (before reading, when the length is declared), 415 for a body that is not JSON, 400 for
+    broken JSON, 422 naming unknown keys."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise TooLarge(f"JSON body larger than {MAX_JSON_BYTES} bytes")
+    raw = await _whole_body(request)
     if not raw.strip():
         if required:
             raise BadRequest("expected a JSON object body")
         return {}
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(f"send the body as JSON with 'Content-Type: "
+                                   f"application/json', not {request.content_type!r}")
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the JSON body must be an object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise Invalid(f"unknown fields {unknown}; allowed: {', '.join(allowed)}",
+                      field=unknown[0])
     return body
+
+
+async def _whole_body(request: web.Request) -> bytes:
+    """Every byte of the body, however many chunks it arrives in; 413 past the limit."""
+    body = bytearray()
+    while chunk := await request.content.read(1 << 16):
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise TooLarge(f"JSON body larger than {MAX_JSON_BYTES} bytes")
+    return bytes(body)
 
 
 def answer(body: Any, status: int = 200) -> web.Response:

@@ -26,6 +26,8 @@ from service.handlers.common import (
 from service.models import Experiment
 from service.views import experiment_json
 
+EXPERIMENT_FIELDS = ("grid", "timeout_s", "start")
+
 
 def _view(experiment_id: int) -> dict:
     return experiment_json(get_experiment(experiment_id))
@@ -55,13 +57,10 @@ async def start_experiment(request: web.Request, experiment_id: int) -> None:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await read_json(request, required=False)
+    body = await read_json(request, EXPERIMENT_FIELDS, required=False)
     start = body.get("start", True)
     if not isinstance(start, bool):
         raise Invalid("start must be true or false", field="start")
-    unknown = sorted(set(body) - {"grid", "timeout_s", "start"})
-    if unknown:
-        raise Invalid(f"unknown fields {unknown}; allowed: grid, timeout_s, start")
     experiment = await in_db(request, create_experiment, settings_of(request),
                              path_id(request), body)
     if start:

@@ -19,6 +19,7 @@ from service.uploads import check_uploads, receive_files, record_images
 from service.views import all_models_json, best_json, label_counts, model_json
 
 PREVIEW_BYTES = 512 * 1024
+MODEL_FIELDS = ("name", "description")
 MIME = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp",
         "tif": "image/tiff", "webp": "image/webp", "ppm": "image/x-portable-pixmap"}
 
@@ -34,7 +35,7 @@ def _model_view(model_id: int) -> dict:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    body = await read_json(request, MODEL_FIELDS)
     model = await in_db(request, create_model, body)
     return answer(await in_db(request, _model_view, model.id), status=201)
 
@@ -58,7 +59,7 @@ async def ingest_upload(request: web.Request, model_id: int) -> dict:
     await in_db(request, get_model, model_id)
     temp_dir = new_temp_dir(settings, "upload")
     try:
-        received = await receive_files(request, settings, temp_dir, "images")
+        received = await receive_files(request, settings, temp_dir, "images", labels=True)
         try:
             candidates, rejected = await in_db(request, check_uploads, settings, received,
                                                temp_dir)
@@ -68,11 +69,12 @@ async def ingest_upload(request: web.Request, model_id: int) -> dict:
         if not candidates:
             raise Invalid("no image in the request could be kept",
                           extra={"rejected": rejected_json})
-        added, duplicates = await in_db(request, record_images, settings, model_id, candidates)
+        recorded = await in_db(request, record_images, settings, model_id, candidates)
         image_count, labels = await in_db(request, label_counts, model_id)
     finally:
         remove_tree(temp_dir)
-    return {"added": added, "duplicates": duplicates, "rejected": rejected_json,
+    return {"added": recorded.added, "duplicates": recorded.duplicates,
+            "label_conflicts": recorded.label_conflicts, "rejected": rejected_json,
             "image_count": image_count, "labels": labels}
 
 
