@@ -5,6 +5,7 @@ Screenshots of each page go to test-artifacts/screenshots/ (not committed)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import ROOT, Stack, VirtualHost
+from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
+from tests.helpers import png_bytes, zip_bytes
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -127,3 +129,130 @@ def test_the_pages_on_a_phone(live, page):
     assert width <= 390, "the page scrolls sideways on a phone"
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
+# A 200-character model name with nothing to break it at, and a training script whose
+# accuracies sit near 1 with long decimals: the widest bars and numbers the pages can get.
+LONG_NAME = ("digits_mlp_" * 19)[:200]
+NEAR_ONE_TRAIN = """import sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+print({"accuracy": min(1.0, 0.96 + 0.01 * int(args["--j"]) + 0.0000123 * int(args["--k"]))})
+"""
+# Boxes of what a row of the marginal-effect tables draws: the bar, then the first text of the
+# mean and best cells (a Range around the text, so it holds whatever the cell's markup is).
+EFFECT_BOXES = """rows => rows.map(row => {
+  const box = r => ({left: r.left, right: r.right, top: r.top, bottom: r.bottom});
+  const text = cell => {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.textContent.trim()) {
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        return [node.textContent.trim(), box(range.getBoundingClientRect())];
+      }
+    }
+    return ["", null];
+  };
+  const [mean, best] = row.querySelectorAll("td");
+  return {bar: box(mean.querySelector(".bar").getBoundingClientRect()),
+          mean: text(mean), best: text(best)};
+})"""
+
+
+@pytest.fixture(scope="module")
+def long_named_sweep(tmp_path_factory: pytest.TempPathFactory):
+    """A live stack with one model named LONG_NAME whose default sweep has completed."""
+    folder = tmp_path_factory.mktemp("long-name")
+    script = folder / "near_one_train.py"
+    script.write_text(NEAR_ONE_TRAIN)
+    with VirtualHost() as url:
+        stack = Stack(folder / "data", url, threads=4, SWEEPLAB_TRAIN_SCRIPT=str(script))
+        try:
+            stack.start_api()
+            stack.start_worker()
+            yield stack, _sweep_of_a_long_named_model(stack)
+        finally:
+            stack.stop()
+
+
+def _sweep_of_a_long_named_model(stack: Stack) -> dict:
+    status, model = stack.request("POST", "/api/v1/models", {"name": LONG_NAME})
+    assert status == 201, model
+    archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 10 + n)
+                         for label in (1, 2) for n in range(4)})
+    body, headers = multipart({"images": ("train.zip", archive)})
+    status, uploaded = stack.request("POST", f"/api/v1/models/{model['id']}/images",
+                                     data=body, headers=headers)
+    assert status == 201, uploaded
+    status, created = stack.request("POST", f"/api/v1/models/{model['id']}/experiments", {})
+    assert status == 201 and len(created["runs"]) == 27, created  # the default grid
+    done = stack.wait_for_experiment(created["id"], timeout=120)
+    assert done["status"] == "completed", done["counts"]
+    return done
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] \
+        and b["top"] < a["bottom"]
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+def test_effect_bars_never_cover_their_numbers(long_named_sweep, page, width):
+    # Given a finished default sweep whose means are close to 1 (the widest bars)
+    stack, experiment = long_named_sweep
+    # When the experiment page is seen at this width
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(f"{stack.base}/experiments/{experiment['id']}")
+    shot(page, f"8-effects-{width}")
+    rows = page.eval_on_selector_all("table.effect tbody tr", EFFECT_BOXES)
+    # Then each row's bar, mean and best are apart, the bar before the mean, both rounded
+    assert len(rows) == 9
+    for row in rows:
+        (mean_text, mean), (best_text, best) = row["mean"], row["best"]
+        assert re.fullmatch(r"\d\.\d{3}", mean_text) and re.fullmatch(r"\d\.\d{3}", best_text)
+        assert not overlaps(row["bar"], mean), (width, row)
+        assert not overlaps(row["bar"], best), (width, row)
+        assert not overlaps(mean, best), (width, row)
+        assert row["bar"]["right"] <= mean["left"], (width, row)
+
+
+# Where each element is across, and whether its content is wider than itself.
+SPANS = """elements => elements.map(e => {
+  const r = e.getBoundingClientRect();
+  return {what: e.tagName + " " + e.textContent.trim().slice(0, 24), left: r.left,
+          right: r.right, width: r.width, spills: e.scrollWidth > e.clientWidth + 1};
+})"""
+
+
+def assert_inside_the_viewport(page, selector: str) -> list[dict]:
+    width = page.evaluate("window.innerWidth")
+    spans = page.eval_on_selector_all(selector, SPANS)
+    assert spans, selector
+    for span in spans:
+        assert 0 <= span["left"] and span["right"] <= width and span["width"] > 0, (width, span)
+    assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), \
+        f"{page.url} scrolls sideways at {width} px"
+    return spans
+
+
+@pytest.mark.parametrize("width", [390, 1400])
+def test_a_long_model_name_stays_inside_the_page(long_named_sweep, page, width):
+    # Given a model whose name is 200 characters with nowhere to break
+    stack, experiment = long_named_sweep
+    model_id, run_id = experiment["model_id"], experiment["best"]["run_id"]
+    page.set_viewport_size({"width": width, "height": 900})
+    # When the model list is shown, then every column of the model's row stays in view
+    page.goto(stack.base + "/")
+    shot(page, f"9-long-name-models-{width}")
+    row = f"main table tr:has(a[href='/models/{model_id}'])"
+    assert len(assert_inside_the_viewport(page, f"{row} > td")) == 5
+    assert page.get_attribute(f"{row} a", "title") == LONG_NAME
+    # And on the model's, the experiment's and the run's pages the title and the breadcrumb fit
+    for path in (f"/models/{model_id}", f"/experiments/{experiment['id']}", f"/runs/{run_id}"):
+        page.goto(stack.base + path)
+        shot(page, f"9-long-name{path.replace('/', '-')}-{width}")
+        spans = assert_inside_the_viewport(page, "main h1, header.top nav, header.top nav > *")
+        assert not [span for span in spans if span["what"].startswith("H1") and span["spills"]]
+        crumb = page.locator("header.top nav .crumb")
+        assert crumb.get_attribute("title") == LONG_NAME
+        assert crumb.text_content() == LONG_NAME

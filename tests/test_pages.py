@@ -61,8 +61,8 @@ async def test_upload_form_and_progress_upload(client, db):
                               allow_redirects=False)
     assert plain.status == 303 and "2%20image" in plain.headers["Location"]
     again = aiohttp.FormData()
-    again.add_field("images", png_bytes(9), filename="c.png")
     again.add_field("label", "4")
+    again.add_field("images", png_bytes(9), filename="c.png")
     xhr = await client.post("/models/1/upload", data=again,
                             headers={"X-CSRF-Token": token, "Accept": "application/json"})
     assert xhr.status == 201 and (await xhr.json())["labels"] == {"3": 1, "4": 2}
@@ -185,3 +185,91 @@ async def test_a_running_sweep_shows_running_cells_and_stays_live(client, db, st
     run_page = await (await client.get(f"/runs/{run_id}")).text()
     assert 'data-live="/runs/' in run_page and 'id="run-status">running<' in run_page
     await client.post("/api/v1/experiments/1/cancel")
+
+
+def test_the_heatmap_axes_default_to_the_parameters_with_most_values():
+    from service.dashboard.heatmap import axes
+
+    assert axes(None, None, {"i": [1, 2, 3], "j": [1, 2, 3], "k": [1, 2, 3]}) == ("i", "j", "k")
+    assert axes(None, None, {"i": [1], "j": [2], "k": [1, 2, 4]}) == ("i", "k", "j")
+    assert axes(None, None, {"i": [1], "j": [1, 2], "k": [1, 2]}) == ("j", "k", "i")
+    assert axes(None, None, {"i": [1, 2], "j": [1], "k": [1, 2]}) == ("i", "k", "j")
+    assert axes(None, None, {"i": [1, 2], "j": [1, 2, 3], "k": [1]}) == ("i", "j", "k")
+    # what the reader chose wins, and a half choice is completed with the fullest axis left
+    assert axes("j", "k", {"i": [1, 2, 3], "j": [1], "k": [1]}) == ("j", "k", "i")
+    assert axes("j", None, {"i": [1], "j": [1], "k": [1, 2]}) == ("j", "k", "i")
+
+
+async def test_a_heatmap_of_single_values_draws_the_axis_that_varies(client, db):
+    # Given a sweep over one i, one j and three k
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    grid = {"i": [0.01], "j": [2], "k": [1000, 2000, 4000]}
+    await client.post("/api/v1/models/1/experiments", json={"grid": grid, "start": False})
+    # When its page is opened without choosing axes
+    html = await (await client.get("/experiments/1")).text()
+    # Then the map is i across and k down, in one panel (j = 2), not three 1 x 1 maps
+    assert 'id="heatmap-h">Accuracy over i × k<' in html
+    assert re.search(r'aria-current="true">i × k<', html)
+    assert html.count('<figure class="heatmap-panel">') == 1
+    assert 'data-facet="j" data-facet-value="2"' in html
+    assert len(cells(html)) == 3
+    assert "&amp;x=i&amp;y=k" in html  # the live view and the sort links keep those axes
+    # And axes chosen in the address still win
+    chosen = await (await client.get("/experiments/1?x=i&y=j")).text()
+    assert chosen.count('<figure class="heatmap-panel">') == 3
+
+
+async def test_the_run_page_names_its_model(client, db):
+    # Given a model with a long name and a sweep not started
+    name = "m" * 200
+    await post_form(client, "/models", {"name": name})
+    await upload_two_labels(client, 1)
+    await client.post("/api/v1/models/1/experiments",
+                      json={"grid": {"i": [0.1], "j": [1], "k": [5]}, "start": False})
+    # When a run's page is opened, then its breadcrumb names the model, as the experiment's does
+    html = await (await client.get("/runs/1")).text()
+    assert f'<a class="crumb" href="/models/1" title="{name}">{name}</a>' in html
+    assert "model 1" not in html
+    experiment = await (await client.get("/experiments/1")).text()
+    assert f'href="/models/1" title="{name}">{name}</a>' in experiment
+
+
+def log_of(html: str) -> str:
+    return re.search(r'<pre class="log" id="log"[^>]*>(.*?)</pre>', html, re.S).group(1)
+
+
+async def test_an_empty_log_says_whether_the_script_may_still_print(client, db):
+    # Given a run that is queued
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    await client.post("/api/v1/models/1/experiments",
+                      json={"grid": {"i": [0.1], "j": [1], "k": [5]}, "start": False})
+    assert log_of(await (await client.get("/runs/1")).text()) == "(nothing printed yet)"
+    # When it is cancelled before it ran, then the page says the script never ran
+    await client.post("/api/v1/experiments/1/cancel")
+    live = await (await client.get("/runs/1/live")).text()
+    assert 'data-final="true"' in live and log_of(live) == "(the script never ran)"
+
+
+async def test_a_finished_silent_script_is_said_to_have_printed_nothing(client, db, settings,
+                                                                       stub_worker, tmp_path,
+                                                                       monkeypatch):
+    import dataclasses
+
+    import actors
+
+    # Given a training script that prints nothing at all
+    silent = tmp_path / "silent_train.py"
+    silent.write_text("import sys\nsys.exit(0)\n")
+    monkeypatch.setattr(actors, "settings", dataclasses.replace(settings, train_script=silent))
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    await client.post("/api/v1/models/1/experiments",
+                      json={"grid": {"i": [0.1], "j": [1], "k": [5]}})
+    # When its run has ended
+    done = await wait_for_status(client, 1, {"completed", "failed"})
+    assert done["runs"][0]["status"] == "failed"
+    # Then its page says the script printed nothing, not that it may print yet
+    html = await (await client.get(f"/runs/{done['runs'][0]['id']}")).text()
+    assert log_of(html) == "(the script printed nothing)"

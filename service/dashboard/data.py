@@ -98,6 +98,7 @@ def run_page(settings: Settings, run_id: int) -> dict[str, Any]:
     folder = settings.runs_dir / str(run_id)
     experiment = get_experiment(run.experiment_id)
     return {"run": run_json(run), "model_id": experiment.model_id,
+            "model_name": get_model(experiment.model_id).name,
             "stdout": read_tail(folder / STDOUT_NAME, LOG_LIMIT),
             "stderr": read_tail(folder / STDERR_NAME, LOG_LIMIT),
             "is_best": experiment.best_run_id == run_id}

@@ -68,17 +68,27 @@ def legend_stops() -> list[tuple[int, str]]:
     return [(round(offset * 100), colour(offset)) for offset, _ in STOPS]
 
 
-def axes(x: str | None, y: str | None) -> tuple[str, str, str]:
-    """The two axes asked for (default i across, j down) and the remaining facet."""
-    x = x if x in PARAMS else "i"
-    y = y if y in PARAMS and y != x else next(p for p in ("j", "i", "k") if p != x)
+def by_size(grid: dict[str, list[Any]]) -> list[str]:
+    """The parameters, those with the most values first (ties: i, then j, then k)."""
+    return sorted(PARAMS, key=lambda p: (-len(grid.get(p, [])), PARAMS.index(p)))
+
+
+def axes(x: str | None, y: str | None,
+         grid: dict[str, list[Any]] | None = None) -> tuple[str, str, str]:
+    """The two axes asked for, the fullest for any not asked for, and the facet left.
+    By default the two parameters with the most values, across then down in i, j, k order."""
+    ranked = by_size(grid or {})
+    if x not in PARAMS and y not in PARAMS:
+        x, y = sorted(ranked[:2], key=PARAMS.index)
+    x = x if x in PARAMS else next(p for p in ranked if p != y)
+    y = y if y in PARAMS and y != x else next(p for p in ranked if p != x)
     facet = next(p for p in PARAMS if p not in (x, y))
     return x, y, facet
 
 
 def panels(runs: list[dict[str, Any]], grid: dict[str, list[Any]], best_run_id: int | None,
            x: str | None = None, y: str | None = None) -> list[Panel]:
-    x, y, facet = axes(x, y)
+    x, y, facet = axes(x, y, grid)
     result = []
     for facet_value in grid[facet]:
         panel = Panel(x, y, facet, facet_value, list(grid[x]), list(grid[y]))

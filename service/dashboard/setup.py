@@ -22,6 +22,11 @@ def accuracy(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
 
 
+def percent(value: float | None) -> float:
+    """A share in [0, 1] as a CSS width in percent, clamped (an unknown share is 0)."""
+    return round(100 * min(1.0, max(0.0, value or 0.0)), 1)
+
+
 def params(value: dict[str, Any]) -> str:
     return " · ".join(f"{key}={value[key]}" for key in ("i", "j", "k"))
 
@@ -48,4 +53,5 @@ def setup_templates(app: web.Application) -> None:
         app, loader=jinja2.FileSystemLoader(SERVICE_DIR / "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         context_processors=[_page_context], trim_blocks=True, lstrip_blocks=True)
-    environment.filters.update(acc=accuracy, params=params, duration=duration, when=age)
+    environment.filters.update(acc=accuracy, percent=percent, params=params,
+                               duration=duration, when=age)
