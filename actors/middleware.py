@@ -8,6 +8,7 @@ import dramatiq
 from dramatiq.middleware import Middleware
 
 from service.db import database
+from service.migrate import schema_problem
 
 
 class DatabaseConnection(Middleware):
@@ -32,3 +33,22 @@ class PrefetchNoMoreThanThreads(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         worker.queue_prefetch = min(worker.queue_prefetch, worker.worker_threads)
+
+
+class RequireSchema(Middleware):
+    """A worker attached to the wrong database (an empty one, another data directory) would
+    take messages it can only fail, until RabbitMQ dead-letters them. It refuses to start
+    instead: a clear error and a non-zero exit."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        database.connect(reuse_if_open=True)
+        problem = schema_problem()
+        database.close()
+        if problem:
+            raise SystemExit(f"sweeplab worker refuses to start: the database {self.where} "
+                             f"{problem}. Point SWEEPLAB_DATA_DIR / SWEEPLAB_DATABASE_URL at "
+                             f"the API's database, and start the API (it migrates) or run "
+                             f"`python -m service.migrate` first.")

@@ -61,7 +61,7 @@ def _requeue_on_shutdown(run_id: int, attempt: int, worker: str, timeout_s: floa
     A fresh message, not a Dramatiq retry, so restarts never use up the retry budget."""
     transition(run_id, RunStatus.QUEUED, actor=worker, expect={RunStatus.RUNNING},
                attempt=attempt, reason="worker stopped mid-run; queued again",
-               heartbeat_at=None, child_pgid=None)
+               heartbeat_at=None, child_pgid=None, nudged_at=utcnow())
     send_train(dramatiq.get_broker(), run_id, timeout_s)
 
 

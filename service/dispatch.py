@@ -4,7 +4,11 @@ Publishing marks the experiment `unpublished` first and clears the mark once eve
 message has reached RabbitMQ. The reconciler, a loop in the API, finishes what a crash or a
 broker outage interrupted, and re-sends the message of a running run whose worker has gone
 silent past its lease (host died, message lost): the claim then takes it over, or fails it as
-"worker lost" after the allowed attempts. Messages are nudges; the database is the truth, so a
+"worker lost" after the allowed attempts. No run stays queued without a message that will
+deliver it: dead-lettered messages are taken back and sent again (a run whose message is
+dead-lettered MAX_DEAD_LETTERS times ends `failed` with the last error, an infrastructure
+fault), and a queued run whose message went missing (the queue holds nothing, yet the run has
+waited past a lease) is sent again. Messages are nudges; the database is the truth, so a
 message sent twice costs a look and nothing more.
 """
 
@@ -12,17 +16,22 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 import dramatiq
+import pika.exceptions
 
 from service.aggregate import aggregate_experiment
-from service.broker import send_train
+from service.broker import BrokerUnavailable, send_train
 from service.db import database
 from service.models import Experiment, ExperimentStatus, Run, RunStatus
+from service.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
+from service.runstate import transition
 from service.settings import Settings
 from service.timeutil import utcnow
 
 log = logging.getLogger("sweeplab.dispatch")
+MAX_DEAD_LETTERS = 3
 
 
 def publish_experiment(broker: dramatiq.Broker, experiment_id: int) -> int:
@@ -33,6 +42,8 @@ def publish_experiment(broker: dramatiq.Broker, experiment_id: int) -> int:
     run_ids = [run.id for run in queued]
     for run_id in run_ids:
         send_train(broker, run_id, experiment.timeout_s)
+    Run.update(nudged_at=utcnow()).where(Run.experiment == experiment_id,
+                                         Run.status == RunStatus.QUEUED.value).execute()
     Experiment.update(unpublished=False).where(Experiment.id == experiment_id).execute()
     aggregate_experiment(experiment_id)  # runs may all have ended before the mark was cleared
     return len(run_ids)
@@ -49,6 +60,7 @@ def _unsettled() -> list[Experiment]:
 
 
 def _lost_runs(lease_s: float) -> list[Run]:
+    """Running runs whose worker went silent past a lease and were not nudged since."""
     silent_since = utcnow() - timedelta(seconds=lease_s)
     return list(Run.select(Run.id, Experiment.timeout_s).join(Experiment).where(
         Run.status == RunStatus.RUNNING.value,
@@ -57,20 +69,67 @@ def _lost_runs(lease_s: float) -> list[Run]:
     ))
 
 
+def _lost_queued_runs(lease_s: float) -> list[Run]:
+    """Queued runs of published, running experiments, sent more than a lease ago."""
+    sent_before = utcnow() - timedelta(seconds=lease_s)
+    return list(Run.select(Run.id, Experiment.timeout_s).join(Experiment).where(
+        Run.status == RunStatus.QUEUED.value,
+        Experiment.status == ExperimentStatus.RUNNING.value,
+        Experiment.unpublished == False,  # noqa: E712 (a SQL expression)
+        (Run.nudged_at < sent_before) | Run.nudged_at.is_null(),
+    ))
+
+
+def _nudge(broker: dramatiq.Broker, runs: list[Run]) -> int:
+    for run in runs:
+        send_train(broker, run.id, run.experiment.timeout_s)
+        Run.update(nudged_at=utcnow()).where(Run.id == run.id).execute()
+    return len(runs)
+
+
+def redeliver_dead_letter(broker: dramatiq.Broker, letter: DeadLetter) -> None:
+    """Send a dead-lettered run again, or fail it once its messages died too often."""
+    run = Run.get_or_none(Run.id == letter.run_id)
+    if run is None or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+        return  # deleted, or ended meanwhile: the message is not needed
+    if run.dead_letters + 1 >= MAX_DEAD_LETTERS:
+        reason = (f"could not be run: its message failed on every delivery and was "
+                  f"dead-lettered {run.dead_letters + 1} times (database or broker trouble on "
+                  f"the workers?); last error: {letter.last_error}")
+        transition(run.id, RunStatus.FAILED, actor="reconciler", reason=reason,
+                   expect={RunStatus.QUEUED, RunStatus.RUNNING}, error=reason,
+                   finished_at=utcnow(), child_pgid=None)
+        aggregate_experiment(run.experiment_id)
+        return
+    log.warning("run %s: its message was dead-lettered (%s); sending it again", run.id,
+                letter.last_error)
+    Run.update(dead_letters=Run.dead_letters + 1, nudged_at=utcnow()).where(
+        Run.id == run.id).execute()
+    send_train(broker, run.id, Experiment.get_by_id(run.experiment_id).timeout_s)
+
+
 def reconcile(settings: Settings, broker: dramatiq.Broker) -> dict[str, int]:
-    """One pass: publish what is unpublished, nudge runs whose worker went silent."""
+    """One pass: publish what is unpublished, bring back what was dead-lettered or lost, and
+    nudge runs whose worker went silent. Raises BrokerUnavailable when RabbitMQ is down."""
+    try:
+        return _reconcile(settings, broker)
+    except (dramatiq.errors.BrokerConnectionError, pika.exceptions.AMQPError) as error:
+        raise BrokerUnavailable(f"RabbitMQ is unreachable: {error!r}") from error
+
+
+def _reconcile(settings: Settings, broker: dramatiq.Broker) -> dict[str, int]:
     database.connect(reuse_if_open=True)
     pending = Experiment.select(Experiment.id).where(
         Experiment.unpublished == True,  # noqa: E712 (a SQL expression, not a comparison)
         Experiment.status == ExperimentStatus.RUNNING.value)
-    published = sum(publish_experiment(broker, experiment.id) for experiment in pending)
-    settled = sum(aggregate_experiment(experiment.id) for experiment in _unsettled())
-    nudged = 0
-    for run in _lost_runs(settings.lease_s):
-        send_train(broker, run.id, run.experiment.timeout_s)
-        Run.update(nudged_at=utcnow()).where(Run.id == run.id).execute()
-        nudged += 1
-    if published or nudged or settled:
-        log.info("reconciled: %d message(s) published, %d silent run(s) nudged, %d "
-                 "experiment(s) settled", published, nudged, settled)
-    return {"published": published, "nudged": nudged, "settled": settled}
+    counts = {
+        "published": sum(publish_experiment(broker, experiment.id) for experiment in pending),
+        "dead_lettered": take_dead_letters(broker, partial(redeliver_dead_letter, broker)),
+        "settled": sum(aggregate_experiment(experiment.id) for experiment in _unsettled()),
+        "nudged": _nudge(broker, _lost_runs(settings.lease_s)),
+    }
+    lost = _lost_queued_runs(settings.lease_s)
+    counts["requeued"] = _nudge(broker, lost) if lost and train_queue_is_empty(broker) else 0
+    if any(counts.values()):
+        log.info("reconciled: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return counts

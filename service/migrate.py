@@ -55,6 +55,17 @@ def apply_migrations() -> list[str]:
     return applied
 
 
+def schema_problem() -> str | None:
+    """Why this database cannot serve this code (no sweeplab schema, or not migrated), or None."""
+    if not database.table_exists(SchemaMigration._meta.table_name):
+        return "has no sweeplab schema"
+    done = {row.version for row in SchemaMigration.select()}
+    pending = [name for name in migration_names() if name not in done]
+    if pending:
+        return f"is not migrated to this version (pending: {', '.join(pending)})"
+    return None
+
+
 def main() -> None:
     settings = load_settings()
     open_database(settings.database_url)

@@ -138,7 +138,9 @@ class Run(BaseModel):
     worker = CharField(max_length=255, null=True)
     child_pgid = IntegerField(null=True)
     heartbeat_at = DateTimeField(null=True)
-    nudged_at = DateTimeField(null=True)  # when the reconciler last re-sent its message
+    # when its message was last sent (queued) or re-sent by the reconciler (running)
+    nudged_at = DateTimeField(null=True)
+    dead_letters = IntegerField(default=0)  # times its message was dead-lettered and re-sent
 
     class Meta:
         # Exactly one run per grid point of an experiment, whoever inserts it.

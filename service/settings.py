@@ -6,6 +6,7 @@ The README's settings table lists exactly these; a test checks that the two agre
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,8 +38,14 @@ class Settings:
     max_archive_members: int
     max_archive_bytes: int
     lease_s: float
+    train_retries: int
     # repr=False: settings may end up in a log, the token never
     api_token: str | None = field(default=None, repr=False)
+
+    @property
+    def database_location(self) -> str:
+        """The database URL without its password, fit for a log line."""
+        return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", self.database_url)
 
     @property
     def images_dir(self) -> Path:
@@ -76,6 +83,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_MAX_ARCHIVE_MEMBERS": ("100000", "members per archive"),
     "SWEEPLAB_MAX_ARCHIVE_BYTES": ("2147483648", "unpacked bytes per archive"),
     "SWEEPLAB_LEASE_S": ("30", "a running run whose worker is silent this long is taken over"),
+    "SWEEPLAB_TRAIN_RETRIES": ("5", "retries of a train message that fails for an "
+                               "infrastructure reason (database down) before it is "
+                               "dead-lettered; the reconciler re-sends it up to 3 times"),
     "SWEEPLAB_API_TOKEN": ("", "when set, every /api route needs `Authorization: Bearer` it"),
 }
 
@@ -119,6 +129,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_archive_members=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_MEMBERS", int)),
         max_archive_bytes=int(_number(env, "SWEEPLAB_MAX_ARCHIVE_BYTES", int)),
         lease_s=_number(env, "SWEEPLAB_LEASE_S", float),
+        train_retries=int(_number(env, "SWEEPLAB_TRAIN_RETRIES", int)),
         api_token=env.get("SWEEPLAB_API_TOKEN") or None,
     )
     if settings.run_timeout_s > settings.max_run_timeout_s:

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiofiles
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from service.archives import (
     ARCHIVE_SUFFIXES,
@@ -53,6 +54,7 @@ class ReceivedFile:
 class Received:
     files: list[ReceivedFile] = field(default_factory=list)
     label: str | None = None  # the label in force: it applies to the file parts after it
+    label_unused: bool = False  # a label part came, and no file part after it yet
 
 
 class _RequestBudget:
@@ -153,19 +155,30 @@ async def _read_parts(reader: MultipartReader, spool: Spool, received: Received,
                                                length, received.label))
         elif labels and part.name == "label" and part.filename is None:
             received.label = await _read_text(part) or None
+            received.label_unused = True
+            continue
         else:
             raise BadRequest(f"unexpected form field {part.name!r}; expected "
                              f"{_field_rule(file_field, labels)}", field=part.name)
+        received.label_unused = False
+    if received.label_unused:
+        raise BadRequest(f"the label part {received.label!r} is not followed by any file part: "
+                         f"a label applies to the file parts after it, so send it first",
+                         field="label")
 
 
 async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
                         file_field: str, labels: bool = False) -> Received:
     """Stream every file part named `file_field` to disk, each into a file of its own; with
     `labels`, each `label` text part labels the file parts after it."""
-    reader = await _multipart(request, settings)
     received = Received()
-    async with Spool(temp_dir / "request.spool") as spool:
-        await _read_parts(reader, spool, received, file_field, labels, _RequestBudget(settings))
+    try:
+        reader = await _multipart(request, settings)
+        async with Spool(temp_dir / "request.spool") as spool:
+            await _read_parts(reader, spool, received, file_field, labels,
+                              _RequestBudget(settings))
+    except (ValueError, BadHttpMessage) as error:  # aiohttp's word for a broken body
+        raise BadRequest(f"the multipart body is malformed: {error}") from None
     if not received.files:
         raise BadRequest(f"no file parts named {file_field!r} in the request")
     await asyncio.get_running_loop().run_in_executor(None, _split_spool, received)

@@ -163,6 +163,19 @@ async def test_each_label_field_labels_the_files_after_it(client, db):
         ("cat1-again.png", "cat")]
 
 
+async def test_a_label_after_the_last_file_is_refused_not_ignored(client, db):
+    model_id = await make_model(client)
+    form = aiohttp.FormData()
+    form.add_field("images", png_bytes(1), filename="a.png")
+    form.add_field("label", "cat")
+    response = await client.post(f"/api/v1/models/{model_id}/images", data=form)
+    error = (await response.json())["error"]
+    assert (response.status, error["field"]) == (400, "label")
+    assert "not followed by any file part" in error["message"]
+    shown = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert shown["image_count"] == 0
+
+
 async def test_upload_messages_say_what_to_send(client, db):
     model_id = await make_model(client)
     form = aiohttp.FormData(default_to_multipart=True)
@@ -209,3 +222,22 @@ async def test_a_retried_experiment_cancelled_before_it_started_has_started_at(
     assert (await client.post(f"/api/v1/experiments/{experiment_id}/retry")).status == 202
     done = await wait_for_status(client, experiment_id, {"completed"})
     assert done["started_at"] is not None and done["started_at"] <= done["finished_at"]
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"--x\r\n\r\n"),  # no boundary
+    ("multipart/form-data; boundary=b0", b'--b0\r\nContent-Disposition: form-data; '
+     b'name="\x08"\r\n\r\nx\r\n--b0--\r\n'),  # a control character in a part header
+    ("multipart/form-data; boundary=b0", b'--b0\r\nContent-Disposition: form-data; '
+     b'name="images"; filename="a.png"\r\nFalse--b0--'),  # headers that never end
+    ("multipart/form-data; boundary=b0", b'--b0\r\nContent-Disposition: form-data; '
+     b'name="images"; filename="a.png"\r\n\r\n\x89PNG'),  # cut off mid-part
+])
+async def test_a_malformed_multipart_body_is_400_not_500(client, db, content_type, body):
+    model_id = await make_model(client)
+    response = await client.post(f"/api/v1/models/{model_id}/images", data=body,
+                                 headers={"Content-Type": content_type})
+    assert response.status == 400, await response.text()
+    assert "malformed" in (await response.json())["error"]["message"]
+    shown = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert shown["image_count"] == 0

@@ -7,27 +7,15 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pika
 import yaml
 from aiohttp import web
 
 from service.db import ping
 from service.handlers.common import answer, in_db, settings_of
+from service.keys import BROKER_PROBE
+from service.openapi_doc import served_document
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
-
-
-def _broker_ok(url: str) -> bool:
-    if url.startswith("stub://"):
-        return True
-    parameters = pika.URLParameters(url)
-    parameters.socket_timeout = 2
-    parameters.connection_attempts = 1
-    try:
-        pika.BlockingConnection(parameters).close()
-    except pika.exceptions.AMQPError:
-        return False
-    return True
 
 
 async def _database_ok(request: web.Request) -> bool:
@@ -40,7 +28,7 @@ async def _database_ok(request: web.Request) -> bool:
 
 async def healthz(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
-    broker = await loop.run_in_executor(None, _broker_ok, settings_of(request).broker_url)
+    broker = await loop.run_in_executor(None, request.app[BROKER_PROBE].reachable)
     database = await _database_ok(request)
     body = {"status": "ok" if broker and database else "unavailable",
             "database": "ok" if database else "down",
@@ -54,4 +42,4 @@ def openapi_document() -> dict[str, Any]:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return answer(openapi_document())
+    return answer(served_document(openapi_document(), settings_of(request)))

@@ -1,0 +1,106 @@
+"""No run stays queued without a message that will deliver it: dead letters are sent again (and
+a run whose message keeps dying ends `failed` with the error), lost messages are replaced, and a
+worker attached to a database without the schema refuses to start."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from datetime import timedelta
+
+import peewee
+import pytest
+from dramatiq import Worker
+
+from service.broker import TRAIN_QUEUE
+from service.db import database, open_database
+from service.dispatch import MAX_DEAD_LETTERS, reconcile
+from service.models import Experiment, Run
+from service.timeutil import utcnow
+from tests.test_api import make_model, upload_two_labels, wait_for_status
+
+train_module = importlib.import_module("actors.train")  # `actors.train` is the actor
+SMALL = {"i": [0.1], "j": [1], "k": [5]}
+
+
+async def started_run(client) -> tuple[int, int]:
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": SMALL})
+    experiment = await created.json()
+    return experiment["id"], experiment["runs"][0]["id"]
+
+
+async def dead_lettered(broker, timeout: float = 20) -> None:
+    """Wait for one dead-lettered train message (not `broker.join`: an earlier test's worker
+    may have left a task unfinished on the shared stub queue)."""
+    deadline = time.monotonic() + timeout
+    while len(broker.dead_letters_by_queue[TRAIN_QUEUE]) != 1:
+        assert time.monotonic() < deadline, "no message was dead-lettered"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_message_dead_on_every_delivery_fails_its_run_with_the_error(
+        client, db, settings, stub_broker, stub_worker, monkeypatch):
+    # Given a worker whose every train message raises (its database is unreachable)
+    def unreachable(*args, **kwargs):
+        raise peewee.OperationalError("could not connect to server: Connection refused")
+
+    monkeypatch.setattr(train_module, "claim_run", unreachable)
+    monkeypatch.setitem(train_module.train.options, "max_retries", 0)
+    experiment_id, run_id = await started_run(client)
+    # When its message is dead-lettered, again and again, and the reconciler passes each time
+    for round_number in range(1, MAX_DEAD_LETTERS + 1):
+        await dead_lettered(stub_broker)
+        assert reconcile(settings, stub_broker)["dead_lettered"] == 1
+        run = Run.get_by_id(run_id)
+        if round_number < MAX_DEAD_LETTERS:  # Then it is sent again while the bound allows
+            assert (run.status, run.dead_letters) == ("queued", round_number)
+    # Then the run ends failed with the error that killed its messages, and the experiment too
+    run = Run.get_by_id(run_id)
+    assert run.status == "failed"
+    assert "dead-lettered 3 times" in run.error and "Connection refused" in run.error
+    done = await wait_for_status(client, experiment_id, {"failed"})
+    assert done["runs"][0]["error"] == run.error
+
+
+async def test_a_dead_letter_recovers_once_the_fault_is_gone(client, db, settings, stub_broker,
+                                                             stub_worker, monkeypatch):
+    real_claim = train_module.claim_run
+    monkeypatch.setattr(train_module, "claim_run", lambda *a: (_ for _ in ()).throw(
+        peewee.OperationalError("database is locked")))
+    monkeypatch.setitem(train_module.train.options, "max_retries", 0)
+    experiment_id, _ = await started_run(client)
+    await dead_lettered(stub_broker)
+    monkeypatch.setattr(train_module, "claim_run", real_claim)
+    reconcile(settings, stub_broker)
+    done = await wait_for_status(client, experiment_id, {"completed"})
+    assert done["counts"]["succeeded"] == 1
+
+
+async def test_a_queued_run_whose_message_is_gone_is_sent_again(client, db, settings,
+                                                                stub_broker):
+    # Given a started run whose message was taken and dropped (a worker on another database)
+    experiment_id, run_id = await started_run(client)
+    stub_broker.flush(TRAIN_QUEUE)
+    # Then nothing happens within a lease: it may still be on its way
+    assert reconcile(settings, stub_broker)["requeued"] == 0
+    # But past a lease, with nothing in the queue, it is sent again, once per lease
+    Run.update(nudged_at=utcnow() - timedelta(seconds=settings.lease_s + 1)).execute()
+    assert reconcile(settings, stub_broker)["requeued"] == 1
+    assert stub_broker.queues[TRAIN_QUEUE].qsize() == 1
+    assert reconcile(settings, stub_broker)["requeued"] == 0
+    # And not while the queue holds messages (they may be its)
+    Run.update(nudged_at=utcnow() - timedelta(seconds=settings.lease_s + 1)).execute()
+    assert reconcile(settings, stub_broker)["requeued"] == 0
+    assert Experiment.get_by_id(experiment_id).status == "running"
+
+
+def test_a_worker_on_a_database_without_the_schema_refuses_to_start(tmp_path, stub_broker):
+    open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    worker = Worker(stub_broker, worker_timeout=100, worker_threads=1)
+    with pytest.raises(SystemExit, match="refuses to start.*has no sweeplab schema"):
+        worker.start()
+    worker.stop()
+    database.close()
