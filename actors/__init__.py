@@ -1,25 +1,39 @@
-"""The Dramatiq workers: `dramatiq actors --processes P --threads T`.
+"""The Dramatiq workers: `dramatiq actors --processes P --threads T [--queues ...]`.
 
 The broker is set here, before any actor is imported, from the same `SWEEPLAB_*` settings the
-API reads.
+API reads. With `SWEEPLAB_API_URL` set the worker is remote: it reaches runs, images and
+results through the API's worker routes and consumes `sweeplab_train` only.
 """
 
 from __future__ import annotations
 
 import dramatiq
 
-from actors.middleware import DatabaseConnection, PrefetchNoMoreThanThreads, RequireSchema
+from actors.middleware import (
+    DatabaseConnection,
+    GpuPerThread,
+    PrefetchNoMoreThanThreads,
+    RequireSchema,
+)
+from actors.registry import WorkerRegistry
+from actors.store import RunStore, make_store
 from service.broker import make_broker
 from service.db import open_database
 from service.settings import ensure_data_dirs, load_settings
 
 settings = load_settings()
 ensure_data_dirs(settings)
-open_database(settings.database_url)
 broker = make_broker(settings.broker_url)
 broker.add_middleware(PrefetchNoMoreThanThreads())
-broker.add_middleware(DatabaseConnection())
-broker.add_middleware(RequireSchema(settings.database_location))
+broker.add_middleware(GpuPerThread(settings.gpus))
+if not settings.remote:  # a remote worker never opens the database: the API is its store
+    open_database(settings.database_url)
+    broker.add_middleware(DatabaseConnection())
+    broker.add_middleware(RequireSchema(settings.database_location))
+run_store: RunStore = make_store(settings)
+# every `lease_s / 3`: a live worker is never shown as lost between two reports
+broker.add_middleware(WorkerRegistry(report=run_store.report_worker, every_s=settings.lease_s / 3,
+                                     gpus=settings.gpus, remote=settings.remote))
 dramatiq.set_broker(broker)
 
 from actors.aggregate import aggregate  # noqa: E402  (the broker must be set first)
@@ -29,4 +43,4 @@ from actors.train import train  # noqa: E402
 # dead-lettered; the API's reconciler then sends it again, a bounded number of times.
 train.options["max_retries"] = settings.train_retries
 
-__all__ = ["aggregate", "broker", "settings", "train"]
+__all__ = ["aggregate", "broker", "run_store", "settings", "train"]

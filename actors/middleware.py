@@ -7,6 +7,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import Middleware
 
+from actors import gpus
 from service.db import database
 from service.migrate import schema_problem
 
@@ -52,3 +53,13 @@ class RequireSchema(Middleware):
                              f"{problem}. Point SWEEPLAB_DATA_DIR / SWEEPLAB_DATABASE_URL at "
                              f"the API's database, and start the API (it migrates) or run "
                              f"`python -m service.migrate` first.")
+
+
+class GpuPerThread(Middleware):
+    """`SWEEPLAB_GPUS`: one GPU per worker thread; a worker with more threads refuses to start."""
+
+    def __init__(self, gpu_ids: tuple[str, ...]) -> None:
+        self.gpu_ids = gpu_ids
+
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        gpus.configure(self.gpu_ids, worker.worker_threads)

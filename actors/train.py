@@ -1,8 +1,9 @@
 """`train(run_id)`: run the training script for one grid point and record how it went.
 
-Safe to run twice: the run is claimed in the database first. A message for a run that already
-ended is acknowledged and nothing else; a message for a run another live worker holds is put back
-with a delay (it was a duplicate, or its worker just died and the lease has not expired yet).
+Safe to run twice: the run is claimed first. A message for a run that already ended is
+acknowledged and nothing else; a message for a run another live worker holds is put back with a
+delay (it was a duplicate, or its worker just died and the lease has not expired yet). The
+same code serves a local worker and a remote one: only the store differs (actors.store).
 """
 
 from __future__ import annotations
@@ -13,83 +14,86 @@ import time
 import dramatiq
 from dramatiq.middleware import Shutdown
 
+from actors.gpus import gpu_env
+from actors.store import RunSpec, RunStore, StoreUnreachable
 from service.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
-from service.models import Experiment, Run, RunStatus
-from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat, this_worker, transition
+from service.runstate import Claim, ClaimOutcome, this_worker
 from service.settings import Settings
 from service.supervise import kill_leftovers
-from service.timeutil import utcnow
-from service.training import Outcome, run_training
+from service.training import TrainingJob, run_training
 
 log = logging.getLogger("sweeplab.train")
 HEARTBEAT_EVERY_S = 2.0
 
 
-def _settings() -> Settings:
-    from actors import settings  # the worker's settings, read once at start
+def _context() -> tuple[Settings, RunStore]:
+    from actors import run_store, settings  # the worker's, made once at start
 
-    return settings
+    return settings, run_store
 
 
 class LeaseKeeper:
-    """Renews the run's lease while the child runs; says when this attempt should stop."""
+    """Renews the run's lease while the child runs; says when this attempt should stop.
 
-    def __init__(self, run_id: int, attempt: int) -> None:
-        self.run_id, self.attempt = run_id, attempt
-        self.last = 0.0
+    When the store cannot be reached (a partition, the API restarting) the script goes on,
+    but only until the lease runs out: by then another worker may have taken the run over."""
+
+    def __init__(self, store: RunStore, spec: RunSpec, attempt: int, lease_s: float) -> None:
+        self.store, self.spec, self.attempt, self.lease_s = store, spec, attempt, lease_s
+        self.last_try = 0.0
+        self.renewed = time.monotonic()
 
     def __call__(self, pgid: int | None) -> bool:
-        if pgid is not None:
-            return heartbeat(self.run_id, self.attempt, child_pgid=pgid)
-        if time.monotonic() - self.last < HEARTBEAT_EVERY_S:
+        if pgid is None and time.monotonic() - self.last_try < HEARTBEAT_EVERY_S:
             return True
-        self.last = time.monotonic()
-        return heartbeat(self.run_id, self.attempt)
+        self.last_try = time.monotonic()
+        try:
+            mine = self.store.heartbeat(self.spec, self.attempt, child_pgid=pgid)
+        except StoreUnreachable as error:
+            if time.monotonic() - self.renewed < self.lease_s:
+                return True
+            log.warning("run %s: lease not renewed for %g s (%s); stopping its script",
+                        self.spec.run_id, self.lease_s, error)
+            return False
+        self.renewed = time.monotonic()
+        return mine
 
 
-def _record(run_id: int, attempt: int, worker: str, outcome: Outcome) -> bool:
-    return transition(
-        run_id, outcome.status, actor=worker, expect={RunStatus.RUNNING}, attempt=attempt,
-        reason=outcome.error, accuracy=outcome.accuracy, exit_code=outcome.exit_code,
-        error=outcome.error, duration_s=outcome.duration_s, finished_at=utcnow(), child_pgid=None,
-    )
-
-
-def _requeue_on_shutdown(run_id: int, attempt: int, worker: str, timeout_s: float) -> None:
-    """The worker is stopping (its script was killed): put the run back for another worker.
-
-    A fresh message, not a Dramatiq retry, so restarts never use up the retry budget."""
-    transition(run_id, RunStatus.QUEUED, actor=worker, expect={RunStatus.RUNNING},
-               attempt=attempt, reason="worker stopped mid-run; queued again",
-               heartbeat_at=None, child_pgid=None, nudged_at=utcnow())
-    send_train(dramatiq.get_broker(), run_id, timeout_s)
-
-
-def _handle_unclaimed(run_id: int, claim: Claim, lease_s: float) -> None:
+def _handle_unclaimed(claim: Claim, spec: RunSpec | None, lease_s: float) -> None:
+    if spec is None:
+        return  # gone (its model was deleted)
     if claim.outcome == ClaimOutcome.BUSY:
         # Another worker holds it, or held it and died moments ago: look again after a lease.
-        timeout_s = Run.get_by_id(run_id).experiment.timeout_s
-        send_train(dramatiq.get_broker(), run_id, timeout_s, delay_ms=int(lease_s * 1000))
+        send_train(dramatiq.get_broker(), spec.run_id, spec.timeout_s,
+                   delay_ms=int(lease_s * 1000))
     elif claim.outcome in (ClaimOutcome.DONE, ClaimOutcome.EXHAUSTED):
         # Its result may have been written by a worker that died before its aggregate went out.
-        send_aggregate(dramatiq.get_broker(), Run.get_by_id(run_id).experiment_id)
+        send_aggregate(dramatiq.get_broker(), spec.experiment_id)
 
 
-def _execute(settings: Settings, run_id: int, claim: Claim, worker: str) -> None:
+def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
+             worker: str) -> None:
     if claim.previous_pgid:
-        kill_leftovers(claim.previous_pgid, run_id)
-    run = Run.get_by_id(run_id)
-    experiment = Experiment.get_by_id(run.experiment_id)
+        kill_leftovers(claim.previous_pgid, spec.run_id, store.run_dir(spec.run_id))
     try:
-        outcome = run_training(settings, run, experiment.timeout_s,
-                               LeaseKeeper(run_id, claim.attempt))
+        images = store.snapshot(spec)
+    except BaseException:  # no images (API unreachable, bad bytes): let another try begin
+        store.requeue(spec, claim.attempt, worker)
+        raise
+    job = TrainingJob(spec.run_id, spec.i, spec.j, spec.k, images,
+                      store.run_dir(spec.run_id), spec.timeout_s, gpu_env())
+    try:
+        outcome = run_training(settings, job, LeaseKeeper(store, spec, claim.attempt,
+                                                          settings.lease_s))
     except Shutdown:
-        _requeue_on_shutdown(run_id, claim.attempt, worker, experiment.timeout_s)
+        # A fresh message, not a Dramatiq retry, so restarts never use up the retry budget.
+        store.requeue(spec, claim.attempt, worker)
+        send_train(dramatiq.get_broker(), spec.run_id, spec.timeout_s)
         return
-    if outcome.stopped or not _record(run_id, claim.attempt, worker, outcome):
+    if outcome.stopped or not store.finish(spec, claim.attempt, worker, outcome):
         log.info("run %s attempt %s ended after it was cancelled or taken over; not recorded",
-                 run_id, claim.attempt)
-    send_aggregate(dramatiq.get_broker(), run.experiment_id)
+                 spec.run_id, claim.attempt)
+    send_aggregate(dramatiq.get_broker(), spec.experiment_id)
 
 
 @dramatiq.actor(actor_name=TRAIN_ACTOR, queue_name=TRAIN_QUEUE,
@@ -97,16 +101,16 @@ def _execute(settings: Settings, run_id: int, claim: Claim, worker: str) -> None
                 # message carries this above it (see service.broker.train_time_limit_ms).
                 time_limit=24 * 3600 * 1000,
                 # A script's failure is a result, not an exception: only infrastructure errors
-                # (database, broker) raise here, and those are worth a few patient retries.
+                # (database, broker, API) raise here, and those are worth a few patient retries.
                 max_retries=5, min_backoff=1_000, max_backoff=60_000,
                 # On shutdown, interrupt the actor so it kills its script and requeues the run,
                 # instead of holding the worker's stop for a whole training run.
                 notify_shutdown=True)
 def train(run_id: int) -> None:
-    settings = _settings()
+    settings, store = _context()
     worker = this_worker()
-    claim = claim_run(run_id, worker, settings.lease_s)
-    if claim.outcome != ClaimOutcome.CLAIMED:
-        _handle_unclaimed(run_id, claim, settings.lease_s)
+    claim, spec = store.claim(run_id, worker, settings.lease_s)
+    if claim.outcome != ClaimOutcome.CLAIMED or spec is None:
+        _handle_unclaimed(claim, spec, settings.lease_s)
         return
-    _execute(settings, run_id, claim, worker)
+    _execute(settings, store, spec, claim, worker)

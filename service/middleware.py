@@ -62,13 +62,24 @@ def _bearer(request: web.Request) -> bytes:
     return token.strip().encode() if scheme.lower() == "bearer" else b""
 
 
+WORKER_PREFIX = "/api/v1/worker/"
+
+
 @web.middleware
 async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With SWEEPLAB_API_TOKEN set, every /api route needs it; /healthz stays open."""
-    expected = request.app[SETTINGS].api_token
-    if expected and request.path.startswith("/api/"):
-        # compare_digest: the time taken says nothing about how much of the token matched
-        if not hmac.compare_digest(_bearer(request), expected.encode()):
-            raise Unauthorized("missing or wrong bearer token: send "
-                               "'Authorization: Bearer <SWEEPLAB_API_TOKEN>'")
+    """With SWEEPLAB_API_TOKEN set, every /api route needs it; /healthz stays open. The
+    worker routes take the worker token instead, and only it: neither token opens the other's
+    routes."""
+    settings = request.app[SETTINGS]
+    if request.path.startswith(WORKER_PREFIX) and settings.worker_token:
+        _check(request, settings.worker_token, "SWEEPLAB_WORKER_TOKEN")
+    elif settings.api_token and request.path.startswith("/api/"):
+        _check(request, settings.api_token, "SWEEPLAB_API_TOKEN")
     return await handler(request)
+
+
+def _check(request: web.Request, expected: str, name: str) -> None:
+    # compare_digest: the time taken says nothing about how much of the token matched
+    if not hmac.compare_digest(_bearer(request), expected.encode()):
+        raise Unauthorized(f"missing or wrong bearer token: send 'Authorization: Bearer "
+                           f"<{name}>'")

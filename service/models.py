@@ -170,4 +170,24 @@ class SchemaMigration(BaseModel):
         table_name = "schema_migration"
 
 
-ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent]
+class WorkerProcess(BaseModel):
+    """One worker process as it last reported itself; silent past the lease, it is shown lost."""
+
+    id = IdField()
+    name = CharField(max_length=255, unique=True)  # "host:pid", as runs carry it in `worker`
+    host = CharField(max_length=255)
+    pid = IntegerField()
+    threads = IntegerField()
+    gpus = JSONField()  # list of str
+    version = CharField(max_length=100)
+    queues = JSONField()  # list of str
+    remote = BooleanField()
+    started_at = DateTimeField(default=utcnow)
+    last_seen_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "worker_process"
+
+
+ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent,
+                                     WorkerProcess]

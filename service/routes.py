@@ -6,7 +6,8 @@ from aiohttp import web
 
 from service.dashboard import actions, pages
 from service.dashboard.setup import STATIC_DIR
-from service.handlers import experiments, health, models, runs
+from service.handlers import experiments, health, models, runs, worker, workers
+from service.keys import SETTINGS
 
 ID = r"{id:[0-9]{1,18}}"  # ASCII only: \d would take Unicode digits
 SHA = r"{sha:[0-9a-f]{64}}"
@@ -30,7 +31,23 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(f"/api/v1/experiments/{ID}/retry", experiments.retry)
     app.router.add_get(f"/api/v1/runs/{ID}", runs.show)
     app.router.add_get(f"/api/v1/runs/{ID}/logs", runs.logs)
+    app.router.add_get("/api/v1/workers", workers.list_all)
+    if app[SETTINGS].worker_token:  # without a worker token, the worker routes do not exist
+        setup_worker_routes(app)
     setup_dashboard_routes(app)
+
+
+def setup_worker_routes(app: web.Application) -> None:
+    """For remote workers, with the worker token only (see service.middleware)."""
+    app.router.add_post(f"/api/v1/worker/runs/{ID}/claim", worker.claim)
+    app.router.add_post(f"/api/v1/worker/runs/{ID}/heartbeat", worker.renew)
+    app.router.add_put(f"/api/v1/worker/runs/{ID}/folder", worker.folder)
+    app.router.add_post(f"/api/v1/worker/runs/{ID}/result", worker.result)
+    app.router.add_post(f"/api/v1/worker/runs/{ID}/requeue", worker.requeue)
+    app.router.add_get(f"/api/v1/worker/experiments/{ID}/manifest",
+                       worker.experiment_manifest)
+    app.router.add_post("/api/v1/worker/images", worker.images)
+    app.router.add_post("/api/v1/worker/processes", workers.report)
 
 
 def setup_dashboard_routes(app: web.Application) -> None:
@@ -48,6 +65,7 @@ def setup_dashboard_routes(app: web.Application) -> None:
     app.router.add_post(f"/experiments/{ID}/retry", actions.retry)
     app.router.add_get(f"/runs/{ID}", pages.run)
     app.router.add_get(f"/runs/{ID}/live", pages.run_live)
+    app.router.add_get("/workers", pages.workers)
     app.router.add_get("/login", pages.login_form)
     app.router.add_post("/login", pages.login)
     app.router.add_post("/logout", pages.logout)

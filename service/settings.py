@@ -39,8 +39,17 @@ class Settings:
     max_archive_bytes: int
     lease_s: float
     train_retries: int
+    max_run_folder_bytes: int
+    gpus: tuple[str, ...]
+    api_url: str | None
     # repr=False: settings may end up in a log, the token never
     api_token: str | None = field(default=None, repr=False)
+    worker_token: str | None = field(default=None, repr=False)
+
+    @property
+    def remote(self) -> bool:
+        """A worker that reaches the service through the API, not the database."""
+        return self.api_url is not None
 
     @property
     def database_location(self) -> str:
@@ -87,6 +96,12 @@ DEFAULTS: dict[str, tuple[str, str]] = {
                                "infrastructure reason (database down) before it is "
                                "dead-lettered; the reconciler re-sends it up to 3 times"),
     "SWEEPLAB_API_TOKEN": ("", "when set, every /api route needs `Authorization: Bearer` it"),
+    "SWEEPLAB_WORKER_TOKEN": ("", "API: opens the worker routes to remote workers; worker: "
+                              "sent to them"),
+    "SWEEPLAB_API_URL": ("", "worker: the API's base URL; set, the worker is remote"),
+    "SWEEPLAB_MAX_RUN_FOLDER_BYTES": ("1073741824", "largest run folder a remote worker may "
+                                      "send back"),
+    "SWEEPLAB_GPUS": ("", "worker: GPU ids, one per worker thread (CUDA_VISIBLE_DEVICES)"),
 }
 
 
@@ -105,6 +120,15 @@ def _path(env: Mapping[str, str], name: str, base: Path) -> Path:
     raw = env.get(name) or DEFAULTS[name][0]
     path = Path(raw).expanduser()
     return (path if path.is_absolute() else base / path).resolve()
+
+
+def _gpus(raw: str) -> tuple[str, ...]:
+    gpus = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if any(not gpu.isascii() or not gpu.isalnum() for gpu in gpus):
+        raise SettingsError(f"SWEEPLAB_GPUS must be GPU ids separated by commas, got {raw!r}")
+    if len(set(gpus)) != len(gpus):
+        raise SettingsError(f"SWEEPLAB_GPUS names a GPU twice: {raw!r}")
+    return gpus
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -131,7 +155,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lease_s=_number(env, "SWEEPLAB_LEASE_S", float),
         train_retries=int(_number(env, "SWEEPLAB_TRAIN_RETRIES", int)),
         api_token=env.get("SWEEPLAB_API_TOKEN") or None,
+        worker_token=env.get("SWEEPLAB_WORKER_TOKEN") or None,
+        max_run_folder_bytes=int(_number(env, "SWEEPLAB_MAX_RUN_FOLDER_BYTES", int)),
+        gpus=_gpus(env.get("SWEEPLAB_GPUS", "")),
+        api_url=(env.get("SWEEPLAB_API_URL") or "").rstrip("/") or None,
     )
+    if settings.api_url and not settings.worker_token:
+        raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "
+                            "SWEEPLAB_WORKER_TOKEN is not: the API's worker routes need it")
     if settings.run_timeout_s > settings.max_run_timeout_s:
         raise SettingsError("SWEEPLAB_RUN_TIMEOUT_S must not exceed SWEEPLAB_MAX_RUN_TIMEOUT_S")
     return settings

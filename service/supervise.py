@@ -139,10 +139,12 @@ def supervise(process: subprocess.Popen[bytes], timeout_s: float,
     return ChildResult(process.returncode, timed_out, stopped, time.monotonic() - started)
 
 
-def kill_leftovers(pgid: int, run_id: int) -> int:
+def kill_leftovers(pgid: int, run_id: int, run_dir: Path) -> int:
     """Kill the processes of an earlier attempt's group, if they are still there.
 
-    Checked by the run marker in their environment, so a recycled group id is never hit.
+    Checked by the run marker in their environment and by their working directory (this
+    worker's run folder), so neither a recycled group id nor another data directory's script
+    of the same run is ever hit.
     """
     marker = f"{RUN_MARKER}={run_id}".encode()
     killed = 0
@@ -153,6 +155,8 @@ def kill_leftovers(pgid: int, run_id: int) -> int:
             stat = (entry / "stat").read_text()
             group = int(stat.rsplit(")", 1)[1].split()[2])
             if group != pgid or marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if Path(os.readlink(entry / "cwd")) != run_dir.resolve():
                 continue
             os.kill(int(entry.name), signal.SIGKILL)
             killed += 1

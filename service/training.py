@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.models import Run, RunStatus
+from service.models import RunStatus
 from service.parsing import find_accuracy
 from service.settings import Settings
 from service.supervise import RUN_MARKER, ChildResult, start_child, supervise
@@ -16,7 +16,7 @@ STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
 TAIL_BYTES = 1 << 20
 ERROR_LINES = 5
-SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN",)
+SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN", "SWEEPLAB_WORKER_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ def script_env(run_id: int) -> dict[str, str]:
     return env
 
 
-def train_argv(settings: Settings, run: Run, images: Path) -> list[str]:
-    return [settings.python, str(settings.train_script), "--i", repr(float(run.param_i)),
-            "--j", str(run.param_j), "--k", str(run.param_k), "--images", str(images)]
+def train_argv(settings: Settings, job: TrainingJob) -> list[str]:
+    return [settings.python, str(settings.train_script), "--i", repr(float(job.i)),
+            "--j", str(job.j), "--k", str(job.k), "--images", str(job.images)]
 
 
 def _last_lines(run_dir: Path) -> str:
@@ -87,20 +87,33 @@ def preflight(settings: Settings, images: Path) -> str | None:
     return None
 
 
-def run_training(settings: Settings, run: Run, timeout_s: float,
+@dataclass(frozen=True)
+class TrainingJob:
+    """One attempt's inputs: which run, its parameters, where its images and folder are."""
+
+    run_id: int
+    i: float
+    j: int
+    k: int
+    images: Path
+    run_dir: Path
+    timeout_s: float
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def run_training(settings: Settings, job: TrainingJob,
                  keep_going: Callable[[int | None], bool]) -> Outcome:
-    """Run the training script for `run`; `keep_going(pgid)` renews the lease each poll."""
-    images = settings.snapshots_dir / str(run.experiment_id)
-    problem = preflight(settings, images)
+    """Run the training script for `job`; `keep_going(pgid)` renews the lease each poll."""
+    problem = preflight(settings, job.images)
     if problem:
         return Outcome(RunStatus.FAILED, error=problem)
-    run_dir = settings.runs_dir / str(run.id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**script_env(job.run_id), **job.extra_env}
     try:
-        child = start_child(train_argv(settings, run, images), run_dir, script_env(run.id),
-                            run_dir / STDOUT_NAME, run_dir / STDERR_NAME)
+        child = start_child(train_argv(settings, job), job.run_dir, env,
+                            job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
     except OSError as error:
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
     keep_going(child.pid)
-    result = supervise(child, timeout_s, should_stop=lambda: not keep_going(None))
-    return judge(result, run_dir, timeout_s)
+    result = supervise(child, job.timeout_s, should_stop=lambda: not keep_going(None))
+    return judge(result, job.run_dir, job.timeout_s)

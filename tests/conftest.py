@@ -55,8 +55,10 @@ def db(settings: Settings):
 @pytest.fixture
 def stub_broker(settings: Settings, monkeypatch: pytest.MonkeyPatch):
     import actors
+    from actors.store import LocalStore
 
     monkeypatch.setattr(actors, "settings", settings)
+    monkeypatch.setattr(actors, "run_store", LocalStore(settings))
     actors.broker.flush_all()
     yield actors.broker
     actors.broker.flush_all()

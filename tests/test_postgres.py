@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from dramatiq import Worker
 
+from actors.store import LocalStore
 from service.db import database, open_database
 from service.migrate import apply_migrations
 from tests.conftest import make_settings
@@ -20,6 +21,7 @@ def pg_client_parts(postgres_database, tmp_path, stub_broker, monkeypatch):  # n
     url = postgres_database[0]
     settings = make_settings(tmp_path / "pg", SWEEPLAB_DATABASE_URL=url)
     monkeypatch.setattr(actors, "settings", settings)
+    monkeypatch.setattr(actors, "run_store", LocalStore(settings))
     open_database(url)
     database.connect(reuse_if_open=True)
     apply_migrations()

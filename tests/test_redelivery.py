@@ -13,6 +13,7 @@ import peewee
 import pytest
 from dramatiq import Worker
 
+import actors
 from service.broker import TRAIN_QUEUE
 from service.db import database, open_database
 from service.dispatch import MAX_DEAD_LETTERS, reconcile
@@ -47,7 +48,7 @@ async def test_a_message_dead_on_every_delivery_fails_its_run_with_the_error(
     def unreachable(*args, **kwargs):
         raise peewee.OperationalError("could not connect to server: Connection refused")
 
-    monkeypatch.setattr(train_module, "claim_run", unreachable)
+    monkeypatch.setattr(actors.run_store, "claim", unreachable)
     monkeypatch.setitem(train_module.train.options, "max_retries", 0)
     experiment_id, run_id = await started_run(client)
     # When its message is dead-lettered, again and again, and the reconciler passes each time
@@ -67,13 +68,13 @@ async def test_a_message_dead_on_every_delivery_fails_its_run_with_the_error(
 
 async def test_a_dead_letter_recovers_once_the_fault_is_gone(client, db, settings, stub_broker,
                                                              stub_worker, monkeypatch):
-    real_claim = train_module.claim_run
-    monkeypatch.setattr(train_module, "claim_run", lambda *a: (_ for _ in ()).throw(
+    real_claim = actors.run_store.claim
+    monkeypatch.setattr(actors.run_store, "claim", lambda *a: (_ for _ in ()).throw(
         peewee.OperationalError("database is locked")))
     monkeypatch.setitem(train_module.train.options, "max_retries", 0)
     experiment_id, _ = await started_run(client)
     await dead_lettered(stub_broker)
-    monkeypatch.setattr(train_module, "claim_run", real_claim)
+    monkeypatch.setattr(actors.run_store, "claim", real_claim)
     reconcile(settings, stub_broker)
     done = await wait_for_status(client, experiment_id, {"completed"})
     assert done["counts"]["succeeded"] == 1

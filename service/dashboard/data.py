@@ -12,6 +12,7 @@ from service.settings import Settings
 from service.storage import image_path
 from service.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.views import experiment_json, model_json, run_json
+from service.workers import host_of
 
 THUMBNAILS_PER_LABEL = 4
 SORT_KEYS = {"id", "i", "j", "k", "status", "accuracy", "duration_s", "attempts"}
@@ -98,7 +99,7 @@ def run_page(settings: Settings, run_id: int) -> dict[str, Any]:
     folder = settings.runs_dir / str(run_id)
     experiment = get_experiment(run.experiment_id)
     return {"run": run_json(run), "model_id": experiment.model_id,
-            "model_name": get_model(experiment.model_id).name,
+            "model_name": get_model(experiment.model_id).name, "host": host_of(run.worker),
             "stdout": read_tail(folder / STDOUT_NAME, LOG_LIMIT),
             "stderr": read_tail(folder / STDERR_NAME, LOG_LIMIT),
             "is_best": experiment.best_run_id == run_id}

@@ -12,6 +12,7 @@ from service.dashboard import data
 from service.dashboard.security import SESSION_COOKIE, session_value, set_cookie, signed_in
 from service.handlers.common import in_db, path_id, settings_of
 from service.views import all_models_json
+from service.workers import list_workers
 
 LIVE_TEMPLATES = {"experiment": "_experiment_live.html", "run": "_run_live.html"}
 
@@ -63,6 +64,12 @@ async def run(request: web.Request) -> web.Response:
 async def run_live(request: web.Request) -> web.Response:
     context = await in_db(request, data.run_page, settings_of(request), path_id(request))
     return render(request, LIVE_TEMPLATES["run"], context)
+
+
+async def workers(request: web.Request) -> web.Response:
+    lease_s = settings_of(request).lease_s
+    listed = await in_db(request, list_workers, lease_s)
+    return render(request, "workers.html", {"workers": listed, "lease_s": lease_s})
 
 
 async def login_form(request: web.Request) -> web.Response:

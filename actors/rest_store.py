@@ -1,0 +1,196 @@
+"""The store of a remote worker: the API's worker routes, over HTTP, with the worker token.
+
+It never opens the database nor reads the API's data directory; its own data directory holds
+the image cache and its runs' folders. Calls that must not be lost (the outcome, the folder,
+a requeue) are retried with backoff until the API takes them or refuses them: a restarting API
+costs a wait, never a result.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from actors.snapshot_cache import Manifest, SnapshotCache
+from actors.store import RunSpec, RunStore, StoreUnreachable
+from service.runstate import Claim, ClaimOutcome
+from service.settings import Settings
+from service.training import STDERR_NAME, STDOUT_NAME, Outcome
+
+log = logging.getLogger("sweeplab.rest_store")
+TIMEOUT_S = 30
+MAX_LOG_CHUNK = 256 * 1024
+GIVE_UP_AFTER_S = 24 * 3600  # a finished run's result waits this long for the API at most
+STREAMS = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
+
+
+class Refused(Exception):
+    """The API answered, and said no (4xx): retrying would not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class RestStore(RunStore):
+    def __init__(self, settings: Settings) -> None:
+        assert settings.api_url and settings.worker_token
+        self.settings = settings
+        self.base = f"{settings.api_url}/api/v1/worker"
+        self.headers = {"Authorization": f"Bearer {settings.worker_token}"}
+        self.local = threading.local()
+        self.sent: dict[tuple[int, int], dict[str, int]] = {}  # log bytes the API has
+        self.cache = SnapshotCache(settings.data_dir, self._manifest, self._images)
+
+    def _session(self) -> requests.Session:
+        if not hasattr(self.local, "session"):  # a Session is not safe across threads
+            self.local.session = requests.Session()
+            self.local.session.headers.update(self.headers)
+        return self.local.session
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request; StoreUnreachable when the API cannot answer, Refused on a 4xx."""
+        try:
+            response = self._session().request(method, self.base + path,
+                                               timeout=TIMEOUT_S, **kwargs)
+        except requests.RequestException as error:
+            raise StoreUnreachable(f"{method} {path}: {error}") from error
+        if response.status_code >= 500:
+            raise StoreUnreachable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            raise Refused(response.status_code, _message(response))
+        return response
+
+    def patiently(self, method: str, path: str, body: Path | None = None,
+                  **kwargs: Any) -> requests.Response:
+        """`call`, retried with backoff while the API is unreachable (a file `body` is sent
+        afresh each time)."""
+        delay, deadline = 0.5, time.monotonic() + GIVE_UP_AFTER_S
+        while True:
+            try:
+                if body is None:
+                    return self.call(method, path, **kwargs)
+                with open(body, "rb") as data:
+                    return self.call(method, path, data=data, **kwargs)
+            except StoreUnreachable as error:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("API unreachable (%s); trying again in %.1f s", error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
+        try:
+            body = self.call("POST", f"/runs/{run_id}/claim", json={"worker": worker}).json()
+        except Refused as error:
+            if error.status != 404:
+                raise
+            return Claim(ClaimOutcome.GONE), None  # deleted with its model: nothing to do
+        run = body["run"]
+        spec = RunSpec(run["run_id"], run["experiment_id"], run["i"], run["j"], run["k"],
+                       run["timeout_s"]) if run else None
+        return Claim(ClaimOutcome(body["outcome"]), body["attempt"], body["previous_worker"],
+                     body["previous_pgid"]), spec
+
+    def snapshot(self, spec: RunSpec) -> Path:
+        return self.cache.snapshot(spec.experiment_id)
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.settings.runs_dir / str(run_id)
+
+    def heartbeat(self, spec: RunSpec, attempt: int, child_pgid: int | None = None) -> bool:
+        """Renew the lease, and send the output printed since the last time."""
+        sent = self.sent.setdefault((spec.run_id, attempt), dict.fromkeys(STREAMS, 0))
+        logs = self._new_output(self.run_dir(spec.run_id), sent)
+        try:
+            body = self.call("POST", f"/runs/{spec.run_id}/heartbeat",
+                             json={"attempt": attempt, "logs": logs}).json()
+        except Refused as error:
+            log.warning("run %s: heartbeat refused (%s)", spec.run_id, error)
+            return False
+        sent.update(body["logs"])
+        return body["keep_going"]
+
+    @staticmethod
+    def _new_output(run_dir: Path, sent: dict[str, int]) -> dict[str, dict[str, Any]]:
+        logs = {}
+        for stream, name in STREAMS.items():
+            try:
+                with open(run_dir / name, "rb") as handle:
+                    handle.seek(sent[stream])
+                    data = handle.read(MAX_LOG_CHUNK)
+            except FileNotFoundError:
+                continue
+            if data:
+                logs[stream] = {"offset": sent[stream],
+                                "data": base64.b64encode(data).decode()}
+        return logs
+
+    def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
+        """Send the folder, then the outcome; the run counts only once both arrived."""
+        self.sent.pop((spec.run_id, attempt), None)
+        run_dir = self.run_dir(spec.run_id)
+        try:
+            self._send_folder(spec.run_id, attempt, worker, run_dir)
+            recorded = self.patiently("POST", f"/runs/{spec.run_id}/result", json={
+                "attempt": attempt, "worker": worker, "status": outcome.status.value,
+                "accuracy": outcome.accuracy, "exit_code": outcome.exit_code,
+                "error": outcome.error, "duration_s": outcome.duration_s,
+            }).json()["recorded"]
+        except Refused as error:
+            log.warning("run %s attempt %s: the API refused it (%s)", spec.run_id, attempt,
+                        error)
+            recorded = False
+        shutil.rmtree(run_dir, ignore_errors=True)  # it is on the API's host now, or moot
+        return recorded
+
+    def _send_folder(self, run_id: int, attempt: int, worker: str, run_dir: Path) -> None:
+        archive = run_dir.parent / f".{run_id}-{attempt}.tar"
+        with tarfile.open(archive, "w") as tar:
+            for path in sorted(run_dir.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
+        try:
+            self.patiently("PUT", f"/runs/{run_id}/folder", body=archive,
+                           params={"attempt": attempt, "worker": worker},
+                           headers={"Content-Type": "application/x-tar"})
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def requeue(self, spec: RunSpec, attempt: int, worker: str) -> None:
+        try:
+            self.call("POST", f"/runs/{spec.run_id}/requeue",
+                      json={"attempt": attempt, "worker": worker})
+        except (StoreUnreachable, Refused) as error:
+            # The lease runs out and the reconciler hands the run on all the same.
+            log.warning("run %s: could not put it back (%s)", spec.run_id, error)
+
+    def report_worker(self, info: dict[str, Any]) -> None:
+        self.call("POST", "/processes", json=info)
+
+    def _manifest(self, experiment_id: int) -> Manifest:
+        return self.call("GET", f"/experiments/{experiment_id}/manifest").json()["images"]
+
+    def _images(self, wanted: list[dict[str, str]]) -> Iterator[IO[bytes]]:
+        response = self.call("POST", "/images", json={"images": wanted}, stream=True)
+        try:
+            response.raw.decode_content = True
+            yield response.raw
+        finally:
+            response.close()
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]

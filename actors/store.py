@@ -1,0 +1,119 @@
+"""What the train actor asks of the service, behind one small interface with two implementations.
+
+A local worker (`LocalStore`) shares the API's host: it claims runs in the database and works in
+the API's data directory. A remote worker (`actors.rest_store.RestStore`) has nothing but the
+broker, the API's URL and a worker token: it does the same through the API's worker routes and
+works in a data directory of its own. The actor starts, supervises and judges the script the same
+way for both (like MLflow's `RestStore` and `SqlAlchemyStore` behind `AbstractStore`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.attempts import record_outcome, requeue_attempt
+from service.db import database
+from service.models import Experiment, Run
+from service.runstate import Claim, claim_run, heartbeat
+from service.settings import Settings
+from service.training import Outcome
+from service.workers import report_worker
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a worker needs to know of a run to train it."""
+
+    run_id: int
+    experiment_id: int
+    i: float
+    j: int
+    k: int
+    timeout_s: float
+
+
+class StoreUnreachable(Exception):
+    """The store could not be asked (the API is restarting, the link is down): try again."""
+
+
+class RunStore(ABC):
+    @abstractmethod
+    def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
+        """Take the run for `worker`, or say why not; the spec when the run exists."""
+
+    @abstractmethod
+    def snapshot(self, spec: RunSpec) -> Path:
+        """The experiment's training images, laid out as the script expects."""
+
+    @abstractmethod
+    def run_dir(self, run_id: int) -> Path:
+        """The folder the script runs in (and writes its model and logs to)."""
+
+    @abstractmethod
+    def heartbeat(self, spec: RunSpec, attempt: int, child_pgid: int | None = None) -> bool:
+        """Renew the lease; False once the run is no longer this attempt's. Raises
+        StoreUnreachable when the store cannot be asked."""
+
+    @abstractmethod
+    def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
+        """Record the outcome (and keep the run folder); False when this attempt may no
+        longer record (cancelled, taken over)."""
+
+    @abstractmethod
+    def requeue(self, spec: RunSpec, attempt: int, worker: str) -> None:
+        """The worker is stopping mid-run: put the run back in the queue state."""
+
+    @abstractmethod
+    def report_worker(self, info: dict[str, Any]) -> None:
+        """Say this worker process is alive (GET /api/v1/workers lists it)."""
+
+
+class LocalStore(RunStore):
+    """The database and the API's data directory, on the API's host."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
+        claim = claim_run(run_id, worker, lease_s)
+        run = Run.get_or_none(Run.id == run_id)
+        if run is None:
+            return claim, None
+        timeout_s = Experiment.select(Experiment.timeout_s).where(
+            Experiment.id == run.experiment_id).scalar()
+        return claim, RunSpec(run.id, run.experiment_id, run.param_i, run.param_j, run.param_k,
+                              timeout_s)
+
+    def snapshot(self, spec: RunSpec) -> Path:
+        return self.settings.snapshots_dir / str(spec.experiment_id)
+
+    def run_dir(self, run_id: int) -> Path:
+        return self.settings.runs_dir / str(run_id)
+
+    def heartbeat(self, spec: RunSpec, attempt: int, child_pgid: int | None = None) -> bool:
+        changes = {} if child_pgid is None else {"child_pgid": child_pgid}
+        return heartbeat(spec.run_id, attempt, **changes)
+
+    def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
+        return record_outcome(spec.run_id, attempt, worker, outcome)
+
+    def requeue(self, spec: RunSpec, attempt: int, worker: str) -> None:
+        requeue_attempt(spec.run_id, attempt, worker)
+
+    def report_worker(self, info: dict[str, Any]) -> None:
+        # a connection per report: the reporting thread must survive a database restart
+        with database.connection_context():
+            report_worker(info)
+
+
+
+def make_store(settings: Settings) -> RunStore:
+    """The API's worker routes for a remote worker, the database for a local one."""
+    if settings.remote:
+        from actors.rest_store import RestStore  # requests is only needed there
+
+        return RestStore(settings)
+    return LocalStore(settings)

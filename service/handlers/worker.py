@@ -1,0 +1,208 @@
+"""The worker routes, `/api/v1/worker/...`: what a remote worker does, over HTTP.
+
+They exist only when `SWEEPLAB_WORKER_TOKEN` is set, and accept only that token (the
+middleware sees to it). Thin: parse, call one function of service.workerapi, answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+from aiohttp import web
+
+from service.errors import Invalid, TooLarge
+from service.handlers.common import answer, in_db, path_id, read_json, settings_of
+from service.models import RunStatus
+from service.storage import image_path, new_temp_dir, remove_tree
+from service.training import Outcome
+from service.workerapi import (
+    LOG_NAMES,
+    check_attempt,
+    claim_for,
+    fail_oversized,
+    finish_for,
+    heartbeat_for,
+    keep_folder,
+    manifest,
+    requeue_for,
+)
+
+CHUNK = 1 << 20
+MAX_IMAGES_PER_FETCH = 1000
+RESULT_FIELDS = ("attempt", "worker", "status", "accuracy", "exit_code", "error", "duration_s")
+
+
+def _int(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Invalid(f"{name} must be a whole number >= 0", field=name)
+    return value
+
+
+def _text(body: dict[str, Any], name: str, limit: int = 255) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise Invalid(f"{name} must be a string of 1 to {limit} characters", field=name)
+    return value
+
+
+async def claim(request: web.Request) -> web.Response:
+    body = await read_json(request, ("worker",))
+    return answer(await in_db(request, claim_for, settings_of(request), path_id(request),
+                              _text(body, "worker")))
+
+
+def _logs(body: dict[str, Any]) -> dict[str, tuple[int, bytes]]:
+    raw = body.get("logs", {})
+    if not isinstance(raw, dict) or set(raw) - set(LOG_NAMES):
+        raise Invalid("logs must map stdout/stderr to {offset, data}", field="logs")
+    logs = {}
+    for stream, chunk in raw.items():
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("data"), str):
+            raise Invalid(f"logs.{stream} must be {{offset, data}}", field=f"logs.{stream}")
+        try:
+            data = base64.b64decode(chunk["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise Invalid(f"logs.{stream}.data is not base64", field=f"logs.{stream}") from None
+        logs[stream] = (_int(chunk, "offset"), data)
+    return logs
+
+
+async def renew(request: web.Request) -> web.Response:
+    body = await read_json(request, ("attempt", "logs"))
+    return answer(await in_db(request, heartbeat_for, settings_of(request), path_id(request),
+                              _int(body, "attempt"), _logs(body)))
+
+
+def _outcome(body: dict[str, Any]) -> Outcome:
+    status = body.get("status")
+    if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        raise Invalid("status must be succeeded or failed", field="status")
+    accuracy, duration = body.get("accuracy"), body.get("duration_s")
+    for name, value in (("accuracy", accuracy), ("duration_s", duration)):
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)
+                                  or not math.isfinite(value)):
+            raise Invalid(f"{name} must be a finite number or null", field=name)
+    if status == RunStatus.SUCCEEDED and accuracy is None:
+        raise Invalid("a succeeded run needs its accuracy", field="accuracy")
+    exit_code, error = body.get("exit_code"), body.get("error")
+    if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+        raise Invalid("exit_code must be a whole number or null", field="exit_code")
+    if error is not None and (not isinstance(error, str) or len(error) > 20_000):
+        raise Invalid("error must be a string of at most 20000 characters or null",
+                      field="error")
+    return Outcome(RunStatus(status), accuracy=accuracy, exit_code=exit_code, error=error,
+                   duration_s=duration)
+
+
+async def result(request: web.Request) -> web.Response:
+    body = await read_json(request, RESULT_FIELDS)
+    recorded = await in_db(request, finish_for, settings_of(request), path_id(request),
+                           _int(body, "attempt"), _text(body, "worker"), _outcome(body))
+    return answer({"recorded": recorded})
+
+
+async def requeue(request: web.Request) -> web.Response:
+    body = await read_json(request, ("attempt", "worker"))
+    moved = await in_db(request, requeue_for, path_id(request), _int(body, "attempt"),
+                        _text(body, "worker"))
+    return answer({"requeued": moved})
+
+
+def _query_attempt(request: web.Request) -> int:
+    raw = request.query.get("attempt", "")
+    if not raw.isascii() or not raw.isdigit():
+        raise Invalid("the attempt query parameter must be a whole number", field="attempt")
+    return int(raw)
+
+
+async def folder(request: web.Request) -> web.Response:
+    """Receive the run folder as a tar stream, then put it in place of `runs/<id>/`."""
+    settings, run_id = settings_of(request), path_id(request)
+    attempt = _query_attempt(request)
+    await in_db(request, check_attempt, run_id, attempt)
+    temp_dir = new_temp_dir(settings, "folder")
+    try:
+        archive = temp_dir / "folder.tar"
+        if not await _receive(request, archive, settings.max_run_folder_bytes):
+            await in_db(request, fail_oversized, run_id, attempt,
+                        request.query.get("worker", "worker"), settings.max_run_folder_bytes)
+            raise TooLarge(f"run folder larger than {settings.max_run_folder_bytes} bytes "
+                           f"(SWEEPLAB_MAX_RUN_FOLDER_BYTES); the run is failed with that "
+                           f"reason")
+        await in_db(request, keep_folder, settings, run_id, attempt, archive)
+    finally:
+        remove_tree(temp_dir)
+    return web.Response(status=204)
+
+
+async def _receive(request: web.Request, target: Path, limit: int) -> bool:
+    """Stream the body to `target`; False (and stop reading) past `limit` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return False
+    written = 0
+    async with aiofiles.open(target, "wb") as out:
+        while chunk := await request.content.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                return False
+            await out.write(chunk)
+    return True
+
+
+async def experiment_manifest(request: web.Request) -> web.Response:
+    images = await in_db(request, manifest, settings_of(request), path_id(request))
+    return answer({"images": images})
+
+
+def _wanted(body: dict[str, Any]) -> list[tuple[str, str]]:
+    wanted = body.get("images")
+    if not isinstance(wanted, list) or len(wanted) > MAX_IMAGES_PER_FETCH:
+        raise Invalid(f"images must be a list of at most {MAX_IMAGES_PER_FETCH} "
+                      f"{{sha256, extension}}", field="images")
+    pairs = []
+    for item in wanted:
+        sha, ext = (item.get("sha256"), item.get("extension")) if isinstance(item, dict) else (
+            None, None)
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef"
+                                                                  for c in sha)):
+            raise Invalid("each image needs a sha256 of 64 hex digits", field="images")
+        if not (isinstance(ext, str) and ext.isascii() and ext.isalnum() and len(ext) <= 10):
+            raise Invalid("each image needs its extension", field="images")
+        pairs.append((sha, ext))
+    return pairs
+
+
+async def images(request: web.Request) -> web.StreamResponse:
+    """The asked-for images as one uncompressed tar stream, `<sha256>.<ext>` each."""
+    settings = settings_of(request)
+    pairs = _wanted(await read_json(request, ("images",)))
+    paths = [image_path(settings, sha, ext) for sha, ext in pairs]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise Invalid(f"no stored image {missing[0]}", field="images")
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await response.prepare(request)
+    for path in paths:
+        await _write_member(response, path)
+    await response.write(tarfile.NUL * tarfile.BLOCKSIZE * 2)
+    await response.write_eof()
+    return response
+
+
+async def _write_member(response: web.StreamResponse, path: Path) -> None:
+    info = tarfile.TarInfo(path.name)
+    info.size = path.stat().st_size
+    await response.write(info.tobuf(format=tarfile.GNU_FORMAT))
+    async with aiofiles.open(path, "rb") as source:
+        while chunk := await source.read(CHUNK):
+            await response.write(chunk)
+    padding = -info.size % tarfile.BLOCKSIZE
+    if padding:
+        await response.write(tarfile.NUL * padding)

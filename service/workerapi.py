@@ -1,0 +1,167 @@
+"""What the API does for remote workers (blocking: the worker handlers call these in threads).
+
+A remote worker has no database and no share of the data directory; through these it claims
+runs, renews leases (sending its new log output along), hands back its run folder and records
+outcomes. Every change goes through the same functions a local worker calls, guarded by the
+run's status and attempt, so a late call from an attempt that was taken over changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from service.attempts import record_outcome, requeue_attempt
+from service.errors import Conflict, Invalid, NotFound
+from service.models import Experiment, Run, RunStatus
+from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat
+from service.settings import Settings
+from service.storage import remove_tree
+from service.training import STDERR_NAME, STDOUT_NAME, Outcome
+
+LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
+ATTEMPT_MARK = ".sweeplab-attempt"  # in a run folder: which attempt's folder it is
+
+
+def _spec(run: Run) -> dict[str, Any]:
+    timeout_s = Experiment.select(Experiment.timeout_s).where(
+        Experiment.id == run.experiment_id).scalar()
+    return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
+            "j": run.param_j, "k": run.param_k, "timeout_s": timeout_s}
+
+
+def _existing(run_id: int) -> Run:
+    run = Run.get_or_none(Run.id == run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    return run
+
+
+def claim_for(settings: Settings, run_id: int, worker: str) -> dict[str, Any]:
+    _existing(run_id)
+    claim: Claim = claim_run(run_id, worker, settings.lease_s)
+    run = Run.get_or_none(Run.id == run_id)
+    if claim.outcome == ClaimOutcome.CLAIMED:
+        for name in LOG_NAMES.values():  # the new attempt's output starts afresh
+            (settings.runs_dir / str(run_id) / name).unlink(missing_ok=True)
+    return {"outcome": claim.outcome.value, "attempt": claim.attempt,
+            "previous_worker": claim.previous_worker, "previous_pgid": claim.previous_pgid,
+            "run": _spec(run) if run is not None else None}
+
+
+def heartbeat_for(settings: Settings, run_id: int, attempt: int,
+                  logs: dict[str, tuple[int, bytes]]) -> dict[str, Any]:
+    """Renew the lease and append the new log output; say how much of each log is kept."""
+    _existing(run_id)
+    keep_going = heartbeat(run_id, attempt)
+    kept = {}
+    for stream, (offset, data) in logs.items():
+        kept[stream] = _append_log(settings.runs_dir / str(run_id), LOG_NAMES[stream], offset,
+                                   data) if keep_going else offset
+    return {"keep_going": keep_going, "logs": kept}
+
+
+def _append_log(run_dir: Path, name: str, offset: int, data: bytes) -> int:
+    """Append what the API does not have yet; the size of the log afterwards."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / name
+    size = path.stat().st_size if path.exists() else 0
+    if offset <= size < offset + len(data):
+        with open(path, "ab") as handle:
+            handle.write(data[size - offset:])
+        size = offset + len(data)
+    return size
+
+
+def _current_attempt(run_id: int, attempt: int) -> Run:
+    run = _existing(run_id)
+    if run.status != RunStatus.RUNNING or run.attempts != attempt:
+        raise Conflict(f"run {run_id} is {run.status} at attempt {run.attempts}; attempt "
+                       f"{attempt} may no longer change it")
+    return run
+
+
+def check_attempt(run_id: int, attempt: int) -> None:
+    """409 unless the run is running at this attempt (before a folder is even read)."""
+    _current_attempt(run_id, attempt)
+
+
+def fail_oversized(run_id: int, attempt: int, worker: str, limit: int) -> None:
+    reason = (f"the run folder is larger than {limit} bytes "
+              f"(SWEEPLAB_MAX_RUN_FOLDER_BYTES); it was not kept")
+    record_outcome(run_id, attempt, worker, Outcome(RunStatus.FAILED, error=reason))
+
+
+def keep_folder(settings: Settings, run_id: int, attempt: int, archive: Path) -> None:
+    """Unpack a run folder sent as a tar file and put it in place of `runs/<id>/`."""
+    _current_attempt(run_id, attempt)
+    incoming = settings.runs_dir / f".incoming-{run_id}-{uuid.uuid4().hex}"
+    incoming.mkdir(parents=True)
+    try:
+        _unpack_folder(archive, incoming)
+        (incoming / ATTEMPT_MARK).write_text(str(attempt))
+        _swap_in(incoming, settings.runs_dir / str(run_id))
+    finally:
+        remove_tree(incoming)
+
+
+def _unpack_folder(archive: Path, target: Path) -> None:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                _check_member(member)
+                tar.extract(member, target, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise Invalid(f"the run folder is not a readable tar archive: {error}",
+                      field="folder") from None
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    parts = Path(member.name).parts
+    if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+        raise Invalid(f"run folder member {member.name!r} is not a plain file or folder "
+                      f"inside the folder", field="folder")
+
+
+def _swap_in(incoming: Path, final: Path) -> None:
+    """Replace `final` by `incoming`; readers see the old folder or the new one, whole."""
+    old = final.parent / f".old-{final.name}-{uuid.uuid4().hex}"
+    if final.exists():
+        os.rename(final, old)
+    os.rename(incoming, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
+               outcome: Outcome) -> bool:
+    """Record the outcome once this attempt's folder is on this host; False if too late."""
+    run = _existing(run_id)
+    mark = settings.runs_dir / str(run_id) / ATTEMPT_MARK
+    if not mark.exists() or mark.read_text() != str(attempt):
+        if run.attempts != attempt or run.status != RunStatus.RUNNING:
+            return False
+        raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
+    return record_outcome(run_id, attempt, worker, outcome)
+
+
+def requeue_for(run_id: int, attempt: int, worker: str) -> bool:
+    _existing(run_id)
+    return requeue_attempt(run_id, attempt, worker)
+
+
+def manifest(settings: Settings, experiment_id: int) -> list[dict[str, Any]]:
+    """The experiment's frozen images: label and SHA-256 of each, as its snapshot holds them."""
+    if not Experiment.select().where(Experiment.id == experiment_id).exists():
+        raise NotFound(f"experiment {experiment_id} does not exist")
+    root = settings.snapshots_dir / str(experiment_id)
+    images = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            sha, _, extension = path.name.partition(".")
+            label = path.parent.name if path.parent != root else None
+            images.append({"sha256": sha, "extension": extension, "label": label})
+    return images

@@ -1,0 +1,111 @@
+"""A remote worker on this host (over loopback, its own data directory, no database): the thin
+path through every part. The namespaced hosts and their faults are in test_remote_workers.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
+from tests.helpers import png_bytes
+from tests.test_e2e import FAKE_SCRIPTS, best_of, small_dataset, terminal_events_per_run
+
+pytestmark = pytest.mark.e2e
+WORKER_TOKEN = "worker-secret"
+GRID = {"i": [0.1, 0.2], "j": [1, 2], "k": [1]}
+
+
+def start_remote_worker(stack: Stack, data_dir: Path, name: str,
+                        **env: str) -> subprocess.Popen[bytes]:
+    """`dramatiq actors --queues sweeplab_train` knowing only broker, API URL and token."""
+    remote_env = {key: value for key, value in stack.env.items()
+                  if key not in ("SWEEPLAB_DATABASE_URL",)}
+    remote_env.update(SWEEPLAB_DATA_DIR=str(data_dir), SWEEPLAB_API_URL=stack.base,
+                      SWEEPLAB_WORKER_TOKEN=WORKER_TOKEN, **env)
+    log = open(stack.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
+    dramatiq = str(Path(sys.executable).parent / "dramatiq")
+    return subprocess.Popen([dramatiq, "actors", "--queues", "sweeplab_train", "--processes",
+                             "1", "--threads", "2"], cwd=ROOT,
+                            env=remote_env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.fixture
+def remote_stack(tmp_path: Path):
+    with VirtualHost() as url:
+        stack = Stack(tmp_path / "api-data", url, SWEEPLAB_WORKER_TOKEN=WORKER_TOKEN,
+                      SWEEPLAB_LEASE_S="4", FAKE_TRAIN_SLEEP="0.3", **FAKE_SCRIPTS)
+        stack.start_api()
+        # the API's host consumes the aggregate queue only: training happens elsewhere
+        stack.worker = stack._spawn([str(Path(sys.executable).parent / "dramatiq"), "actors",
+                                     "--queues", "sweeplab_aggregate"], "aggregate.log")
+        yield stack
+        stack.stop()
+
+
+def test_a_remote_worker_trains_a_sweep_through_the_api(remote_stack: Stack, tmp_path: Path):
+    # Given a remote worker with a data directory of its own
+    remote_dir = tmp_path / "remote-data"
+    worker = start_remote_worker(remote_stack, remote_dir, "remote")
+    try:
+        model_id = small_dataset(remote_stack)
+        # When a sweep runs
+        _, created = remote_stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                          {"grid": GRID})
+        done = remote_stack.wait_for_experiment(created["id"], timeout=120)
+        # Then every run succeeded once, with its folder and logs on the API's host
+        assert done["counts"]["succeeded"] == 4, (done["counts"], remote_stack.log("remote.log"))
+        assert terminal_events_per_run(remote_stack.data_dir) == {
+            run["id"]: 1 for run in done["runs"]}
+        for run in done["runs"]:
+            folder = remote_stack.data_dir / "runs" / str(run["id"])
+            assert (folder / "model.txt").is_file() and (folder / "stdout.log").is_file()
+        status, logs = remote_stack.get(f"/api/v1/runs/{done['runs'][0]['id']}/logs")
+        assert status == 200 and "epoch 1/3" in str(logs)
+        assert done["best"]["run_id"] == best_of(done["runs"])["id"]
+        body, headers = multipart({"image": ("x.png", png_bytes(3))})
+        status, predicted = remote_stack.request("POST", f"/api/v1/models/{model_id}/predict",
+                                                 data=body, headers=headers)
+        assert status == 200 and predicted["run_id"] == done["best"]["run_id"], predicted
+        # And the worker never opened a database; its cache holds each image once
+        assert not (remote_dir / "sweeplab.db").exists()
+        cached = list((remote_dir / "cache" / "images").rglob("*.png"))
+        assert len(cached) == 8
+        # When a second experiment on the same images runs, nothing is fetched again
+        before = {path: path.stat().st_ino for path in cached}
+        _, second = remote_stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                         {"grid": {"i": [0.3], "j": [1], "k": [1]}})
+        remote_stack.wait_for_experiment(second["id"], timeout=60)
+        after = {p: p.stat().st_ino for p in (remote_dir / "cache" / "images").rglob("*.png")}
+        assert after == before
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def test_logs_follow_a_remote_run_while_it_runs(remote_stack: Stack, tmp_path: Path):
+    remote_stack.env["FAKE_TRAIN_SLEEP"] = "6"
+    worker = start_remote_worker(remote_stack, tmp_path / "remote-data", "remote")
+    try:
+        model_id = small_dataset(remote_stack)
+        _, created = remote_stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                          {"grid": {"i": [0.1], "j": [1], "k": [1]}})
+        run_id = created["runs"][0]["id"]
+        deadline = time.monotonic() + 20
+        while True:  # the run is still sleeping when its first lines reach the API
+            _, run = remote_stack.get(f"/api/v1/runs/{run_id}")
+            _, logs = remote_stack.get(f"/api/v1/runs/{run_id}/logs")
+            if run["status"] == "running" and "epoch 1/3" in str(logs):
+                break
+            assert run["status"] in ("queued", "running") and time.monotonic() < deadline
+            time.sleep(0.3)
+        done = remote_stack.wait_for_experiment(created["id"], timeout=60)
+        assert done["counts"]["succeeded"] == 1
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+

@@ -1,0 +1,154 @@
+"""The worker routes through the in-process client: who may call them, and what a wrong call
+gets (a clear error, nothing recorded); and the snapshot cache refusing bytes that do not match
+their hash."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from actors.snapshot_cache import CorruptImage, SnapshotCache
+from service.models import Run, RunEvent
+from tests.conftest import make_settings
+from tests.test_api import make_model, upload_two_labels
+
+WORKER = {"Authorization": "Bearer w-token"}
+USER = {"Authorization": "Bearer u-token"}
+SMALL = {"i": [0.1], "j": [1], "k": [5]}
+
+
+@pytest.fixture
+async def api(aiohttp_client, tmp_path, stub_broker, db):
+    from service.app import create_app
+
+    settings = make_settings(tmp_path / "data", SWEEPLAB_WORKER_TOKEN="w-token",
+                             SWEEPLAB_API_TOKEN="u-token", SWEEPLAB_MAX_RUN_FOLDER_BYTES="16384")
+    client = await aiohttp_client(create_app(settings, broker=stub_broker))
+    client.session.headers.update(USER)
+    return client
+
+
+async def started_run(client) -> int:
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": SMALL})
+    return (await created.json())["runs"][0]["id"]
+
+
+async def claimed_run(client) -> int:
+    run_id = await started_run(client)
+    claimed = await client.post(f"/api/v1/worker/runs/{run_id}/claim", json={"worker": "h:1"},
+                                headers=WORKER)
+    assert (claimed.status, (await claimed.json())["outcome"]) == (200, "claimed")
+    return run_id
+
+
+async def test_without_a_worker_token_the_worker_routes_do_not_exist(client, db):
+    response = await client.post("/api/v1/worker/runs/1/claim", json={"worker": "h:1"})
+    assert response.status == 404
+
+
+async def test_only_the_worker_token_opens_the_worker_routes_and_nothing_else(api):
+    run_id = await started_run(api)
+    url = f"/api/v1/worker/runs/{run_id}/claim"
+    for headers in ({"Authorization": ""}, USER, {"Authorization": "Bearer nope"}):
+        response = await api.post(url, json={"worker": "h:1"}, headers=headers)
+        assert response.status == 401
+        assert "SWEEPLAB_WORKER_TOKEN" in (await response.json())["error"]["message"]
+    assert (await api.get("/api/v1/models", headers=WORKER)).status == 401
+    assert Run.get_by_id(run_id).status == "queued"
+
+
+async def test_an_unknown_run_is_a_clear_404(api):
+    for path, body in (("claim", {"worker": "h:1"}), ("heartbeat", {"attempt": 1}),
+                       ("result", {"attempt": 1, "worker": "h:1", "status": "failed"}),
+                       ("requeue", {"attempt": 1, "worker": "h:1"})):
+        response = await api.post(f"/api/v1/worker/runs/999/{path}", json=body, headers=WORKER)
+        assert response.status == 404, path
+        assert (await response.json())["error"]["message"] == "run 999 does not exist"
+    assert RunEvent.select().count() == 0
+
+
+async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothing(api):
+    run_id = await claimed_run(api)
+    result = {"attempt": 1, "worker": "h:1", "status": "succeeded", "accuracy": 0.9}
+    early = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result,
+                           headers=WORKER)
+    assert early.status == 409 and "run folder" in (await early.json())["error"]["message"]
+    stale = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=7", data=tar_of({}),
+                          headers=WORKER)
+    assert stale.status == 409
+    sent = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
+                         data=tar_of({"model.txt": b"weights"}), headers=WORKER)
+    assert sent.status == 204
+    done = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result, headers=WORKER)
+    assert (await done.json()) == {"recorded": True}
+    again = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result, headers=WORKER)
+    assert (await again.json()) == {"recorded": False}
+    assert Run.get_by_id(run_id).accuracy == 0.9
+    assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 1
+
+
+async def test_a_folder_past_the_limit_fails_the_run_saying_why(api):
+    run_id = await claimed_run(api)
+    response = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
+                             data=tar_of({"model.bin": b"x" * 20_000}), headers=WORKER)
+    assert response.status == 413
+    run = Run.get_by_id(run_id)
+    assert run.status == "failed" and "SWEEPLAB_MAX_RUN_FOLDER_BYTES" in run.error
+
+
+async def test_a_folder_with_links_or_escapes_is_refused(api):
+    run_id = await claimed_run(api)
+    response = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
+                             data=tar_of({"../evil": b"x"}), headers=WORKER)
+    assert response.status == 422
+    assert Run.get_by_id(run_id).status == "running"
+
+
+async def test_bad_result_bodies_name_the_field(api):
+    run_id = await claimed_run(api)
+    for body, field in (({"attempt": 1, "worker": "h:1", "status": "won"}, "status"),
+                        ({"attempt": -1, "worker": "h:1", "status": "failed"}, "attempt"),
+                        ({"attempt": 1, "worker": "h:1", "status": "succeeded"}, "accuracy"),
+                        ({"attempt": 1, "worker": "h:1", "status": "failed", "x": 1}, "x")):
+        response = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=body,
+                                  headers=WORKER)
+        assert (response.status, (await response.json())["error"]["field"]) == (422, field)
+
+
+async def test_the_manifest_and_images_travel_by_content(api, tmp_path):
+    run_id = await started_run(api)
+    experiment_id = Run.get_by_id(run_id).experiment_id
+    manifest = await (await api.get(f"/api/v1/worker/experiments/{experiment_id}/manifest",
+                                     headers=WORKER)).json()
+    assert sorted(item["label"] for item in manifest["images"]) == ["1"] * 3 + ["2"] * 3
+    fetched = await api.post("/api/v1/worker/images", json={"images": manifest["images"]},
+                             headers=WORKER)
+    with tarfile.open(fileobj=io.BytesIO(await fetched.read())) as tar:
+        names = sorted(tar.getnames())
+    assert names == sorted(f"{i['sha256']}.{i['extension']}" for i in manifest["images"])
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_the_cache_refuses_bytes_that_do_not_match_their_hash(tmp_path: Path):
+    sha = "a" * 64
+    manifest = [{"sha256": sha, "extension": "png", "label": "1"}]
+    cache = SnapshotCache(tmp_path, lambda _: manifest,
+                          lambda wanted: iter([io.BytesIO(tar_of({f"{sha}.png": b"tampered"}))]))
+    with pytest.raises(CorruptImage, match="other bytes"):
+        cache.snapshot(1)
+    assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
+    assert not (tmp_path / "snapshots" / "1").exists()
