@@ -16,10 +16,12 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-BATCH = 500
+BATCH = 200
+FETCH_THREADS = 4
 CHUNK = 1 << 20
 
 Manifest = list[dict[str, Any]]
@@ -76,14 +78,19 @@ class SnapshotCache:
             raise
 
     def _fetch(self, missing: list[tuple[str, str]]) -> None:
-        for start in range(0, len(missing), BATCH):
-            batch = missing[start:start + BATCH]
-            wanted = {f"{sha}.{ext}": (sha, ext) for sha, ext in batch}
-            for stream in self.fetch_images([{"sha256": s, "extension": e} for s, e in batch]):
-                self._take_stream(stream, wanted)
-            if wanted:
-                raise CorruptImage(f"the API did not send {len(wanted)} image(s), such as "
-                                   f"{next(iter(wanted))}")
+        """Batches in parallel: the API reads files while this side hashes and writes."""
+        batches = [missing[start:start + BATCH] for start in range(0, len(missing), BATCH)]
+        with ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="fetch") as pool:
+            for _ in pool.map(self._fetch_batch, batches):
+                pass  # map re-raises the first batch's error here
+
+    def _fetch_batch(self, batch: list[tuple[str, str]]) -> None:
+        wanted = {f"{sha}.{ext}": (sha, ext) for sha, ext in batch}
+        for stream in self.fetch_images([{"sha256": s, "extension": e} for s, e in batch]):
+            self._take_stream(stream, wanted)
+        if wanted:
+            raise CorruptImage(f"the API did not send {len(wanted)} image(s), such as "
+                               f"{next(iter(wanted))}")
 
     def _take_stream(self, stream: IO[bytes], wanted: dict[str, tuple[str, str]]) -> None:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -107,4 +114,5 @@ class SnapshotCache:
             raise CorruptImage(f"image {sha} arrived with other bytes (SHA-256 "
                                f"{digest.hexdigest()}); nothing was kept")
         os.replace(temp, target)
-        self.fetched += 1
+        with self.locks_lock:
+            self.fetched += 1

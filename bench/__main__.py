@@ -13,13 +13,14 @@ import argparse
 import datetime
 from pathlib import Path
 
-from bench import dispatch, load, memory, scaling, sweep_overhead, upload
+from bench import dispatch, load, memory, remote, scaling, sweep_overhead, upload
 from bench.common import BENCH, Result, machine
 
 FULL = {"sweeps": ((1.0, 0.1), (2, 8, 27), 3), "dispatch": 40, "upload": (300, 2000),
-        "load": (32, 20.0), "memory": 1000, "scaling": (27, 125, 1000)}
+        "load": (32, 20.0), "memory": 1000, "scaling": (27, 125, 1000),
+        "remote": (1797, 1.0, 9)}
 QUICK = {"sweeps": ((0.05,), (4,), 1), "dispatch": 3, "upload": (2, 50),
-         "load": (4, 1.0), "memory": 20, "scaling": (8, 27)}
+         "load": (4, 1.0), "memory": 20, "scaling": (8, 27), "remote": (40, 0.05, 2)}
 
 
 def run_all(sizes: dict) -> list[Result]:
@@ -29,6 +30,7 @@ def run_all(sizes: dict) -> list[Result]:
     results += load.run(*sizes["load"])
     results += memory.run(sizes["memory"])
     results += scaling.run(sizes["scaling"])
+    results += remote.run(*sizes["remote"])
     return results
 
 

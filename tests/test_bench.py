@@ -21,6 +21,7 @@ def test_every_benchmark_runs_and_reports(tmp_path):
     report = out.read_text()
     for name in ("sweep overhead", "dispatch: POST to the script starting", "upload: one",
                  "upload: 50 small images", "API under load", "memory: idle API",
-                 "memory: idle worker", "scaling: growth across sizes"):
+                 "memory: idle worker", "scaling: growth across sizes",
+                 "remote: cold snapshot", "remote: warm snapshot", "HTTP path against"):
         assert name in report, name
-    assert report.count("| PASS |") + report.count("| FAIL |") >= 8
+    assert report.count("| PASS |") + report.count("| FAIL |") >= 11
