@@ -57,11 +57,12 @@ class RestStore(RunStore):
             self.local.session.headers.update(self.headers)
         return self.local.session
 
-    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def call(self, method: str, path: str, timeout: float = TIMEOUT_S,
+             **kwargs: Any) -> requests.Response:
         """One request; StoreUnreachable when the API cannot answer, Refused on a 4xx."""
         try:
-            response = self._session().request(method, self.base + path,
-                                               timeout=TIMEOUT_S, **kwargs)
+            response = self._session().request(method, self.base + path, timeout=timeout,
+                                               **kwargs)
         except requests.RequestException as error:
             raise StoreUnreachable(f"{method} {path}: {error}") from error
         if response.status_code >= 500:
@@ -112,7 +113,9 @@ class RestStore(RunStore):
         sent = self.sent.setdefault((spec.run_id, attempt), dict.fromkeys(STREAMS, 0))
         logs = self._new_output(self.run_dir(spec.run_id), sent)
         try:
+            # A short wait: on a cut link a heartbeat must not outlast the lease it renews.
             body = self.call("POST", f"/runs/{spec.run_id}/heartbeat",
+                             timeout=max(1.0, self.settings.lease_s / 3),
                              json={"attempt": attempt, "logs": logs}).json()
         except Refused as error:
             log.warning("run %s: heartbeat refused (%s)", spec.run_id, error)

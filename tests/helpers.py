@@ -23,9 +23,10 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def tar_gz_bytes(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+def tar_gz_bytes(members: dict[str, bytes], links: dict[str, str] | None = None,
+                 mode: str = "w:gz") -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buffer, mode=mode) as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)

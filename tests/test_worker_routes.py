@@ -5,6 +5,7 @@ their hash."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from actors.snapshot_cache import CorruptImage, SnapshotCache
 from service.models import Run, RunEvent
 from tests.conftest import make_settings
+from tests.helpers import tar_gz_bytes
 from tests.test_api import make_model, upload_two_labels
 
 WORKER = {"Authorization": "Bearer w-token"}
@@ -78,11 +80,11 @@ async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothin
     early = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result,
                            headers=WORKER)
     assert early.status == 409 and "run folder" in (await early.json())["error"]["message"]
-    stale = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=7", data=tar_of({}),
+    stale = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=7", data=tar_gz_bytes({}),
                           headers=WORKER)
     assert stale.status == 409
     sent = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
-                         data=tar_of({"model.txt": b"weights"}), headers=WORKER)
+                         data=tar_gz_bytes({"model.txt": b"weights"}), headers=WORKER)
     assert sent.status == 204
     done = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result, headers=WORKER)
     assert (await done.json()) == {"recorded": True}
@@ -95,7 +97,7 @@ async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothin
 async def test_a_folder_past_the_limit_fails_the_run_saying_why(api):
     run_id = await claimed_run(api)
     response = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
-                             data=tar_of({"model.bin": b"x" * 20_000}), headers=WORKER)
+                             data=tar_gz_bytes({"model.bin": os.urandom(20_000)}), headers=WORKER)
     assert response.status == 413
     run = Run.get_by_id(run_id)
     assert run.status == "failed" and "SWEEPLAB_MAX_RUN_FOLDER_BYTES" in run.error
@@ -104,7 +106,7 @@ async def test_a_folder_past_the_limit_fails_the_run_saying_why(api):
 async def test_a_folder_with_links_or_escapes_is_refused(api):
     run_id = await claimed_run(api)
     response = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
-                             data=tar_of({"../evil": b"x"}), headers=WORKER)
+                             data=tar_gz_bytes({"../evil": b"x"}), headers=WORKER)
     assert response.status == 422
     assert Run.get_by_id(run_id).status == "running"
 
@@ -133,21 +135,11 @@ async def test_the_manifest_and_images_travel_by_content(api, tmp_path):
     assert names == sorted(f"{i['sha256']}.{i['extension']}" for i in manifest["images"])
 
 
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def test_the_cache_refuses_bytes_that_do_not_match_their_hash(tmp_path: Path):
     sha = "a" * 64
     manifest = [{"sha256": sha, "extension": "png", "label": "1"}]
-    cache = SnapshotCache(tmp_path, lambda _: manifest,
-                          lambda wanted: iter([io.BytesIO(tar_of({f"{sha}.png": b"tampered"}))]))
+    tampered = tar_gz_bytes({f"{sha}.png": b"tampered"}, mode="w")  # as the API sends it
+    cache = SnapshotCache(tmp_path, lambda _: manifest, lambda _: iter([io.BytesIO(tampered)]))
     with pytest.raises(CorruptImage, match="other bytes"):
         cache.snapshot(1)
     assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
