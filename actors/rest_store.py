@@ -96,9 +96,7 @@ class RestStore(RunStore):
             if error.status != 404:
                 raise
             return Claim(ClaimOutcome.GONE), None  # deleted with its model: nothing to do
-        run = body["run"]
-        spec = RunSpec(run["run_id"], run["experiment_id"], run["i"], run["j"], run["k"],
-                       run["timeout_s"]) if run else None
+        spec = RunSpec(**body["run"]) if body["run"] else None
         return Claim(ClaimOutcome(body["outcome"]), body["attempt"], body["previous_worker"],
                      body["previous_pgid"]), spec
 
@@ -146,7 +144,8 @@ class RestStore(RunStore):
             self._send_folder(spec.run_id, attempt, worker, run_dir)
             recorded = self.patiently("POST", f"/runs/{spec.run_id}/result", json={
                 "attempt": attempt, "worker": worker, "status": outcome.status.value,
-                "accuracy": outcome.accuracy, "exit_code": outcome.exit_code,
+                "accuracy": outcome.accuracy, "value": outcome.value,
+                "exit_code": outcome.exit_code,
                 "error": outcome.error, "duration_s": outcome.duration_s,
             }).json()["recorded"]
         except Refused as error:

@@ -16,8 +16,8 @@ from typing import Any
 
 from service.attempts import record_outcome, requeue_attempt
 from service.db import database
-from service.models import Experiment, Run
-from service.runstate import Claim, claim_run, heartbeat
+from service.models import Run
+from service.runstate import Claim, claim_run, heartbeat, run_spec
 from service.settings import Settings
 from service.training import Outcome
 from service.workers import report_worker
@@ -33,6 +33,8 @@ class RunSpec:
     j: int
     k: int
     timeout_s: float
+    metric: str = "accuracy"  # the experiment's objective
+    seed: int = 0
 
 
 class StoreUnreachable(Exception):
@@ -82,10 +84,7 @@ class LocalStore(RunStore):
         run = Run.get_or_none(Run.id == run_id)
         if run is None:
             return claim, None
-        timeout_s = Experiment.select(Experiment.timeout_s).where(
-            Experiment.id == run.experiment_id).scalar()
-        return claim, RunSpec(run.id, run.experiment_id, run.param_i, run.param_j, run.param_k,
-                              timeout_s)
+        return claim, RunSpec(**run_spec(run))
 
     def snapshot(self, spec: RunSpec) -> Path:
         return self.settings.snapshots_dir / str(spec.experiment_id)

@@ -81,7 +81,8 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
         store.requeue(spec, claim.attempt, worker)
         raise
     job = TrainingJob(spec.run_id, spec.i, spec.j, spec.k, images,
-                      store.run_dir(spec.run_id), spec.timeout_s, gpu_env())
+                      store.run_dir(spec.run_id), spec.timeout_s, gpu_env(), spec.metric,
+                      spec.seed)
     try:
         outcome = run_training(settings, job, LeaseKeeper(store, spec, claim.attempt,
                                                           settings.lease_s))

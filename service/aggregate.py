@@ -10,6 +10,7 @@ import threading
 
 from peewee import fn
 
+from service.configs import MAXIMIZE, Configuration, group, ranked
 from service.db import write_transaction
 from service.models import (
     TERMINAL_RUN_STATES,
@@ -21,12 +22,28 @@ from service.models import (
 )
 
 
-def best_run_query(*conditions: object) -> Run | None:
-    """The succeeded run with the highest accuracy; ties go to the earlier (lower id) run."""
-    return (Run.select().join(Experiment)
-            .where(Run.status == RunStatus.SUCCEEDED.value, *conditions)
-            .order_by(Run.accuracy.desc(), Run.id.asc())
-            .first())
+def succeeded_runs(experiment: Experiment) -> list[tuple[int, float, int, int, float]]:
+    """(id, i, j, k, objective value) of the experiment's succeeded runs."""
+    value = Run.value
+    if experiment.objective_metric == "accuracy":  # a row written only with its accuracy
+        value = fn.COALESCE(Run.value, Run.accuracy)
+    rows = (Run.select(Run.id, Run.param_i, Run.param_j, Run.param_k, value)
+            .where(Run.experiment == experiment.id, Run.status == RunStatus.SUCCEEDED.value)
+            .tuples())
+    return [row for row in rows if row[4] is not None]
+
+
+def experiment_order(experiment: Experiment) -> list[Configuration]:
+    """The experiment's configurations, best first, by its objective."""
+    return ranked(group(succeeded_runs(experiment)), experiment.objective_direction)
+
+
+def best_of_experiment(experiment: Experiment) -> tuple[int, float] | None:
+    """The best configuration's best-scoring run, and that configuration's mean."""
+    order = experiment_order(experiment)
+    if not order:
+        return None
+    return order[0].best_run(experiment.objective_direction), order[0].mean
 
 
 def status_counts(experiment_id: int) -> dict[str, int]:
@@ -96,11 +113,11 @@ def _aggregate_locked(experiment_id: int) -> bool:
         return False
     counts = status_counts(experiment_id)
     status = _next_status(experiment, counts)
-    best = best_run_query(Run.experiment == experiment_id)
+    best = best_of_experiment(experiment)
     finished = status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
     Experiment.update(
         status=status.value,
-        best_run_id=best.id if best else None,
+        best_run_id=best[0] if best else None,
         finished_at=_finished_at(experiment_id) if finished else experiment.finished_at,
     ).where(Experiment.id == experiment_id).execute()
     aggregate_model(experiment.model_id)
@@ -108,5 +125,22 @@ def _aggregate_locked(experiment_id: int) -> bool:
 
 
 def aggregate_model(model_id: int) -> None:
-    best = best_run_query(Experiment.model == model_id)
-    MLModel.update(best_run_id=best.id if best else None).where(MLModel.id == model_id).execute()
+    """The model's best follows the objective of its newest experiment that has a best: among
+    its experiments with that same objective, the best configuration's best run."""
+    experiments = list(Experiment.select().where(Experiment.model == model_id,
+                                                 Experiment.best_run_id.is_null(False))
+                       .order_by(Experiment.id.desc()))
+    best_run_id = None
+    if experiments:
+        objective = _objective(experiments[0])
+        candidates = [(best, experiment) for experiment in experiments
+                      if _objective(experiment) == objective
+                      and (best := best_of_experiment(experiment)) is not None]
+        sign = -1 if objective[1] == MAXIMIZE else 1
+        if candidates:
+            best_run_id = min(candidates, key=lambda c: (sign * c[0][1], c[0][0]))[0][0]
+    MLModel.update(best_run_id=best_run_id).where(MLModel.id == model_id).execute()
+
+
+def _objective(experiment: Experiment) -> tuple[str, str]:
+    return experiment.objective_metric, experiment.objective_direction

@@ -12,7 +12,8 @@ def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> 
     """Write the attempt's outcome; False when it may no longer (cancelled, taken over)."""
     return transition(
         run_id, outcome.status, actor=worker, expect={RunStatus.RUNNING}, attempt=attempt,
-        reason=outcome.error, accuracy=outcome.accuracy, exit_code=outcome.exit_code,
+        reason=outcome.error, accuracy=outcome.accuracy, value=outcome.value,
+        exit_code=outcome.exit_code,
         error=outcome.error, duration_s=outcome.duration_s, finished_at=utcnow(), child_pgid=None,
     )
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from service.aggregate import aggregate_experiment
+from service.configs import validate_objective, validate_repeats
 from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
 from service.grid import expand_grid, validate_grid
@@ -69,18 +70,22 @@ def _training_images(settings: Settings, model_id: int) -> list[tuple[Path, str 
 
 
 def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -> Experiment:
-    """Validate the grid, freeze the model's images as a snapshot, and add one run per point."""
+    """Validate the body, freeze the model's images as a snapshot, and add one run per grid
+    point and seed."""
     get_model(model_id)
     grid = validate_grid(body.get("grid"), settings.max_grid_points)
     timeout_s = _timeout(settings, body.get("timeout_s"))
+    metric, direction = validate_objective(body.get("objective"))
+    repeats = validate_repeats(body.get("repeats"))
     images = _training_images(settings, model_id)
     if not images:
         raise Conflict(f"model {model_id} has no images yet; upload training images first")
     with write_transaction():
         experiment = Experiment.create(model=model_id, grid=grid, timeout_s=timeout_s,
-                                       image_count=len(images))
-        rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k}
-                for p in expand_grid(grid)]
+                                       image_count=len(images), objective_metric=metric,
+                                       objective_direction=direction, repeats=repeats)
+        rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k,
+                 "seed": seed} for p in expand_grid(grid) for seed in range(repeats)]
         for start in range(0, len(rows), 500):
             Run.insert_many(rows[start:start + 500]).execute()
     try:

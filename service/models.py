@@ -119,6 +119,9 @@ class Experiment(BaseModel):
     # True from the start of publishing until every run's message reached RabbitMQ; the
     # reconciler finishes the job if the API crashed or the broker was down meanwhile.
     unpublished = BooleanField(default=False)
+    objective_metric = CharField(max_length=100, default="accuracy")
+    objective_direction = CharField(max_length=10, default="maximize")
+    repeats = IntegerField(default=1)  # runs per grid point, seeds 0 .. repeats - 1
 
 
 class Run(BaseModel):
@@ -141,10 +144,12 @@ class Run(BaseModel):
     # when its message was last sent (queued) or re-sent by the reconciler (running)
     nudged_at = DateTimeField(null=True)
     dead_letters = IntegerField(default=0)  # times its message was dead-lettered and re-sent
+    seed = IntegerField(default=0)  # SWEEPLAB_SEED of its script
+    value = FloatField(null=True)  # its experiment's objective, as the script printed it
 
     class Meta:
-        # Exactly one run per grid point of an experiment, whoever inserts it.
-        indexes = ((("experiment", "param_i", "param_j", "param_k"), True),)
+        # Exactly one run per grid point and seed of an experiment, whoever inserts it.
+        indexes = ((("experiment", "param_i", "param_j", "param_k", "seed"), True),)
 
 
 class RunEvent(BaseModel):

@@ -1,8 +1,9 @@
-"""Reading what a script printed: the accuracy of a training run, the dict of a prediction.
+"""Reading what a script printed: a training run's metrics, a prediction's dict.
 
-Scripts print what they print; the accuracy is taken from the last line of standard output that
-carries one. Understood: a Python dict literal (read with `ast.literal_eval`, never `eval`), a JSON
-object, and `accuracy: 0.93`, `accuracy=0.93`, `Accuracy = 93.1%` (a percentage becomes 0.931).
+Scripts print what they print; a metric (the accuracy, or any key an experiment's objective
+names) is taken from the last line of standard output that carries it. Understood: a Python
+dict literal (read with `ast.literal_eval`, never `eval`), a JSON object, and `accuracy: 0.93`,
+`accuracy=0.93`, `Accuracy = 93.1%` (a percentage becomes 0.931).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import math
 import re
 from typing import Any
 
-_KEY_VALUE = re.compile(
-    r"\baccuracy\b\s*[:=]\s*['\"]?([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(%?)",
-    re.IGNORECASE,
-)
+_NUMBER = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)"
+
+
+def _key_value(key: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w.]){re.escape(key)}\b\s*[:=]\s*['\"]?{_NUMBER}\s*(%?)",
+                      re.IGNORECASE)
 
 
 def parse_dict_line(line: str) -> dict[str, Any] | None:
@@ -50,30 +53,35 @@ def _as_fraction(value: Any, percent: bool = False) -> float | None:
     return number / 100 if percent else number
 
 
-def _accuracy_in_dict(found: dict[str, Any]) -> float | None:
-    for key, value in found.items():
-        if isinstance(key, str) and key.strip().lower() == "accuracy":
+def _metric_in_dict(found: dict[str, Any], key: str) -> float | None:
+    for name, value in found.items():
+        if isinstance(name, str) and name.strip().lower() == key.lower():
             return _as_fraction(value)
     return None
 
 
-def accuracy_in_line(line: str) -> float | None:
+def metric_in_line(line: str, key: str = "accuracy") -> float | None:
+    """The number `key` has on this line (dict, JSON or `key: value`), or None."""
     found = parse_dict_line(line)
     if found is not None:
-        return _accuracy_in_dict(found)
-    match = _KEY_VALUE.search(line)
+        return _metric_in_dict(found, key)
+    match = _key_value(key).search(line)
     if match is None:
         return None
     return _as_fraction(match.group(1), percent=bool(match.group(2)))
 
 
-def find_accuracy(stdout: str) -> float | None:
-    """The accuracy on the last line of `stdout` that carries one, or None."""
+def find_metric(stdout: str, key: str = "accuracy") -> float | None:
+    """The value of `key` on the last line of `stdout` that carries one, or None."""
     for line in reversed(stdout.splitlines()):
-        accuracy = accuracy_in_line(line)
-        if accuracy is not None:
-            return accuracy
+        value = metric_in_line(line, key)
+        if value is not None:
+            return value
     return None
+
+
+def find_accuracy(stdout: str) -> float | None:
+    return find_metric(stdout, "accuracy")
 
 
 def last_line_dict(stdout: str) -> dict[str, Any]:

@@ -144,3 +144,12 @@ def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:
                           Run.attempts == attempt)
                    .execute())
     return updated == 1
+
+
+def run_spec(run: Run) -> dict[str, Any]:
+    """What a worker needs to know of a run to train it (its store makes a RunSpec of it)."""
+    experiment = Experiment.select(Experiment.timeout_s, Experiment.objective_metric).where(
+        Experiment.id == run.experiment_id).first()
+    return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
+            "j": run.param_j, "k": run.param_k, "timeout_s": experiment.timeout_s,
+            "metric": experiment.objective_metric, "seed": run.seed}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.models import RunStatus
-from service.parsing import find_accuracy
+from service.parsing import find_metric
 from service.settings import Settings
 from service.supervise import RUN_MARKER, ChildResult, start_child, supervise
 
@@ -23,6 +23,7 @@ SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN", "SWEEPLAB_WORKER_TOKEN")
 class Outcome:
     status: RunStatus
     accuracy: float | None = None
+    value: float | None = None  # the objective's metric (the accuracy unless it names another)
     exit_code: int | None = None
     error: str | None = None
     duration_s: float | None = None
@@ -59,7 +60,8 @@ def _last_lines(run_dir: Path) -> str:
     return "\n".join(text.splitlines()[-ERROR_LINES:])
 
 
-def judge(result: ChildResult, run_dir: Path, timeout_s: float) -> Outcome:
+def judge(result: ChildResult, run_dir: Path, timeout_s: float,
+          metric: str = "accuracy") -> Outcome:
     """Turn how the child ended, and what it printed, into the run's outcome."""
     common = {"exit_code": result.exit_code, "duration_s": round(result.duration_s, 3)}
     if result.stopped:
@@ -72,10 +74,12 @@ def judge(result: ChildResult, run_dir: Path, timeout_s: float) -> Outcome:
     if result.exit_code != 0:
         error = f"exited with code {result.exit_code}\n{_last_lines(run_dir)}".strip()
         return Outcome(RunStatus.FAILED, error=error, **common)
-    accuracy = find_accuracy(read_tail(run_dir / STDOUT_NAME))
-    if accuracy is None:
-        return Outcome(RunStatus.FAILED, error="no accuracy found in the output", **common)
-    return Outcome(RunStatus.SUCCEEDED, accuracy=accuracy, **common)
+    printed = read_tail(run_dir / STDOUT_NAME)
+    value = find_metric(printed, metric)
+    if value is None:
+        return Outcome(RunStatus.FAILED, error=f"no {metric} found in the output", **common)
+    return Outcome(RunStatus.SUCCEEDED, accuracy=find_metric(printed, "accuracy"), value=value,
+                   **common)
 
 
 def preflight(settings: Settings, images: Path) -> str | None:
@@ -99,6 +103,8 @@ class TrainingJob:
     run_dir: Path
     timeout_s: float
     extra_env: dict[str, str] = field(default_factory=dict)
+    metric: str = "accuracy"
+    seed: int = 0
 
 
 def run_training(settings: Settings, job: TrainingJob,
@@ -108,7 +114,7 @@ def run_training(settings: Settings, job: TrainingJob,
     if problem:
         return Outcome(RunStatus.FAILED, error=problem)
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**script_env(job.run_id), **job.extra_env}
+    env = {**script_env(job.run_id), **job.extra_env, "SWEEPLAB_SEED": str(job.seed)}
     try:
         child = start_child(train_argv(settings, job), job.run_dir, env,
                             job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
@@ -116,4 +122,4 @@ def run_training(settings: Settings, job: TrainingJob,
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
     keep_going(child.pid)
     result = supervise(child, job.timeout_s, should_stop=lambda: not keep_going(None))
-    return judge(result, job.run_dir, job.timeout_s)
+    return judge(result, job.run_dir, job.timeout_s, job.metric)

@@ -8,6 +8,7 @@ from typing import Any
 from peewee import fn
 
 from service.aggregate import status_counts
+from service.configs import comparison_json, configuration_json, group, ranked
 from service.db import database
 from service.models import Experiment, MLModel, ModelImage, Run, RunStatus
 from service.timeutil import iso
@@ -15,7 +16,8 @@ from service.timeutil import iso
 # The columns a run shows, in order. The experiment view reads them with one raw query: it is
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.
 RUN_FIELDS = ("id", "experiment_id", "param_i", "param_j", "param_k", "status", "accuracy",
-              "attempts", "started_at", "finished_at", "duration_s", "exit_code", "error")
+              "attempts", "started_at", "finished_at", "duration_s", "exit_code", "error",
+              "seed", "value")
 
 
 def _iso_any(value: datetime | str | None) -> str | None:
@@ -31,8 +33,10 @@ def run_view(values: tuple[Any, ...]) -> dict[str, Any]:
         "id": row["id"],
         "experiment_id": row["experiment_id"],
         "params": {"i": row["param_i"], "j": row["param_j"], "k": row["param_k"]},
+        "seed": row["seed"],
         "status": row["status"],
         "accuracy": row["accuracy"],
+        "value": row["value"],
         "attempts": row["attempts"],
         "started_at": _iso_any(row["started_at"]),
         "finished_at": _iso_any(row["finished_at"]),
@@ -62,7 +66,8 @@ def best_of(runs: list[dict[str, Any]], best_run_id: int | None) -> dict[str, An
     if run is None:
         return None
     return {"run_id": run["id"], "experiment_id": run["experiment_id"],
-            "params": run["params"], "accuracy": run["accuracy"]}
+            "params": run["params"], "seed": run["seed"], "accuracy": run["accuracy"],
+            "value": run["value"]}
 
 
 def best_json(run_id: int | None) -> dict[str, Any] | None:
@@ -114,6 +119,9 @@ def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str,
         "finished_at": iso(experiment.finished_at),
         # true while some queued runs' messages have not reached RabbitMQ yet
         "waiting_for_broker": experiment.unpublished,
+        "objective": {"metric": experiment.objective_metric,
+                      "direction": experiment.objective_direction},
+        "repeats": experiment.repeats,
     }
     if not with_runs:
         return {**body, "counts": status_counts(experiment.id),
@@ -123,4 +131,18 @@ def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str,
     for run in runs:
         counts[run["status"]] += 1
     return {**body, "counts": counts, "runs": runs,
-            "best": best_of(runs, experiment.best_run_id)}
+            "best": best_of(runs, experiment.best_run_id),
+            **configurations_json(runs, experiment.objective_metric,
+                                  experiment.objective_direction)}
+
+
+def configurations_json(runs: list[dict[str, Any]], metric: str,
+                        direction: str) -> dict[str, Any]:
+    """Each configuration's n, mean, std and 95% interval, best first; and whether the best is
+    distinguishable from the runner-up (Welch's t-test)."""
+    values = [(r, r["value"] if r["value"] is not None or metric != "accuracy"
+               else r["accuracy"]) for r in runs if r["status"] == RunStatus.SUCCEEDED]
+    order = ranked(group([(r["id"], r["params"]["i"], r["params"]["j"], r["params"]["k"], v)
+                          for r, v in values if v is not None]), direction)
+    return {"configurations": [configuration_json(config) for config in order],
+            "comparison": comparison_json(order)}

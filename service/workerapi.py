@@ -18,20 +18,13 @@ from typing import Any
 from service.attempts import record_outcome, requeue_attempt
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
-from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat
+from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat, run_spec
 from service.settings import Settings
 from service.storage import remove_tree
 from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 
 LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
 ATTEMPT_MARK = ".sweeplab-attempt"  # in a run folder: which attempt's folder it is
-
-
-def _spec(run: Run) -> dict[str, Any]:
-    timeout_s = Experiment.select(Experiment.timeout_s).where(
-        Experiment.id == run.experiment_id).scalar()
-    return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
-            "j": run.param_j, "k": run.param_k, "timeout_s": timeout_s}
 
 
 def _existing(run_id: int) -> Run:
@@ -50,7 +43,7 @@ def claim_for(settings: Settings, run_id: int, worker: str) -> dict[str, Any]:
             (settings.runs_dir / str(run_id) / name).unlink(missing_ok=True)
     return {"outcome": claim.outcome.value, "attempt": claim.attempt,
             "previous_worker": claim.previous_worker, "previous_pgid": claim.previous_pgid,
-            "run": _spec(run) if run is not None else None}
+            "run": run_spec(run) if run is not None else None}
 
 
 def heartbeat_for(settings: Settings, run_id: int, attempt: int,

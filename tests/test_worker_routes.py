@@ -76,7 +76,7 @@ async def test_an_unknown_run_is_a_clear_404(api):
 
 async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothing(api):
     run_id = await claimed_run(api)
-    result = {"attempt": 1, "worker": "h:1", "status": "succeeded", "accuracy": 0.9}
+    result = {"attempt": 1, "worker": "h:1", "status": "succeeded", "accuracy": 0.9, "value": 0.9}
     early = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result,
                            headers=WORKER)
     assert early.status == 409 and "run folder" in (await early.json())["error"]["message"]
@@ -115,7 +115,7 @@ async def test_bad_result_bodies_name_the_field(api):
     run_id = await claimed_run(api)
     for body, field in (({"attempt": 1, "worker": "h:1", "status": "won"}, "status"),
                         ({"attempt": -1, "worker": "h:1", "status": "failed"}, "attempt"),
-                        ({"attempt": 1, "worker": "h:1", "status": "succeeded"}, "accuracy"),
+                        ({"attempt": 1, "worker": "h:1", "status": "succeeded"}, "value"),
                         ({"attempt": 1, "worker": "h:1", "status": "failed", "x": 1}, "x")):
         response = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=body,
                                   headers=WORKER)

@@ -26,7 +26,7 @@ from service.handlers.common import (
 from service.models import Experiment
 from service.views import experiment_json
 
-EXPERIMENT_FIELDS = ("grid", "timeout_s", "start")
+EXPERIMENT_FIELDS = ("grid", "timeout_s", "start", "objective", "repeats")
 
 
 def _view(experiment_id: int) -> dict:

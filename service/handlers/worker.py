@@ -38,7 +38,8 @@ from service.workerapi import (
 CHUNK = 1 << 20
 TAR_GROUP_BYTES = 4 << 20  # a big image alone may exceed it: it is still sent whole
 MAX_IMAGES_PER_FETCH = 1000
-RESULT_FIELDS = ("attempt", "worker", "status", "accuracy", "exit_code", "error", "duration_s")
+RESULT_FIELDS = ("attempt", "worker", "status", "accuracy", "value", "exit_code", "error",
+                 "duration_s")
 
 
 def _int(body: dict[str, Any], name: str) -> int:
@@ -87,21 +88,22 @@ def _outcome(body: dict[str, Any]) -> Outcome:
     status = body.get("status")
     if status not in (RunStatus.SUCCEEDED, RunStatus.FAILED):
         raise Invalid("status must be succeeded or failed", field="status")
-    accuracy, duration = body.get("accuracy"), body.get("duration_s")
-    for name, value in (("accuracy", accuracy), ("duration_s", duration)):
+    accuracy, duration, objective = body.get("accuracy"), body.get("duration_s"), body.get(
+        "value")
+    for name, value in (("accuracy", accuracy), ("duration_s", duration), ("value", objective)):
         if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)
                                   or not math.isfinite(value)):
             raise Invalid(f"{name} must be a finite number or null", field=name)
-    if status == RunStatus.SUCCEEDED and accuracy is None:
-        raise Invalid("a succeeded run needs its accuracy", field="accuracy")
+    if status == RunStatus.SUCCEEDED and objective is None:
+        raise Invalid("a succeeded run needs its objective's value", field="value")
     exit_code, error = body.get("exit_code"), body.get("error")
     if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
         raise Invalid("exit_code must be a whole number or null", field="exit_code")
     if error is not None and (not isinstance(error, str) or len(error) > 20_000):
         raise Invalid("error must be a string of at most 20000 characters or null",
                       field="error")
-    return Outcome(RunStatus(status), accuracy=accuracy, exit_code=exit_code, error=error,
-                   duration_s=duration)
+    return Outcome(RunStatus(status), accuracy=accuracy, value=objective, exit_code=exit_code,
+                   error=error, duration_s=duration)
 
 
 async def result(request: web.Request) -> web.Response:

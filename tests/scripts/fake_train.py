@@ -28,7 +28,13 @@ if mode == "hang":
     # A script with a child of its own: the whole group must die on a timeout or a cancel.
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     time.sleep(600)
+if mode == "loss":  # an objective other than the accuracy: smaller i, smaller loss
+    print({"i": args["i"], "loss": float(args["i"]) * 10})
+    sys.exit(0)
 accuracy = round(random.random(), 6)
+if mode == "seeded":  # an accuracy the seed decides: j=2 is better by 0.05 on every seed
+    seed = int(os.environ["SWEEPLAB_SEED"])
+    accuracy = round(0.5 + 0.01 * seed + (0.05 if args["j"] == "2" else 0), 6)
 with open("model.txt", "w") as handle:
     handle.write(f"{args['i']} {args['j']} {args['k']}\n")
 print({"i": args["i"], "j": args["j"], "k": args["k"], "images": args["images"],

@@ -1,0 +1,124 @@
+"""Configurations of an experiment: its grid points, each run once per seed, and their statistics.
+
+With repeats, one run of a configuration is one sample of a noisy number; the best configuration
+is chosen by its mean (not by its luckiest seed), reported with a 95% confidence interval, and
+compared with the runner-up by Welch's t-test, which says whether the two are distinguishable
+at all. Pure functions of the succeeded runs: the aggregate and the views both call them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy import stats
+
+from service.errors import Invalid
+
+MAXIMIZE, MINIMIZE = "maximize", "minimize"
+DIRECTIONS = (MAXIMIZE, MINIMIZE)
+
+
+@dataclass
+class Configuration:
+    params: tuple[float, int, int]
+    values: list[float] = field(default_factory=list)
+    run_ids: list[int] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / self.n
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation; None for a single run."""
+        return stats.tstd(self.values) if self.n > 1 else None
+
+    def ci95(self) -> tuple[float, float] | None:
+        """The 95% confidence interval of the mean (Student's t); None below two runs."""
+        if self.n < 2:
+            return None
+        half = stats.t.ppf(0.975, self.n - 1) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+    def best_run(self, direction: str) -> int:
+        """The best-scoring run of this configuration (ties: the earlier run)."""
+        sign = 1 if direction == MAXIMIZE else -1
+        return max(zip(self.values, self.run_ids, strict=True),
+                   key=lambda pair: (sign * pair[0], -pair[1]))[1]
+
+
+def group(runs: list[tuple[int, float, int, int, float]]) -> list[Configuration]:
+    """Succeeded runs as (id, i, j, k, value), grouped by their parameters."""
+    configs: dict[tuple[float, int, int], Configuration] = {}
+    for run_id, i, j, k, value in sorted(runs):
+        config = configs.setdefault((i, j, k), Configuration((i, j, k)))
+        config.values.append(value)
+        config.run_ids.append(run_id)
+    return list(configs.values())
+
+
+def ranked(configs: list[Configuration], direction: str) -> list[Configuration]:
+    """Best first: by mean in the objective's direction, ties to the earlier first run."""
+    sign = -1 if direction == MAXIMIZE else 1
+    return sorted(configs, key=lambda c: (sign * c.mean, min(c.run_ids)))
+
+
+def welch_p(best: Configuration, runner_up: Configuration) -> float | None:
+    """Welch's t-test p-value of the two means; None when either has fewer than two runs."""
+    if best.n < 2 or runner_up.n < 2:
+        return None
+    if best.std == 0 and runner_up.std == 0:
+        return 1.0 if best.mean == runner_up.mean else 0.0
+    return float(stats.ttest_ind(best.values, runner_up.values, equal_var=False).pvalue)
+
+
+def configuration_json(config: Configuration) -> dict[str, Any]:
+    interval = config.ci95()
+    return {"params": {"i": config.params[0], "j": config.params[1], "k": config.params[2]},
+            "n": config.n, "mean": config.mean, "std": config.std,
+            "ci95": list(interval) if interval else None, "run_ids": config.run_ids}
+
+
+def comparison_json(order: list[Configuration]) -> dict[str, Any] | None:
+    """Whether the best configuration is distinguishable from the runner-up."""
+    if len(order) < 2:
+        return None
+    p_value = welch_p(order[0], order[1])
+    return {"runner_up": configuration_json(order[1])["params"], "welch_p_value": p_value,
+            "distinguishable": None if p_value is None else p_value < 0.05}
+
+
+MAX_REPEATS = 20
+METRIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def validate_objective(raw: Any) -> tuple[str, str]:
+    """`{"metric", "direction"}` with defaults (accuracy, maximize); 422 naming the field."""
+    if raw is None:
+        return "accuracy", MAXIMIZE
+    if not isinstance(raw, dict) or set(raw) - {"metric", "direction"}:
+        raise Invalid("objective must be an object with keys metric and direction",
+                      field="objective")
+    metric, direction = raw.get("metric", "accuracy"), raw.get("direction", MAXIMIZE)
+    if not isinstance(metric, str) or not 0 < len(metric) <= 100 or set(metric) - METRIC_CHARS:
+        raise Invalid("objective.metric must be a key the script prints: letters, digits, "
+                      "_ . - (at most 100)", field="objective.metric")
+    if direction not in DIRECTIONS:
+        raise Invalid("objective.direction must be maximize or minimize",
+                      field="objective.direction")
+    return metric, direction
+
+
+def validate_repeats(raw: Any) -> int:
+    if raw is None:
+        return 1
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= MAX_REPEATS:
+        raise Invalid(f"repeats must be a whole number from 1 to {MAX_REPEATS}",
+                      field="repeats")
+    return raw

@@ -1,0 +1,94 @@
+"""Sweeps that learn, first step: an objective other than the accuracy, and repeated seeds
+with each configuration's mean, spread and confidence interval (through the API, with the stub
+broker and a real worker thread running the fake script)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_api import make_model, upload_two_labels, wait_for_status
+from tests.test_api_edges import SMALL
+
+TWO = {"i": [0.1], "j": [1, 2], "k": [5]}
+
+
+async def sweep(client, body: dict) -> dict:
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments", json=body)
+    assert created.status == 201, await created.text()
+    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
+    return {**done, "model_id": model_id}
+
+
+async def test_repeats_run_each_configuration_once_per_seed_and_pick_the_best_mean(
+        client, db, stub_worker, monkeypatch):
+    # Given a script whose accuracy the seed decides, j=2 better on every seed
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "seeded")
+    # When each configuration runs 5 times
+    done = await sweep(client, {"grid": TWO, "repeats": 5})
+    # Then every run got its seed, and the seeds reached the script
+    assert done["repeats"] == 5 and len(done["runs"]) == 10
+    for run in done["runs"]:
+        expected = 0.5 + 0.01 * run["seed"] + (0.05 if run["params"]["j"] == 2 else 0)
+        assert run["value"] == pytest.approx(expected) == run["accuracy"]
+    assert sorted(run["seed"] for run in done["runs"]) == sorted(list(range(5)) * 2)
+    # And each configuration reports n, mean, std and a 95% interval, the best by its mean
+    best, runner_up = done["configurations"]
+    assert best["params"]["j"] == 2 and best["n"] == 5
+    assert best["mean"] == pytest.approx(0.57) and best["std"] == pytest.approx(0.0158, abs=1e-3)
+    low, high = best["ci95"]
+    assert low < best["mean"] < high and high - low == pytest.approx(0.0393, abs=1e-3)
+    assert runner_up["mean"] == pytest.approx(0.52)
+    assert done["comparison"]["welch_p_value"] < 0.01 and done["comparison"]["distinguishable"]
+    # And the best run is the best configuration's best-scoring run (seed 4), also for predict
+    best_run = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
+    assert (best_run["params"]["j"], best_run["seed"]) == (2, 4)
+    model = await (await client.get(f"/api/v1/models/{done['model_id']}/best")).json()
+    assert model["run_id"] == best_run["id"]
+
+
+async def test_a_random_script_with_repeats_reports_an_undecided_comparison(
+        client, db, stub_worker):
+    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    assert len(done["runs"]) == 6
+    assert all(config["n"] == 3 and config["ci95"] for config in done["configurations"])
+    means = [config["mean"] for config in done["configurations"]]
+    assert means == sorted(means, reverse=True)
+    assert 0 <= done["comparison"]["welch_p_value"] <= 1
+
+
+async def test_an_objective_to_minimise_picks_the_smallest(client, db, stub_worker,
+                                                          monkeypatch):
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "loss")
+    done = await sweep(client, {"grid": {"i": [0.3, 0.1, 0.2], "j": [1], "k": [5]},
+                                "objective": {"metric": "loss", "direction": "minimize"}})
+    assert done["objective"] == {"metric": "loss", "direction": "minimize"}
+    best = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
+    assert best["params"]["i"] == 0.1 and best["value"] == pytest.approx(1.0)
+    assert best["accuracy"] is None  # it printed none, and was not asked to
+    assert done["comparison"]["welch_p_value"] is None  # one run each: nothing to test
+
+
+async def test_a_missing_objective_metric_fails_the_run_naming_it(client, db, stub_worker):
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": SMALL, "objective": {"metric": "f1"}})
+    done = await wait_for_status(client, (await created.json())["id"], {"failed"})
+    assert done["runs"][0]["error"] == "no f1 found in the output"
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"repeats": 0}, "repeats"), ({"repeats": 21}, "repeats"), ({"repeats": 2.5}, "repeats"),
+    ({"objective": {"direction": "up"}}, "objective.direction"),
+    ({"objective": {"metric": "a b"}}, "objective.metric"),
+    ({"objective": {"metric": "loss", "goal": 1}}, "objective"),
+    ({"objective": "loss"}, "objective"),
+])
+async def test_new_fields_are_validated(client, db, body, field):
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    response = await client.post(f"/api/v1/models/{model_id}/experiments", json=body)
+    assert response.status == 422
+    assert (await response.json())["error"]["field"] == field
