@@ -16,6 +16,7 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import joblib
@@ -59,7 +60,9 @@ def split(features: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
                             stratify=stratify)
 
 
-def train(x: np.ndarray, y: np.ndarray, rate: float, layers: int, steps: int) -> MLPClassifier:
+def train(x: np.ndarray, y: np.ndarray, rate: float, layers: int, steps: int,
+          report: Callable[[int, MLPClassifier], None]) -> MLPClassifier:
+    """`steps` mini-batch steps; `report(step, model)` after every STEPS_PER_CALL of them."""
     model = MLPClassifier(hidden_layer_sizes=(HIDDEN_UNITS,) * layers, learning_rate_init=rate,
                           batch_size=BATCH_SIZE, shuffle=False, random_state=SEED)
     classes = np.unique(y)
@@ -72,6 +75,7 @@ def train(x: np.ndarray, y: np.ndarray, rate: float, layers: int, steps: int) ->
             batch = rng.integers(0, len(x), BATCH_SIZE * calls)
             model.partial_fit(x[batch], y[batch], classes=classes)
             done += calls
+            report(done, model)
     return model
 
 
@@ -101,7 +105,11 @@ def main() -> None:
     x_train, x_test, y_train, y_test = split(features, labels)
     print(f"training on {len(x_train)} images, scoring on {len(x_test)}, "
           f"{len(np.unique(labels))} labels", flush=True)
-    model = train(x_train, y_train, args.i, args.j, args.k)
+    def report(step: int, model: MLPClassifier) -> None:  # a point of the learning curve
+        print({"step": step, "accuracy": round(float(model.score(x_test, y_test)), 6)},
+              flush=True)
+
+    model = train(x_train, y_train, args.i, args.j, args.k, report)
     accuracy = float(model.score(x_test, y_test))
     save(model, args)
     print({"i": str(args.i), "j": str(args.j), "k": str(args.k), "images": str(args.images),

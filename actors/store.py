@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from service.attempts import record_outcome, requeue_attempt
+from service.curves import CurveFollower
 from service.db import database
 from service.models import Run
 from service.runstate import Claim, claim_run, heartbeat, run_spec
 from service.settings import Settings
-from service.training import Outcome
+from service.training import STDOUT_NAME, Outcome
 from service.workers import report_worker
 
 
@@ -78,6 +79,7 @@ class LocalStore(RunStore):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.curves = CurveFollower()
 
     def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
         claim = claim_run(run_id, worker, lease_s)
@@ -94,10 +96,17 @@ class LocalStore(RunStore):
 
     def heartbeat(self, spec: RunSpec, attempt: int, child_pgid: int | None = None) -> bool:
         changes = {} if child_pgid is None else {"child_pgid": child_pgid}
-        return heartbeat(spec.run_id, attempt, **changes)
+        mine = heartbeat(spec.run_id, attempt, **changes)
+        if mine:
+            self.curves.follow(spec.run_id, self._stdout(spec), spec.metric)
+        return mine
 
     def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
+        self.curves.finish(spec.run_id, self._stdout(spec), spec.metric)
         return record_outcome(spec.run_id, attempt, worker, outcome)
+
+    def _stdout(self, spec: RunSpec) -> Path:
+        return self.run_dir(spec.run_id) / STDOUT_NAME
 
     def requeue(self, spec: RunSpec, attempt: int, worker: str) -> None:
         requeue_attempt(spec.run_id, attempt, worker)

@@ -167,6 +167,19 @@ class RunEvent(BaseModel):
         table_name = "run_event"
 
 
+class RunPoint(BaseModel):
+    """A point of a run's learning curve: the objective's value the script printed at a step."""
+
+    id = IdField()
+    run = ForeignKeyField(Run, backref="points", on_delete="CASCADE")
+    step = IntegerField()
+    value = FloatField()
+
+    class Meta:
+        table_name = "run_point"
+        indexes = ((("run", "step"), True),)
+
+
 class SchemaMigration(BaseModel):
     version = CharField(max_length=100, primary_key=True)
     applied_at = DateTimeField(default=utcnow)
@@ -195,4 +208,4 @@ class WorkerProcess(BaseModel):
 
 
 ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent,
-                                     WorkerProcess]
+                                     RunPoint, WorkerProcess]

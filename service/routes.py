@@ -31,6 +31,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(f"/api/v1/experiments/{ID}/retry", experiments.retry)
     app.router.add_get(f"/api/v1/runs/{ID}", runs.show)
     app.router.add_get(f"/api/v1/runs/{ID}/logs", runs.logs)
+    app.router.add_get(f"/api/v1/runs/{ID}/metrics", runs.metrics)
     app.router.add_get("/api/v1/workers", workers.list_all)
     if app[SETTINGS].worker_token:  # without a worker token, the worker routes do not exist
         setup_worker_routes(app)

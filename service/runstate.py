@@ -22,6 +22,7 @@ from service.models import (
     ExperimentStatus,
     Run,
     RunEvent,
+    RunPoint,
     RunStatus,
 )
 from service.timeutil import utcnow
@@ -97,6 +98,7 @@ def _take(run: Run, worker: str, reason: str | None) -> Claim:
     attempt = run.attempts + 1
     now = utcnow()
     _record(run, RunStatus.RUNNING, worker, reason)
+    RunPoint.delete().where(RunPoint.run == run.id).execute()  # the new attempt's curve only
     Run.update(status=RunStatus.RUNNING.value, attempts=attempt, worker=worker, child_pgid=None,
                started_at=now, heartbeat_at=now, finished_at=None, error=None,
                exit_code=None, accuracy=None, duration_s=None).where(Run.id == run.id).execute()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from service.attempts import record_outcome, requeue_attempt
+from service.curves import CurveFollower
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
 from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat, run_spec
@@ -25,6 +26,7 @@ from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 
 LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
 ATTEMPT_MARK = ".sweeplab-attempt"  # in a run folder: which attempt's folder it is
+_curves = CurveFollower()  # remote runs' curves, read from the output their heartbeats bring
 
 
 def _existing(run_id: int) -> Run:
@@ -55,7 +57,14 @@ def heartbeat_for(settings: Settings, run_id: int, attempt: int,
     for stream, (offset, data) in logs.items():
         kept[stream] = _append_log(settings.runs_dir / str(run_id), LOG_NAMES[stream], offset,
                                    data) if keep_going else offset
+    if keep_going and "stdout" in logs:
+        _curves.follow(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, _metric(run_id))
     return {"keep_going": keep_going, "logs": kept}
+
+
+def _metric(run_id: int) -> str:
+    return Experiment.select(Experiment.objective_metric).join(Run).where(
+        Run.id == run_id).scalar()
 
 
 def _append_log(run_dir: Path, name: str, offset: int, data: bytes) -> int:
@@ -138,6 +147,7 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
         if run.attempts != attempt or run.status != RunStatus.RUNNING:
             return False
         raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
+    _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, _metric(run_id))
     return record_outcome(run_id, attempt, worker, outcome)
 
 

@@ -87,8 +87,9 @@ def test_a_remote_worker_trains_a_sweep_through_the_api(remote_stack: Stack, tmp
         worker.wait(timeout=30)
 
 
-def test_logs_follow_a_remote_run_while_it_runs(remote_stack: Stack, tmp_path: Path):
-    remote_stack.env["FAKE_TRAIN_SLEEP"] = "6"
+def test_logs_and_the_curve_follow_a_remote_run_while_it_runs(remote_stack: Stack,
+                                                              tmp_path: Path):
+    remote_stack.env.update(FAKE_TRAIN_SLEEP="1.2", FAKE_TRAIN_MODE="curve")
     worker = start_remote_worker(remote_stack, tmp_path / "remote-data", "remote")
     try:
         model_id = small_dataset(remote_stack)
@@ -105,6 +106,8 @@ def test_logs_follow_a_remote_run_while_it_runs(remote_stack: Stack, tmp_path: P
             time.sleep(0.3)
         done = remote_stack.wait_for_experiment(created["id"], timeout=60)
         assert done["counts"]["succeeded"] == 1
+        _, curve = remote_stack.get(f"/api/v1/runs/{run_id}/metrics")
+        assert [point["step"] for point in curve["points"]] == [100, 200, 300, 400, 500]
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.curves import curve_json
 from service.experiments import get_run
 from service.handlers.common import answer, in_db, path_id, settings_of
 from service.training import STDERR_NAME, STDOUT_NAME, read_tail
@@ -34,3 +35,14 @@ def _log_text(request: web.Request, run_id: int) -> str:
 async def logs(request: web.Request) -> web.Response:
     text = await in_db(request, _log_text, request, path_id(request))
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+def _curve(run_id: int) -> dict:
+    run = get_run(run_id)
+    return {"run_id": run_id, "metric": run.experiment.objective_metric,
+            "points": curve_json(run_id)}
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The run's learning curve: the (step, value) points of its objective it printed."""
+    return answer(await in_db(request, _curve, path_id(request)))

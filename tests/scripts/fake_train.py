@@ -28,6 +28,10 @@ if mode == "hang":
     # A script with a child of its own: the whole group must die on a timeout or a cancel.
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     time.sleep(600)
+if mode == "curve":  # a learning curve, one point every FAKE_TRAIN_SLEEP seconds
+    for step in range(100, 600, 100):
+        print(f"step={step} accuracy={step / 1000}", flush=True)
+        time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
 if mode == "loss":  # an objective other than the accuracy: smaller i, smaller loss
     print({"i": args["i"], "loss": float(args["i"]) * 10})
     sys.exit(0)
