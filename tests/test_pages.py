@@ -273,3 +273,127 @@ async def test_a_finished_silent_script_is_said_to_have_printed_nothing(client, 
     # Then its page says the script printed nothing, not that it may print yet
     html = await (await client.get(f"/runs/{done['runs'][0]['id']}")).text()
     assert log_of(html) == "(the script printed nothing)"
+
+
+def cell_details(html: str) -> list[dict[str, str]]:
+    """Each heatmap cell's data attributes and the text of its lines."""
+    found = []
+    for group in re.findall(r'<g class="cell"(.*?)</g>', html, re.S):
+        attributes = dict(re.findall(r'data-([\w-]+)="([^"]*)"', group.split(">", 1)[0]))
+        lines = re.findall(r'<text [^>]*class="value[^"]*">([^<]*)</text>', group)
+        found.append({**attributes, "lines": lines, "fill": re.search(r'fill="(#\w+)"',
+                                                                       group).group(1)})
+    return found
+
+
+async def test_repeats_show_each_configuration_with_its_interval(client, db, stub_worker,
+                                                                 monkeypatch):
+    from service.dashboard import data
+    from tests.test_objective_repeats import TWO, sweep
+
+    # Given a script whose accuracy the seed decides (j=2 better by 0.05), run 3 times each
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "seeded")
+    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    # When its page is opened
+    page = await client.get(f"/experiments/{done['id']}")
+    html = await page.text()
+    assert page.status == 200
+    # Then it names the objective and the repeats
+    assert "objective: <strong>accuracy</strong>, maximised" in html
+    assert "3 repeats of each configuration (seeds 0–2)" in html
+    # And each grid point is one cell: mean ± 95% half-width over n=3, the best one marked
+    shown = {cell["runs"]: cell for cell in cell_details(html)}
+    assert len(shown) == 2 and all(len(runs.split()) == 3 for runs in shown)
+    best = next(cell for cell in shown.values() if cell.get("best"))
+    assert best["lines"] == ["0.560 ± 0.025 ★", "n=3"] and float(best["value"]) == 0.56
+    assert int(best["run-id"]) == done["best"]["run_id"]
+    other = next(cell for cell in shown.values() if not cell.get("best"))
+    assert other["lines"] == ["0.510 ± 0.025", "n=3"]
+    # And the configurations table and the comparison sentence follow the API
+    assert html.count('data-config="') == 2
+    assert re.search(r"best vs runner-up: Welch p = 0\.00\d+ — distinguishable", html)
+    # And the runs table has a seed column that sorts
+    assert '>Seed</a></th>' in html and html.count("<td class=\"num\" data-seed>") == 6
+    by_seed = await (await client.get(f"/experiments/{done['id']}?sort=seed&dir=desc")).text()
+    seeds = re.findall(r'<td class="num" data-seed>(\d+)</td>', by_seed)
+    assert seeds == ["2", "2", "1", "1", "0", "0"]
+    run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
+    assert 'id="run-seed">2 ' in run_page
+    # When the runner-up cannot be told apart, or there is nothing to test, the page says so
+    real = data.experiment_json
+    for comparison, said in (({"welch_p_value": 0.41, "distinguishable": False},
+                              "not distinguishable (p = 0.41): more repeats may tell them "
+                              "apart"), (None, None)):
+        monkeypatch.setattr(data, "experiment_json",
+                            lambda e, c=comparison: {**real(e), "comparison": c})
+        live = await client.get(f"/experiments/{done['id']}/live")
+        text = await live.text()
+        assert live.status == 200
+        assert (said in text) if said else "best vs runner-up" not in text
+
+
+async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, stub_worker,
+                                                                 monkeypatch):
+    from tests.test_objective_repeats import sweep
+
+    # Given a script that prints only a loss (i x 10), minimised
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "loss")
+    done = await sweep(client, {"grid": {"i": [0.3, 0.1, 0.2], "j": [1], "k": [5]},
+                                "objective": {"metric": "loss", "direction": "minimize"}})
+    # When its page is opened
+    page = await client.get(f"/experiments/{done['id']}")
+    html = await page.text()
+    assert page.status == 200
+    assert "objective: <strong>loss</strong>, minimised" in html
+    assert 'id="heatmap-h">Loss over' in html
+    # Then the cells show the loss, the smallest marked best and at the better (yellow) end
+    cells = {cell["value"]: cell for cell in cell_details(html)}
+    assert sorted(cells) == ["1.0", "2.0", "3.0"]
+    assert cells["1.0"].get("best") and cells["1.0"]["lines"] == ["1.000 ★"]
+    assert [v for v, cell in cells.items() if cell.get("best")] == ["1.0"]
+    assert (cells["1.0"]["fill"], cells["3.0"]["fill"]) == ("#fde725", "#440154")
+    assert ">3</text>" in html and ">1</text>" in html and "better →" in html
+    # And the marginal effects name the loss and take the smallest as best
+    assert "Marginal effect of each parameter on loss (smaller is better)" in html
+    assert '<td class="num effect-best">1.000</td>' in html
+    # And the runs table has a loss column, ascending first (best first), next to accuracy
+    assert re.search(r'<a href="\?sort=value&amp;x=\w&amp;y=\w">loss</a>', html)
+    by_loss = await (await client.get(f"/experiments/{done['id']}?sort=value")).text()
+    assert re.findall(r'<td class="num" data-value>([^<]*)</td>', by_loss) == [
+        "1.000", "2.000", "3.000"]
+    assert html.count('<td class="num" data-accuracy>—</td>') == 3
+    run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
+    assert 'id="run-value">1.000 ' in run_page
+    model_page = await (await client.get(f"/models/{done['model_id']}")).text()
+    assert 'loss <strong id="best-value">1.000</strong>' in model_page
+
+
+def test_a_repeated_cell_in_progress_counts_its_runs():
+    from service.dashboard.heatmap import make_cell
+    from service.dashboard.scale import Scale
+
+    def run(run_id: int, status: str, value: float | None = None) -> dict:
+        return {"id": run_id, "status": status, "value": value, "accuracy": value}
+
+    # Given a grid point of three seeds: one succeeded, one failed, one still running
+    runs = [run(1, "succeeded", 0.9), run(2, "failed"), run(3, "running")]
+    config = {"n": 1, "mean": 0.9, "ci95": None}
+    cell = make_cell(runs, config, Scale(), best_run_id=None)
+    # Then the cell says how far it is, counting the failed run as ended
+    assert (cell.status, cell.text, cell.detail) == ("running", "2/3 done", "n=1 · 1 failed")
+    # And once all have ended, it shows the mean of those that succeeded
+    runs[2] = run(3, "succeeded", 0.8)
+    done = make_cell(runs, {"n": 2, "mean": 0.85, "ci95": [0.8, 0.9]}, Scale(), 1)
+    assert (done.status, done.text, done.detail) == ("succeeded", "0.850 ± 0.050",
+                                                     "n=2 · 1 failed")
+    assert done.best and done.run_id == 1
+
+
+def test_the_colour_scale_puts_the_better_end_right():
+    from service.dashboard.scale import Scale
+
+    loss = Scale("loss", "minimize", 1.0, 3.0)
+    assert (loss.score(1.0), loss.score(3.0), loss.score(2.0)) == (1.0, 0.0, 0.5)
+    assert loss.ticks() == ["3", "2", "1"]
+    assert Scale().ticks() == ["0", "0.5", "1"] and Scale().score(0.75) == 0.75
+    assert Scale("loss", "minimize", 2.0, 2.0).score(2.0) == 1.0  # one value: the best

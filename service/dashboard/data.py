@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from service.configs import MAXIMIZE
 from service.dashboard.heatmap import marginal_effects, panels
+from service.dashboard.scale import scale_of
 from service.experiments import get_experiment, get_model, get_run
 from service.models import Experiment, Image, ModelImage, RunStatus
 from service.settings import Settings
@@ -15,7 +17,9 @@ from service.views import experiment_json, model_json, run_json
 from service.workers import host_of
 
 THUMBNAILS_PER_LABEL = 4
-SORT_KEYS = {"id", "i", "j", "k", "status", "accuracy", "duration_s", "attempts"}
+SORT_KEYS = {"id", "i", "j", "k", "seed", "status", "value", "accuracy", "duration_s",
+             "attempts"}
+TOP_CONFIGURATIONS = 5
 LOG_LIMIT = 256 * 1024
 
 
@@ -49,7 +53,7 @@ def _sort_value(run: dict[str, Any], key: str) -> Any:
 
 
 def sorted_runs(runs: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
-    """Runs sorted by `key`; those without a value (no accuracy yet) always come last."""
+    """Runs sorted by `key`; those without a value (no result yet) always come last."""
     key = key if key in SORT_KEYS else "id"
     present = [run for run in runs if _sort_value(run, key) is not None]
     missing = [run for run in runs if _sort_value(run, key) is None]
@@ -77,16 +81,39 @@ def _progress(experiment: dict[str, Any]) -> dict[str, Any]:
             "seconds_left": _seconds_left(experiment)}
 
 
+def run_columns(experiment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The runs table's sortable columns (key, title): the seed with repeats, the objective's
+    value when it is not the accuracy."""
+    metric = experiment["objective"]["metric"]
+    columns = [("id", "Run"), ("i", "i"), ("j", "j"), ("k", "k")]
+    columns += [("seed", "Seed")] if experiment["repeats"] > 1 else []
+    columns += [("status", "Status")]
+    columns += [("value", metric)] if metric != "accuracy" else []
+    return columns + [("accuracy", "Accuracy"), ("duration_s", "Duration"),
+                      ("attempts", "Attempts")]
+
+
+def first_descending(experiment: dict[str, Any]) -> set[str]:
+    """The columns whose first click sorts best first: down for a metric to maximise."""
+    maximised = experiment["objective"]["direction"] == MAXIMIZE
+    return {"accuracy", "value"} if maximised else {"accuracy"}
+
+
 def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | None,
                     y: str | None) -> dict[str, Any]:
     experiment = experiment_json(get_experiment(experiment_id))
     best_id = experiment["best"]["run_id"] if experiment["best"] else None
+    scale = scale_of(experiment)
     return {
         "experiment": experiment,
         "model": model_json(get_model(experiment["model_id"])),
         "progress": _progress(experiment),
-        "panels": panels(experiment["runs"], experiment["grid"], best_id, x, y),
-        "effects": marginal_effects(experiment["runs"], experiment["grid"]),
+        "scale": scale,
+        "panels": panels(experiment, scale, x, y),
+        "effects": marginal_effects(experiment),
+        "top_configurations": experiment["configurations"][:TOP_CONFIGURATIONS],
+        "columns": run_columns(experiment),
+        "first_descending": first_descending(experiment),
         "runs": sorted_runs(experiment["runs"], sort, descending),
         "sort": sort if sort in SORT_KEYS else "id",
         "descending": descending,
@@ -102,7 +129,9 @@ def run_page(settings: Settings, run_id: int) -> dict[str, Any]:
             "model_name": get_model(experiment.model_id).name, "host": host_of(run.worker),
             "stdout": read_tail(folder / STDOUT_NAME, LOG_LIMIT),
             "stderr": read_tail(folder / STDERR_NAME, LOG_LIMIT),
-            "is_best": experiment.best_run_id == run_id}
+            "is_best": experiment.best_run_id == run_id, "repeats": experiment.repeats,
+            "objective": {"metric": experiment.objective_metric,
+                          "direction": experiment.objective_direction}}
 
 
 def age(moment: str | None) -> str:

@@ -1,5 +1,8 @@
-"""Heatmaps of accuracy over two parameters (one panel per value of the third), and the
-marginal effect of each parameter. Pure functions over run dicts as the API shows them."""
+"""Heatmaps of the objective over two parameters (one panel per value of the third), and the
+marginal effect of each parameter. Pure functions over the experiment as the API shows it.
+
+A cell is a grid point: with repeats, all of its runs, shown by their configuration's mean and
+95% interval; with one run, that run."""
 
 from __future__ import annotations
 
@@ -7,37 +10,63 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.configs import MAXIMIZE
+from service.dashboard.scale import Scale, colour, number, objective_value
+
 PARAMS = ("i", "j", "k")
 PARAM_NAMES = {"i": "learning rate (i)", "j": "layers (j)", "k": "steps (k)"}
-# viridis, sampled: readable for colour-blind eyes and in greyscale
-STOPS = [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)),
-         (0.75, (94, 201, 98)), (1.0, (253, 231, 37))]
+UNFINISHED = ("queued", "running")
+STATUS_TEXT = {"failed": "✗ failed", "cancelled": "cancelled", "running": "running…",
+               "queued": "queued"}
 
 
 @dataclass
 class Cell:
     status: str = "missing"
-    accuracy: float | None = None
-    run_id: int | None = None
+    value: float | None = None  # the run's objective value, or its configuration's mean
+    accuracy: float | None = None  # the run's accuracy, or the mean of its runs'
+    run_id: int | None = None  # the run the cell links to: its best-scoring, or its first
     best: bool = False
+    score: float = 0.0  # where the value sits on the colour scale, 1 the best end
+    run_ids: list[int] = field(default_factory=list)
+    half: float | None = None  # the 95% interval's half-width
+    n: int = 0  # runs that succeeded
+    ended: int = 0
+    failed: int = 0
+
+    @property
+    def repeated(self) -> bool:
+        return len(self.run_ids) > 1
 
     @property
     def fill(self) -> str:
-        return colour(self.accuracy) if self.status == "succeeded" else "#d9d9d9"
+        return colour(self.score) if self.status == "succeeded" else "#d9d9d9"
 
     @property
     def ink(self) -> str:
         """Text colour that stays readable on the cell's fill."""
         if self.status != "succeeded":
             return "#222"
-        return "#000" if (self.accuracy or 0.0) >= 0.55 else "#fff"
+        return "#000" if self.score >= 0.55 else "#fff"
 
     @property
     def text(self) -> str:
-        if self.status == "succeeded" and self.accuracy is not None:
-            return f"{self.accuracy:.3f}"
-        return {"failed": "✗ failed", "cancelled": "cancelled", "running": "running…",
-                "queued": "queued"}.get(self.status, "")
+        if self.repeated and self.status == "running":
+            return f"{self.ended}/{len(self.run_ids)} done"
+        if self.status == "succeeded" and self.value is not None:
+            spread = f" ± {number(self.half)}" if self.half is not None else ""
+            return number(self.value) + spread
+        return STATUS_TEXT.get(self.status, "")
+
+    @property
+    def detail(self) -> str:
+        """The second line of a repeated cell: how many runs the number stands on."""
+        if not self.repeated:
+            return ""
+        parts = [f"n={self.n}"] if self.n else []
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return " · ".join(parts)
 
 
 @dataclass
@@ -49,23 +78,10 @@ class Panel:
     xs: list[Any]
     ys: list[Any]
     cells: dict[tuple[Any, Any], Cell] = field(default_factory=dict)
+    repeats: int = 1
 
     def cell(self, x_value: Any, y_value: Any) -> Cell:
         return self.cells.get((x_value, y_value), Cell())
-
-
-def colour(accuracy: float | None) -> str:
-    value = min(1.0, max(0.0, accuracy or 0.0))
-    for (low, low_rgb), (high, high_rgb) in zip(STOPS, STOPS[1:], strict=False):
-        if value <= high:
-            share = (value - low) / (high - low)
-            rgb = [round(a + (b - a) * share) for a, b in zip(low_rgb, high_rgb, strict=True)]
-            return "#{:02x}{:02x}{:02x}".format(*rgb)
-    return "#{:02x}{:02x}{:02x}".format(*STOPS[-1][1])
-
-
-def legend_stops() -> list[tuple[int, str]]:
-    return [(round(offset * 100), colour(offset)) for offset, _ in STOPS]
 
 
 def by_size(grid: dict[str, list[Any]]) -> list[str]:
@@ -86,17 +102,81 @@ def axes(x: str | None, y: str | None,
     return x, y, facet
 
 
-def panels(runs: list[dict[str, Any]], grid: dict[str, list[Any]], best_run_id: int | None,
-           x: str | None = None, y: str | None = None) -> list[Panel]:
+def _key(params: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return params["i"], params["j"], params["k"]
+
+
+def group_status(statuses: list[str]) -> str:
+    """One status for a grid point's runs: running while any is unfinished and some started."""
+    unfinished = [status for status in statuses if status in UNFINISHED]
+    if unfinished:
+        return "queued" if len(unfinished) == len(statuses) and "running" not in statuses \
+            else "running"
+    for status in ("succeeded", "failed", "cancelled"):
+        if status in statuses:
+            return status
+    return "missing"
+
+
+def _lead_run(runs: list[dict[str, Any]], metric: str, direction: str) -> int:
+    """The run a cell links to: its best-scoring succeeded run (ties: the earlier), else the
+    first."""
+    scored = [(value, run["id"]) for run in runs if run["status"] == "succeeded"
+              and (value := objective_value(run, metric)) is not None]
+    if not scored:
+        return runs[0]["id"]
+    sign = 1 if direction == MAXIMIZE else -1
+    return max(scored, key=lambda pair: (sign * pair[0], -pair[1]))[1]
+
+
+def _half_width(config: dict[str, Any] | None) -> float | None:
+    if not config or not config["ci95"]:
+        return None
+    low, high = config["ci95"]
+    return (high - low) / 2
+
+
+def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: Scale,
+              best_run_id: int | None) -> Cell:
+    """The cell of one grid point from its runs and its configuration (None: none succeeded)."""
+    statuses = [run["status"] for run in runs]
+    accuracies = [run["accuracy"] for run in runs
+                  if run["status"] == "succeeded" and run["accuracy"] is not None]
+    value = config["mean"] if config else None
+    ids = [run["id"] for run in runs]
+    return Cell(status=group_status(statuses), value=value,
+                accuracy=statistics.fmean(accuracies) if accuracies else None,
+                run_id=_lead_run(runs, scale.metric, scale.direction),
+                best=best_run_id in ids, score=scale.score(value), run_ids=ids,
+                half=_half_width(config), n=config["n"] if config else 0,
+                ended=sum(status not in UNFINISHED for status in statuses),
+                failed=statuses.count("failed"))
+
+
+def grid_cells(experiment: dict[str, Any], scale: Scale) -> dict[tuple[Any, Any, Any], Cell]:
+    """Every grid point that has runs, as a cell."""
+    configs = {_key(config["params"]): config for config in experiment["configurations"]}
+    by_point: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+    for run in experiment["runs"]:
+        by_point.setdefault(_key(run["params"]), []).append(run)
+    best = experiment["best"]["run_id"] if experiment["best"] else None
+    return {point: make_cell(runs, configs.get(point), scale, best)
+            for point, runs in by_point.items()}
+
+
+def panels(experiment: dict[str, Any], scale: Scale, x: str | None = None,
+           y: str | None = None) -> list[Panel]:
+    grid = experiment["grid"]
     x, y, facet = axes(x, y, grid)
+    cells = grid_cells(experiment, scale)
     result = []
     for facet_value in grid[facet]:
-        panel = Panel(x, y, facet, facet_value, list(grid[x]), list(grid[y]))
-        for run in runs:
-            params = run["params"]
+        panel = Panel(x, y, facet, facet_value, list(grid[x]), list(grid[y]),
+                      repeats=experiment["repeats"])
+        for point, cell in cells.items():
+            params = dict(zip(PARAMS, point, strict=True))
             if params[facet] == facet_value:
-                panel.cells[(params[x], params[y])] = Cell(
-                    run["status"], run["accuracy"], run["id"], run["id"] == best_run_id)
+                panel.cells[(params[x], params[y])] = cell
         result.append(panel)
     return result
 
@@ -110,16 +190,19 @@ class Effect:
     total: int
 
 
-def marginal_effects(runs: list[dict[str, Any]],
-                     grid: dict[str, list[Any]]) -> dict[str, list[Effect]]:
-    """For each parameter and value: mean and best accuracy of the runs that succeeded."""
+def marginal_effects(experiment: dict[str, Any]) -> dict[str, list[Effect]]:
+    """For each parameter and value: mean and best objective value (best in the objective's
+    direction) of the runs that succeeded."""
+    metric, direction = experiment["objective"]["metric"], experiment["objective"]["direction"]
+    pick = max if direction == MAXIMIZE else min
     effects: dict[str, list[Effect]] = {}
     for param in PARAMS:
         rows = []
-        for value in grid[param]:
-            chosen = [run for run in runs if run["params"][param] == value]
-            scores = [run["accuracy"] for run in chosen if run["status"] == "succeeded"]
+        for value in experiment["grid"][param]:
+            chosen = [run for run in experiment["runs"] if run["params"][param] == value]
+            scores = [score for run in chosen if run["status"] == "succeeded"
+                      and (score := objective_value(run, metric)) is not None]
             rows.append(Effect(value, statistics.fmean(scores) if scores else None,
-                               max(scores) if scores else None, len(scores), len(chosen)))
+                               pick(scores) if scores else None, len(scores), len(chosen)))
         effects[param] = rows
     return effects

@@ -9,8 +9,10 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from service.configs import MAXIMIZE
 from service.dashboard.data import age
-from service.dashboard.heatmap import PARAM_NAMES, colour, legend_stops
+from service.dashboard.heatmap import PARAM_NAMES
+from service.dashboard.scale import colour, legend_stops, number
 from service.dashboard.security import csrf_token, signed_in
 from service.keys import SETTINGS
 
@@ -29,6 +31,23 @@ def percent(value: float | None) -> float:
 
 def params(value: dict[str, Any]) -> str:
     return " · ".join(f"{key}={value[key]}" for key in ("i", "j", "k"))
+
+
+def mean_ci(config: dict[str, Any]) -> str:
+    """A configuration's mean, ± the half-width of its 95% interval when it has one."""
+    if not config["ci95"]:
+        return number(config["mean"])
+    low, high = config["ci95"]
+    return f"{number(config['mean'])} ± {number((high - low) / 2)}"
+
+
+def p_value(value: float) -> str:
+    """A p-value after "p": "= 0.003", "= 0.41", "< 0.001"."""
+    return "< 0.001" if value < 0.001 else f"= {value:.2g}"
+
+
+def direction(value: str) -> str:
+    return "maximised" if value == MAXIMIZE else "minimised"
 
 
 def duration(seconds: float | None) -> str:
@@ -54,4 +73,5 @@ def setup_templates(app: web.Application) -> None:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         context_processors=[_page_context], trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(acc=accuracy, percent=percent, params=params,
-                               duration=duration, when=age)
+                               duration=duration, when=age, num=number,
+                               mean_ci=mean_ci, p_value=p_value, direction=direction)
