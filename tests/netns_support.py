@@ -191,8 +191,16 @@ class RemoteHost:
     def link_down(self) -> None:
         ip("link", "set", self.host_link, "down")
 
-    def link_up(self) -> None:
+    def link_up(self, timeout: float = 10) -> None:
+        """Restore the link, and forget the neighbours that failed while it was down."""
         ip("link", "set", self.host_link, "up")
+        deadline = time.monotonic() + timeout
+        while "LOWER_UP" not in ip("-n", self.namespace, "link", "show", self.inner_link):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: link not back up after {timeout} s")
+            time.sleep(0.05)
+        ip("-n", self.namespace, "neigh", "flush", "dev", self.inner_link)
+        ip("neigh", "flush", "dev", self.host_link)
 
     def kill_all(self, timeout: float = 10) -> None:
         """kill -9 every process in the namespace, until none is left."""
