@@ -87,7 +87,9 @@ class RestStore(RunStore):
                     raise
                 log.warning("API unreachable (%s); trying again in %.1f s", error, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                # never longer than a third of a lease: once the API is back, a finished
+                # run's result must reach it before the run is taken for silent
+                delay = min(delay * 2, max(0.5, self.settings.lease_s / 3))
 
     def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
         try:

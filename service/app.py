@@ -23,6 +23,7 @@ from service.migrate import apply_migrations
 from service.routes import setup_routes
 from service.settings import Settings, ensure_data_dirs
 from service.storage import clear_temp
+from service.timeutil import utcnow
 
 DB_THREADS = 4
 log = logging.getLogger("sweeplab.api")
@@ -71,9 +72,11 @@ async def _reconciler(app: web.Application) -> AsyncIterator[None]:
 async def _reconcile_forever(app: web.Application) -> None:
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
+    listening_since = utcnow()
     while True:
         try:
-            await loop.run_in_executor(app[PUBLISH_EXECUTOR], reconcile, settings, app[BROKER])
+            await loop.run_in_executor(app[PUBLISH_EXECUTOR], reconcile, settings, app[BROKER],
+                                       listening_since)
         except BrokerUnavailable:
             log.warning("reconciler: RabbitMQ unreachable; trying again in %g s",
                         reconcile_interval(settings))

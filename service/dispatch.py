@@ -15,7 +15,7 @@ message sent twice costs a look and nothing more.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import dramatiq
@@ -57,6 +57,10 @@ def _unsettled() -> list[Experiment]:
         Experiment.status == ExperimentStatus.RUNNING.value,
         Experiment.unpublished == False,  # noqa: E712 (a SQL expression)
         Experiment.id.not_in(active)))
+
+
+def _heard_a_lease(listening_since: datetime | None, lease_s: float) -> bool:
+    return listening_since is None or utcnow() - listening_since > timedelta(seconds=lease_s)
 
 
 def _lost_runs(lease_s: float) -> list[Run]:
@@ -108,16 +112,22 @@ def redeliver_dead_letter(broker: dramatiq.Broker, letter: DeadLetter) -> None:
     send_train(broker, run.id, Experiment.get_by_id(run.experiment_id).timeout_s)
 
 
-def reconcile(settings: Settings, broker: dramatiq.Broker) -> dict[str, int]:
+def reconcile(settings: Settings, broker: dramatiq.Broker,
+              listening_since: datetime | None = None) -> dict[str, int]:
     """One pass: publish what is unpublished, bring back what was dead-lettered or lost, and
-    nudge runs whose worker went silent. Raises BrokerUnavailable when RabbitMQ is down."""
+    nudge runs whose worker went silent. Raises BrokerUnavailable when RabbitMQ is down.
+
+    `listening_since`: when this API started. A worker cannot be heard while the API is down,
+    so no run is taken for silent in the first lease after it starts: a remote worker holding
+    a finished run's result gets that long to deliver it."""
     try:
-        return _reconcile(settings, broker)
+        return _reconcile(settings, broker, listening_since)
     except (dramatiq.errors.BrokerConnectionError, pika.exceptions.AMQPError) as error:
         raise BrokerUnavailable(f"RabbitMQ is unreachable: {error!r}") from error
 
 
-def _reconcile(settings: Settings, broker: dramatiq.Broker) -> dict[str, int]:
+def _reconcile(settings: Settings, broker: dramatiq.Broker,
+               listening_since: datetime | None) -> dict[str, int]:
     database.connect(reuse_if_open=True)
     pending = Experiment.select(Experiment.id).where(
         Experiment.unpublished == True,  # noqa: E712 (a SQL expression, not a comparison)
@@ -126,7 +136,8 @@ def _reconcile(settings: Settings, broker: dramatiq.Broker) -> dict[str, int]:
         "published": sum(publish_experiment(broker, experiment.id) for experiment in pending),
         "dead_lettered": take_dead_letters(broker, partial(redeliver_dead_letter, broker)),
         "settled": sum(aggregate_experiment(experiment.id) for experiment in _unsettled()),
-        "nudged": _nudge(broker, _lost_runs(settings.lease_s)),
+        "nudged": _nudge(broker, _lost_runs(settings.lease_s))
+        if _heard_a_lease(listening_since, settings.lease_s) else 0,
     }
     lost = _lost_queued_runs(settings.lease_s)
     counts["requeued"] = _nudge(broker, lost) if lost and train_queue_is_empty(broker) else 0

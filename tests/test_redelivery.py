@@ -105,3 +105,18 @@ def test_a_worker_on_a_database_without_the_schema_refuses_to_start(tmp_path, st
         worker.start()
     worker.stop()
     database.close()
+
+
+async def test_no_run_is_taken_for_silent_in_the_first_lease_after_the_api_starts(
+        client, db, settings, stub_broker):
+    # Given a running run whose worker has not been heard for longer than a lease
+    _, run_id = await started_run(client)
+    stub_broker.flush(TRAIN_QUEUE)
+    long_ago = utcnow() - timedelta(seconds=settings.lease_s + 1)
+    Run.update(status="running", heartbeat_at=long_ago, nudged_at=None).where(
+        Run.id == run_id).execute()
+    # When the API has just started (its workers could not reach it while it was down)
+    just_started = reconcile(settings, stub_broker, listening_since=utcnow())
+    # Then it waits; once it has listened for a lease, the run is nudged
+    assert just_started["nudged"] == 0
+    assert reconcile(settings, stub_broker, listening_since=long_ago)["nudged"] == 1
