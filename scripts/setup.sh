@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with the pinned requirements (again when requirements.txt changes), and make
-# sure RabbitMQ is up. Both README commands start with this.
+# Create .venv with the pinned requirements (again when requirements.txt or requirements-dev.txt
+# changes), and make sure RabbitMQ is up. Both README commands start with this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,11 +16,12 @@ if [[ ! -x .venv/bin/python ]]; then
         exit 1
     }
 fi
+# requirements-dev.txt: the service's requirements.txt plus the test and benchmark tools.
 stamp=.venv/.requirements.sha256
-wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+wanted=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
-    echo "Installing requirements.txt into .venv ..."
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    echo "Installing requirements-dev.txt (with requirements.txt) into .venv ..."
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
     echo "$wanted" > "$stamp"
 fi
 scripts/ensure_rabbitmq.sh

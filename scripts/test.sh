@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, unit and API tests, and the end-to-end tests against the real
 # RabbitMQ with real API and worker processes, the fuzz, and the browser tests in headless
-# Chromium. Installs what it needs first (the Python environment, RabbitMQ, Chromium).
+# Chromium. Installs what it needs first: the Python environment, RabbitMQ, Chromium and
+# the shell linter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/ensure_chromium.sh
+scripts/ensure_shellcheck.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

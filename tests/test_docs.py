@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from service.app import create_app
 from service.handlers.health import openapi_document
@@ -61,20 +57,7 @@ def test_readme_has_exactly_the_two_commands_and_ci_runs_the_test_one():
     assert "exec scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
-def test_systemd_units_verify(tmp_path):
-    env_file = ROOT / "systemd" / "sweeplab.env"
-    units = []
-    for unit in ("sweeplab-api.service", "sweeplab-worker.service"):
-        text = (ROOT / "systemd" / unit).read_text()
-        # Point the units at this checkout, so the commands they name exist to be checked.
-        text = text.replace("/etc/sweeplab/sweeplab.env", str(env_file))
-        text = text.replace("/opt/sweeplab", str(ROOT))
-        (tmp_path / unit).write_text(text)
-        units.append(str(tmp_path / unit))
-    done = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "Restart=always" in (ROOT / "systemd" / "sweeplab-worker.service").read_text()
+# The units, the drop-ins and provision.sh are checked in tests/test_provision.py.
 
 
 def test_rabbitmq_snippet_keeps_consumer_timeout_above_the_longest_run():

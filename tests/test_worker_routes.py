@@ -144,3 +144,17 @@ def test_the_cache_refuses_bytes_that_do_not_match_their_hash(tmp_path: Path):
         cache.snapshot(1)
     assert [path for path in (tmp_path / "cache").rglob("*") if path.is_file()] == []
     assert not (tmp_path / "snapshots" / "1").exists()
+
+
+async def test_folders_are_kept_and_checked_on_a_python_without_tar_filters(api, monkeypatch):
+    # Debian 12's Python 3.11.2 has no tarfile extraction filters: our own checks must do
+    import service.workerapi
+
+    monkeypatch.setattr(service.workerapi, "EXTRACT_FILTER", {})
+    run_id = await claimed_run(api)
+    escape = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
+                           data=tar_gz_bytes({"../evil": b"x"}), headers=WORKER)
+    assert escape.status == 422
+    kept = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
+                         data=tar_gz_bytes({"model.txt": b"w"}), headers=WORKER)
+    assert kept.status == 204
