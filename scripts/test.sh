@@ -7,6 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/ensure_chromium.sh
-scripts/ensure_shellcheck.sh
+scripts/ensure_test_tools.sh
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -39,6 +39,7 @@ from playhouse.db_url import parse as parse_url
 from service.db import database, open_database
 from service.migrate import apply_migrations, migration_names
 from service.settings import Settings, SettingsError, ensure_data_dirs, load_settings
+from service.storage import EXTRACT_FILTER
 
 FORMAT = 1
 FOLDERS = ("images", "snapshots", "runs")
@@ -345,7 +346,7 @@ def unpack(tar: tarfile.TarFile, settings: Settings, kind: str) -> tuple[list[st
     staging = settings.data_dir / f".restore-{uuid.uuid4().hex[:12]}"
     staging.mkdir(parents=True)
     try:
-        tar.extractall(staging, filter="data")  # a second guard behind check_members
+        tar.extractall(staging, **EXTRACT_FILTER)  # a second guard behind check_members
         applied, catalogue = restore_database(settings, kind, staging / DATABASE_MEMBER[kind])
         for folder in FOLDERS:
             shutil.rmtree(settings.data_dir / folder, ignore_errors=True)  # empty, or absent

@@ -21,15 +21,12 @@ from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
 from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat, run_spec
 from service.settings import Settings
-from service.storage import remove_tree
+from service.storage import EXTRACT_FILTER, remove_tree
 from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 
 LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
 ATTEMPT_MARK = ".sweeplab-attempt"  # in a run folder: which attempt's folder it is
 _curves = CurveFollower()  # remote runs' curves, read from the output their heartbeats bring
-# Python's "data" filter, where this Python has it (3.11.4+; Debian 12 ships 3.11.2), as a
-# second guard behind _check_member
-EXTRACT_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 
 
 def _existing(run_id: int) -> Run:

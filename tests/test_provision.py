@@ -58,7 +58,7 @@ def test_provision_script_parses():
 def test_shell_scripts_pass_shellcheck():
     if shutil.which("shellcheck") is None:
         if os.environ.get("CI"):
-            pytest.fail("no shellcheck: scripts/test.sh installs it (scripts/ensure_shellcheck.sh)")
+            pytest.fail("no shellcheck: scripts/test.sh installs it (scripts/ensure_test_tools.sh)")
         pytest.skip("no shellcheck here: sudo apt-get install shellcheck")
     scripts = sorted(str(path) for path in (ROOT / "scripts").glob("*.sh"))
     done = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True)
