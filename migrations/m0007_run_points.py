@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from peewee import (
-    SQL,
     AutoField,
-    Context,
     Database,
     FloatField,
     ForeignKeyField,
     IntegerField,
     Model,
-    NodeList,
-    SqliteDatabase,
 )
 
-
-class _NeverReusedId(AutoField):
-    """AUTOINCREMENT on SQLite, as m0003 made every id (frozen here, not imported)."""
-
-    def ddl(self, ctx: Context) -> NodeList:
-        node_list = super().ddl(ctx)
-        if isinstance(self.model._meta.database, SqliteDatabase):
-            return NodeList((node_list, SQL("AUTOINCREMENT")))
-        return node_list
+from migrations.frozen_fields import NeverReusedId
 
 
 def upgrade(db: Database) -> None:
@@ -35,7 +23,7 @@ def upgrade(db: Database) -> None:
             table_name = "run"
 
     class RunPoint(Model):
-        id = _NeverReusedId()
+        id = NeverReusedId()
         run = ForeignKeyField(Run, on_delete="CASCADE")
         step = IntegerField()
         value = FloatField()
