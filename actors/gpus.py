@@ -34,6 +34,3 @@ def gpu_env() -> dict[str, str]:
             gpu = _owned.gpu = _pool.pop(0)
     return {"CUDA_VISIBLE_DEVICES": gpu}
 
-
-def owned() -> str | None:
-    return getattr(_owned, "gpu", None)

@@ -37,15 +37,14 @@ def _existing(run_id: int) -> Run:
 
 
 def claim_for(settings: Settings, run_id: int, worker: str) -> dict[str, Any]:
-    _existing(run_id)
+    run = _existing(run_id)  # its parameters and experiment are the same after the claim
     claim: Claim = claim_run(run_id, worker, settings.lease_s)
-    run = Run.get_or_none(Run.id == run_id)
     if claim.outcome == ClaimOutcome.CLAIMED:
         for name in LOG_NAMES.values():  # the new attempt's output starts afresh
             (settings.runs_dir / str(run_id) / name).unlink(missing_ok=True)
     return {"outcome": claim.outcome.value, "attempt": claim.attempt,
             "previous_worker": claim.previous_worker, "previous_pgid": claim.previous_pgid,
-            "run": run_spec(run) if run is not None else None}
+            "run": None if claim.outcome == ClaimOutcome.GONE else run_spec(run)}
 
 
 def heartbeat_for(settings: Settings, run_id: int, attempt: int,

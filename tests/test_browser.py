@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
-from tests.helpers import png_bytes, zip_bytes
+from tests.e2e_support import ROOT, Stack, VirtualHost
+from tests.test_e2e import small_dataset
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -176,15 +176,8 @@ def long_named_sweep(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _sweep_of_a_long_named_model(stack: Stack) -> dict:
-    status, model = stack.request("POST", "/api/v1/models", {"name": LONG_NAME})
-    assert status == 201, model
-    archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 10 + n)
-                         for label in (1, 2) for n in range(4)})
-    body, headers = multipart({"images": ("train.zip", archive)})
-    status, uploaded = stack.request("POST", f"/api/v1/models/{model['id']}/images",
-                                     data=body, headers=headers)
-    assert status == 201, uploaded
-    status, created = stack.request("POST", f"/api/v1/models/{model['id']}/experiments", {})
+    model_id = small_dataset(stack, LONG_NAME)
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments", {})
     assert status == 201 and len(created["runs"]) == 27, created  # the default grid
     done = stack.wait_for_experiment(created["id"], timeout=120)
     assert done["status"] == "completed", done["counts"]

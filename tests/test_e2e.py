@@ -37,8 +37,8 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         yield make
 
 
-def small_dataset(stack: Stack) -> int:
-    status, model = stack.request("POST", "/api/v1/models", {"name": "e2e"})
+def small_dataset(stack: Stack, name: str = "e2e") -> int:
+    status, model = stack.request("POST", "/api/v1/models", {"name": name})
     assert status == 201, model
     archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 10 + n)
                          for label in (1, 2) for n in range(4)})
