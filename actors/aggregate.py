@@ -1,11 +1,13 @@
-"""`aggregate(experiment_id)`: recompute an experiment's status and best, and its model's best."""
+"""`aggregate(experiment_id)`: move an experiment on after a run ended. A TPE search asks for
+its next configurations (and their messages go out); then the experiment's status and best, and
+its model's best, are recomputed."""
 
 from __future__ import annotations
 
 import dramatiq
 
-from service.aggregate import aggregate_experiment
 from service.broker import AGGREGATE_ACTOR, AGGREGATE_QUEUE
+from service.dispatch import publish_experiment
 
 
 @dramatiq.actor(actor_name=AGGREGATE_ACTOR, queue_name=AGGREGATE_QUEUE, time_limit=60_000,
@@ -13,4 +15,6 @@ from service.broker import AGGREGATE_ACTOR, AGGREGATE_QUEUE
 def aggregate(experiment_id: int) -> None:
     # Cheap and idempotent: a retry (say, after "database is locked") simply recomputes, and a
     # request arriving while another pass waits to read is left to that pass.
-    aggregate_experiment(experiment_id)
+    from actors import settings  # the worker's, made once at start
+
+    publish_experiment(dramatiq.get_broker(), experiment_id, settings)

@@ -149,6 +149,7 @@ class RestStore(RunStore):
                 "accuracy": outcome.accuracy, "value": outcome.value,
                 "exit_code": outcome.exit_code,
                 "error": outcome.error, "duration_s": outcome.duration_s,
+                "script_sha256": outcome.script_sha256,
             }).json()["recorded"]
         except Refused as error:
             log.warning("run %s attempt %s: the API refused it (%s)", spec.run_id, attempt,

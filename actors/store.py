@@ -18,6 +18,7 @@ from service.attempts import record_outcome, requeue_attempt
 from service.curves import CurveFollower
 from service.db import database
 from service.models import Run
+from service.pruning import keep_going
 from service.runstate import Claim, claim_run, heartbeat, run_spec
 from service.settings import Settings
 from service.training import STDOUT_NAME, Outcome
@@ -97,9 +98,7 @@ class LocalStore(RunStore):
     def heartbeat(self, spec: RunSpec, attempt: int, child_pgid: int | None = None) -> bool:
         changes = {} if child_pgid is None else {"child_pgid": child_pgid}
         mine = heartbeat(spec.run_id, attempt, **changes)
-        if mine:
-            self.curves.follow(spec.run_id, self._stdout(spec), spec.metric)
-        return mine
+        return mine and keep_going(self.curves, spec.run_id, self._stdout(spec), spec.metric)
 
     def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
         self.curves.finish(spec.run_id, self._stdout(spec), spec.metric)

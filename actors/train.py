@@ -92,7 +92,8 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
         send_train(dramatiq.get_broker(), spec.run_id, spec.timeout_s)
         return
     if outcome.stopped or not store.finish(spec, claim.attempt, worker, outcome):
-        log.info("run %s attempt %s ended after it was cancelled or taken over; not recorded",
+        log.info("run %s attempt %s ended after it was cancelled, pruned or taken over; "
+                 "not recorded",
                  spec.run_id, claim.attempt)
     send_aggregate(dramatiq.get_broker(), spec.experiment_id)
 

@@ -14,7 +14,8 @@ TARGET_P50_MS, TARGET_P95_MS = 100, 250
 def one_sample(stack: Stack) -> tuple[float, float, float]:
     posted = time.time()
     status, created = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments",
-                                    {"grid": {"i": [0.1], "j": [1], "k": [1]}})
+                                    {"grid": {"i": [0.1], "j": [1], "k": [1]},
+                                     "reuse": False})
     assert status == 201, created
     run_id = created["runs"][0]["id"]
     seen = best = None

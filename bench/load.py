@@ -92,10 +92,11 @@ def _python_load(base: str, paths: list[str], clients: int, seconds: float
 
 def run(clients: int, seconds: float) -> list[Result]:
     with running_stack(threads=2, BENCH_SLEEP="0.5") as stack:
-        status, done = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments", {})
+        status, done = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments",
+                                     {"reuse": False})
         stack.wait_for_experiment(done["id"])
         # a second sweep keeps the workers busy while the clients read the first
-        stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments", {})
+        stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments", {"reuse": False})
         paths = [f"/api/v1/experiments/{done['id']}", "/api/v1/models"]
         generator = "wrk" if shutil.which("wrk") else "aiohttp client"
         measure = _wrk if shutil.which("wrk") else _python_load

@@ -16,7 +16,8 @@ def _settle() -> None:
 
 def run(requests: int) -> list[Result]:
     with running_stack(threads=8, BENCH_SLEEP="0.05") as stack:
-        _, created = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments", {})
+        _, created = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments",
+                                  {"reuse": False})
         stack.wait_for_experiment(created["id"])
         _settle()
         worker = children(stack.worker.pid)[0]
@@ -27,7 +28,8 @@ def run(requests: int) -> list[Result]:
             stack.get(paths[turn % len(paths)])
             if turn % 250 == 0:  # the worker takes messages too, not only the API requests
                 stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments",
-                              {"grid": {"i": [0.1], "j": [1], "k": [turn + 1]}})
+                              {"grid": {"i": [0.1], "j": [1], "k": [turn + 1]},
+                               "reuse": False})
         _settle()
         after = {"API": rss_mb(stack.api.pid), "worker": rss_mb(worker)}
         master = rss_mb(stack.worker.pid)

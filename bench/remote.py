@@ -62,7 +62,8 @@ def upload(stack: Stack, images: int) -> int:
 
 def new_experiment(stack: Stack, model_id: int) -> int:
     _, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                               {"grid": {"i": [0.1], "j": [1], "k": [1]}, "start": False})
+                               {"grid": {"i": [0.1], "j": [1], "k": [1]}, "start": False,
+                                "reuse": False})
     return created["id"]
 
 

@@ -22,7 +22,7 @@ def one_size(stack: Stack, points: int) -> tuple[float, float, float]:
     grid = grid_of(points)
     started = time.perf_counter()
     status, created = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments",
-                                    {"grid": grid, "start": False})
+                                    {"grid": grid, "start": False, "reuse": False})
     create_s = time.perf_counter() - started
     assert status == 201, created
     stack.request("POST", f"/api/v1/experiments/{created['id']}/start")

@@ -37,7 +37,7 @@ def time_sweep(stack: Stack, grid: dict | None = None) -> tuple[float, int]:
     """Seconds from the POST to completion as a client sees it, and the experiment's id."""
     started = time.perf_counter()
     status, created = stack.request("POST", f"/api/v1/models/{stack.model_id}/experiments",
-                                    {"grid": grid} if grid else {})
+                                    {"grid": grid, "reuse": False} if grid else {"reuse": False})
     assert status == 201, created
     while True:
         _, body = stack.get(f"/api/v1/experiments/{created['id']}")

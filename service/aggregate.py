@@ -20,6 +20,7 @@ from service.models import (
     Run,
     RunStatus,
 )
+from service.search import TPE
 
 
 def succeeded_runs(experiment: Experiment) -> list[tuple[int, float, int, int, float]]:
@@ -60,11 +61,21 @@ def _next_status(experiment: Experiment, counts: dict[str, int]) -> ExperimentSt
     if current in (ExperimentStatus.CREATED, ExperimentStatus.CANCELLED):
         return current
     unfinished = counts[RunStatus.QUEUED] + counts[RunStatus.RUNNING]
-    if unfinished:
+    if unfinished or _search_goes_on(experiment):
         return ExperimentStatus.RUNNING
     if counts[RunStatus.SUCCEEDED]:
         return ExperimentStatus.COMPLETED
     return ExperimentStatus.FAILED
+
+
+def _search_goes_on(experiment: Experiment) -> bool:
+    """A TPE search that has not asked for all its configurations yet is not over."""
+    search = experiment.search
+    if not search or search["strategy"] != TPE:
+        return False
+    asked = (Run.select(fn.COUNT(fn.DISTINCT(Run.trial)))
+             .where(Run.experiment == experiment.id).scalar())
+    return asked < search["runs"]
 
 
 def _finished_at(experiment_id: int) -> object:

@@ -15,6 +15,7 @@ def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> 
         reason=outcome.error, accuracy=outcome.accuracy, value=outcome.value,
         exit_code=outcome.exit_code,
         error=outcome.error, duration_s=outcome.duration_s, finished_at=utcnow(), child_pgid=None,
+        script_sha256=outcome.script_sha256,
     )
 
 

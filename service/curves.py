@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from service.db import write_transaction
-from service.models import RunPoint
+from service.models import Run, RunPoint
 from service.parsing import metric_in_line, parse_dict_line
 
 STEP_KEYS = ("step", "epoch", "iteration")
@@ -71,7 +71,8 @@ class CurveFollower:
         self.offsets: dict[int, int] = {}
         self.lock = threading.Lock()
 
-    def follow(self, run_id: int, stdout: Path, metric: str) -> None:
+    def follow(self, run_id: int, stdout: Path, metric: str) -> int:
+        """Store the points of the new lines; how many there were."""
         with self.lock:
             offset = self.offsets.get(run_id, 0)
         try:
@@ -79,13 +80,15 @@ class CurveFollower:
                 handle.seek(offset)
                 data = handle.read(READ_LIMIT)
         except FileNotFoundError:
-            return
+            return 0
         complete = data[:data.rfind(b"\n") + 1]
         if not complete:
-            return
-        record_points(run_id, points_in(complete.decode("utf-8", "replace"), metric))
+            return 0
+        points = points_in(complete.decode("utf-8", "replace"), metric)
+        record_points(run_id, points)
         with self.lock:
             self.offsets[run_id] = offset + len(complete)
+        return len(points)
 
     def finish(self, run_id: int, stdout: Path, metric: str) -> None:
         """Every point of the whole output (the last lines may not have been followed)."""
@@ -105,3 +108,14 @@ def curve_json(run_id: int) -> list[dict[str, Any]]:
     rows = RunPoint.select(RunPoint.step, RunPoint.value).where(
         RunPoint.run == run_id).order_by(RunPoint.step).tuples()
     return [{"step": step, "value": value} for step, value in rows]
+
+
+def experiment_curves(experiment_id: int) -> dict[int, dict[int, float]]:
+    """Every run's curve of the experiment, by run id: {step: value}, in one query."""
+    rows = (RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
+            .where(Run.experiment == experiment_id).order_by(RunPoint.run, RunPoint.step)
+            .tuples())
+    curves: dict[int, dict[int, float]] = {}
+    for run_id, step, value in rows:
+        curves.setdefault(run_id, {})[step] = value
+    return curves

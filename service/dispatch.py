@@ -20,33 +20,51 @@ from functools import partial
 
 import dramatiq
 import pika.exceptions
+from peewee import fn
 
 from service.aggregate import aggregate_experiment
 from service.broker import BrokerUnavailable, send_train
 from service.db import database
 from service.models import Experiment, ExperimentStatus, Run, RunStatus
 from service.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
+from service.reuse import reuse_known_results
 from service.runstate import transition
 from service.settings import Settings
 from service.timeutil import utcnow
+from service.trials import extend_search
 
 log = logging.getLogger("sweeplab.dispatch")
 MAX_DEAD_LETTERS = 3
 
 
-def publish_experiment(broker: dramatiq.Broker, experiment_id: int) -> int:
-    """Send a message for each queued run, then clear the mark; raises BrokerUnavailable."""
+def publish_experiment(broker: dramatiq.Broker, experiment_id: int, settings: Settings) -> int:
+    """Move the experiment on: a TPE search asks for the configurations it has room for, a
+    message goes out for each queued run not sent yet, then the experiment is aggregated.
+    Raises BrokerUnavailable. Runs are marked sent only once sent (a crash in between sends
+    them again, which costs a look), and the unpublished mark is cleared only when no run is
+    left unsent (another process may have just added some)."""
+    _ask_for_more(settings, experiment_id)
     experiment = Experiment.get_by_id(experiment_id)
-    queued = (Run.select(Run.id).where(Run.experiment == experiment_id,
-                                       Run.status == RunStatus.QUEUED.value).order_by(Run.id))
+    unsent = (Run.status == RunStatus.QUEUED.value) & Run.nudged_at.is_null()
+    queued = Run.select(Run.id).where(Run.experiment == experiment_id, unsent).order_by(Run.id)
     run_ids = [run.id for run in queued]
     for run_id in run_ids:
         send_train(broker, run_id, experiment.timeout_s)
-    Run.update(nudged_at=utcnow()).where(Run.experiment == experiment_id,
-                                         Run.status == RunStatus.QUEUED.value).execute()
-    Experiment.update(unpublished=False).where(Experiment.id == experiment_id).execute()
+    for start in range(0, len(run_ids), 500):
+        Run.update(nudged_at=utcnow()).where(Run.id.in_(run_ids[start:start + 500])).execute()
+    if experiment.unpublished or run_ids:
+        left = Run.select().where(Run.experiment == experiment_id, unsent)
+        Experiment.update(unpublished=False).where(Experiment.id == experiment_id,
+                                                   ~fn.EXISTS(left)).execute()
     aggregate_experiment(experiment_id)  # runs may all have ended before the mark was cleared
     return len(run_ids)
+
+
+def _ask_for_more(settings: Settings, experiment_id: int) -> None:
+    """A TPE search's next configurations; again while known results complete them at once."""
+    while (run_ids := extend_search(experiment_id)) and reuse_known_results(
+            settings, experiment_id, run_ids):
+        pass
 
 
 def _unsettled() -> list[Experiment]:
@@ -57,6 +75,12 @@ def _unsettled() -> list[Experiment]:
         Experiment.status == ExperimentStatus.RUNNING.value,
         Experiment.unpublished == False,  # noqa: E712 (a SQL expression)
         Experiment.id.not_in(active)))
+
+
+def _settle(broker: dramatiq.Broker, settings: Settings, experiments: list[Experiment]) -> int:
+    for experiment in experiments:
+        publish_experiment(broker, experiment.id, settings)  # a TPE search may ask for more
+    return len(experiments)
 
 
 def _heard_a_lease(listening_since: datetime | None, lease_s: float) -> bool:
@@ -133,9 +157,10 @@ def _reconcile(settings: Settings, broker: dramatiq.Broker,
         Experiment.unpublished == True,  # noqa: E712 (a SQL expression, not a comparison)
         Experiment.status == ExperimentStatus.RUNNING.value)
     counts = {
-        "published": sum(publish_experiment(broker, experiment.id) for experiment in pending),
+        "published": sum(publish_experiment(broker, experiment.id, settings)
+                         for experiment in pending),
         "dead_lettered": take_dead_letters(broker, partial(redeliver_dead_letter, broker)),
-        "settled": sum(aggregate_experiment(experiment.id) for experiment in _unsettled()),
+        "settled": _settle(broker, settings, _unsettled()),
         "nudged": _nudge(broker, _lost_runs(settings.lease_s))
         if _heard_a_lease(listening_since, settings.lease_s) else 0,
     }

@@ -10,7 +10,6 @@ from service.aggregate import aggregate_experiment
 from service.configs import validate_objective, validate_repeats
 from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
-from service.grid import expand_grid, validate_grid
 from service.labels import has_control_characters
 from service.models import (
     Experiment,
@@ -21,10 +20,19 @@ from service.models import (
     Run,
     RunStatus,
 )
+from service.reuse import images_sha256, reuse_known_results
 from service.runstate import transition
+from service.search import (
+    GRID,
+    validate_early_stopping,
+    validate_reuse,
+    validate_search,
+    validate_space,
+)
 from service.settings import Settings
 from service.storage import build_snapshot, image_path, remove_tree
 from service.timeutil import utcnow
+from service.trials import add_runs, first_points
 
 ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 
@@ -69,30 +77,37 @@ def _training_images(settings: Settings, model_id: int) -> list[tuple[Path, str 
     return [(image_path(settings, sha, ext), label) for label, sha, ext in rows]
 
 
+def _content_hash(images: list[tuple[Path, str | None]]) -> str:
+    return images_sha256([(path.stem, label) for path, label in images])  # stem: its SHA-256
+
+
 def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -> Experiment:
-    """Validate the body, freeze the model's images as a snapshot, and add one run per grid
-    point and seed."""
+    """Validate the body, freeze the model's images as a snapshot, and add one run per
+    configuration and seed (a TPE search adds its first `parallel` configurations)."""
     get_model(model_id)
-    grid = validate_grid(body.get("grid"), settings.max_grid_points)
+    search = validate_search(body.get("search"), settings.max_grid_points)
+    space = validate_space(body.get("grid"), search["strategy"], settings.max_grid_points)
     timeout_s = _timeout(settings, body.get("timeout_s"))
     metric, direction = validate_objective(body.get("objective"))
     repeats = validate_repeats(body.get("repeats"))
+    early_stopping = validate_early_stopping(body.get("early_stopping"))
+    reuse = validate_reuse(body.get("reuse"))
     images = _training_images(settings, model_id)
     if not images:
         raise Conflict(f"model {model_id} has no images yet; upload training images first")
     with write_transaction():
-        experiment = Experiment.create(model=model_id, grid=grid, timeout_s=timeout_s,
-                                       image_count=len(images), objective_metric=metric,
-                                       objective_direction=direction, repeats=repeats)
-        rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k,
-                 "seed": seed} for p in expand_grid(grid) for seed in range(repeats)]
-        for start in range(0, len(rows), 500):
-            Run.insert_many(rows[start:start + 500]).execute()
+        experiment = Experiment.create(
+            model=model_id, grid=space, timeout_s=timeout_s, image_count=len(images),
+            objective_metric=metric, objective_direction=direction, repeats=repeats,
+            search=None if search["strategy"] == GRID else search,
+            early_stopping=early_stopping, reuse=reuse, images_sha256=_content_hash(images))
+        run_ids = add_runs(experiment, first_points(experiment), first_trial=0)
     try:
         build_snapshot(settings, experiment.id, images)
     except BaseException:
         experiment.delete_instance(recursive=True)
         raise
+    reuse_known_results(settings, experiment.id, run_ids)
     return experiment
 
 

@@ -31,13 +31,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _check_i(value: Any) -> float:
+def check_i(value: Any, field: str = "grid.i") -> float:
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise Invalid(f"grid.i: {value!r} is not a finite number > 0", field="grid.i")
+        raise Invalid(f"{field}: {value!r} is not a finite number > 0", field=field)
     return float(value)
 
 
-def _check_whole(key: str, value: Any) -> int:
+def check_whole(key: str, value: Any) -> int:
     whole = _is_number(value) and math.isfinite(value) and float(value).is_integer()
     if not whole or value < 1:
         raise Invalid(f"grid.{key}: {value!r} is not a whole number >= 1", field=f"grid.{key}")
@@ -65,9 +65,9 @@ def validate_grid(grid: Any, max_points: int) -> dict[str, list[float | int]]:
     if unknown:
         raise Invalid(f"grid has unknown keys {unknown}; allowed: i, j, k", field="grid")
     clean: dict[str, list[float | int]] = {
-        "i": sorted({_check_i(v) for v in _values(grid, "i")}),
-        "j": sorted({_check_whole("j", v) for v in _values(grid, "j")}),
-        "k": sorted({_check_whole("k", v) for v in _values(grid, "k")}),
+        "i": sorted({check_i(v) for v in _values(grid, "i")}),
+        "j": sorted({check_whole("j", v) for v in _values(grid, "j")}),
+        "k": sorted({check_whole("k", v) for v in _values(grid, "k")}),
     }
     points = len(clean["i"]) * len(clean["j"]) * len(clean["k"])
     if points > max_points:

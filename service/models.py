@@ -32,9 +32,11 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # stopped early: its curve said it could not win (it did nothing wrong)
 
 
-TERMINAL_RUN_STATES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+TERMINAL_RUN_STATES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED,
+                                 RunStatus.PRUNED})
 
 
 class ExperimentStatus(StrEnum):
@@ -122,6 +124,10 @@ class Experiment(BaseModel):
     objective_metric = CharField(max_length=100, default="accuracy")
     objective_direction = CharField(max_length=10, default="maximize")
     repeats = IntegerField(default=1)  # runs per grid point, seeds 0 .. repeats - 1
+    search = JSONField(null=True)  # {"strategy": "random" | "tpe", ...}; None: the grid
+    early_stopping = JSONField(null=True)  # {"rule": ..., "min_step": M}; None: never
+    reuse = BooleanField(default=False)  # take known results instead of training again
+    images_sha256 = CharField(max_length=64, null=True)  # of its images' content and labels
 
 
 class Run(BaseModel):
@@ -146,10 +152,16 @@ class Run(BaseModel):
     dead_letters = IntegerField(default=0)  # times its message was dead-lettered and re-sent
     seed = IntegerField(default=0)  # SWEEPLAB_SEED of its script
     value = FloatField(null=True)  # its experiment's objective, as the script printed it
+    trial = IntegerField(default=0)  # its configuration's number in a random or TPE search
+    reused_from = IntegerField(null=True)  # the run whose result (and folder) it took
+    pruned_step = IntegerField(null=True)  # the step, and the value, at which it was pruned
+    pruned_value = FloatField(null=True)
+    pruner_state = JSONField(null=True)  # what Optuna's pruner noted of it (rungs reached)
+    script_sha256 = CharField(max_length=64, null=True)  # of the train script that ran it
 
     class Meta:
-        # Exactly one run per grid point and seed of an experiment, whoever inserts it.
-        indexes = ((("experiment", "param_i", "param_j", "param_k", "seed"), True),)
+        # Exactly one run per configuration and seed of an experiment, whoever inserts it.
+        indexes = ((("experiment", "trial", "param_i", "param_j", "param_k", "seed"), True),)
 
 
 class RunEvent(BaseModel):

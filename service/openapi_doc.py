@@ -13,6 +13,8 @@ TIMEOUT_PATH = ("components", "schemas", "ExperimentCreate", "properties", "time
 TIMEOUT_PHRASE = "at most {} (SWEEPLAB_MAX_RUN_TIMEOUT_S)"
 GRID_PATH = ("components", "schemas", "Grid")
 GRID_PHRASE = "at most {} grid points"
+RUNS_PATH = ("components", "schemas", "Search", "properties", "runs")
+RUNS_PHRASE = "at most {} (SWEEPLAB_MAX_GRID_POINTS)"
 
 
 def _number(value: float) -> int | float:
@@ -42,4 +44,5 @@ def served_document(document: dict[str, Any], settings: Settings) -> dict[str, A
                TIMEOUT_PHRASE)
     _set_limit(_node(served, GRID_PATH), "x-max-grid-points", settings.max_grid_points,
                GRID_PHRASE)
+    _set_limit(_node(served, RUNS_PATH), "maximum", settings.max_grid_points, RUNS_PHRASE)
     return served

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from service.models import RunStatus
 from service.parsing import find_metric
+from service.reuse import script_sha256
 from service.settings import Settings
 from service.supervise import RUN_MARKER, ChildResult, start_child, supervise
 
@@ -28,6 +29,7 @@ class Outcome:
     error: str | None = None
     duration_s: float | None = None
     stopped: bool = False  # cancelled or taken over: nobody should record this attempt
+    script_sha256: str | None = None  # of the train script that ran (what reuse matches on)
 
 
 def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
@@ -114,6 +116,7 @@ def run_training(settings: Settings, job: TrainingJob,
     if problem:
         return Outcome(RunStatus.FAILED, error=problem)
     job.run_dir.mkdir(parents=True, exist_ok=True)
+    script = script_sha256(settings.train_script)
     env = {**script_env(job.run_id), **job.extra_env, "SWEEPLAB_SEED": str(job.seed)}
     try:
         child = start_child(train_argv(settings, job), job.run_dir, env,
@@ -122,4 +125,4 @@ def run_training(settings: Settings, job: TrainingJob,
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
     keep_going(child.pid)
     result = supervise(child, job.timeout_s, should_stop=lambda: not keep_going(None))
-    return judge(result, job.run_dir, job.timeout_s, job.metric)
+    return replace(judge(result, job.run_dir, job.timeout_s, job.metric), script_sha256=script)

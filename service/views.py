@@ -12,12 +12,13 @@ from service.configs import comparison_json, configuration_json, group, ranked
 from service.db import database
 from service.models import Experiment, MLModel, ModelImage, Run, RunStatus
 from service.timeutil import iso
+from service.trials import search_json
 
 # The columns a run shows, in order. The experiment view reads them with one raw query: it is
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.
 RUN_FIELDS = ("id", "experiment_id", "param_i", "param_j", "param_k", "status", "accuracy",
               "attempts", "started_at", "finished_at", "duration_s", "exit_code", "error",
-              "seed", "value")
+              "seed", "value", "trial", "reused_from", "pruned_step", "pruned_value")
 
 
 def _iso_any(value: datetime | str | None) -> str | None:
@@ -43,6 +44,11 @@ def run_view(values: tuple[Any, ...]) -> dict[str, Any]:
         "duration_s": row["duration_s"],
         "exit_code": row["exit_code"],
         "error": row["error"],
+        "trial": row["trial"],
+        "reused_from": row["reused_from"],
+        # where a pruned run was stopped: its last step and the objective's value there
+        "pruned_at": None if row["pruned_step"] is None else {
+            "step": row["pruned_step"], "value": row["pruned_value"]},
     }
 
 
@@ -122,6 +128,9 @@ def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str,
         "objective": {"metric": experiment.objective_metric,
                       "direction": experiment.objective_direction},
         "repeats": experiment.repeats,
+        "search": search_json(experiment),
+        "early_stopping": experiment.early_stopping,
+        "reuse": experiment.reuse,
     }
     if not with_runs:
         return {**body, "counts": status_counts(experiment.id),

@@ -19,6 +19,7 @@ from service.attempts import record_outcome, requeue_attempt
 from service.curves import CurveFollower
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
+from service.pruning import keep_going as curve_keeps_going
 from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat, run_spec
 from service.settings import Settings
 from service.storage import EXTRACT_FILTER, remove_tree
@@ -57,7 +58,9 @@ def heartbeat_for(settings: Settings, run_id: int, attempt: int,
         kept[stream] = _append_log(settings.runs_dir / str(run_id), LOG_NAMES[stream], offset,
                                    data) if keep_going else offset
     if keep_going and "stdout" in logs:
-        _curves.follow(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, _metric(run_id))
+        keep_going = curve_keeps_going(_curves, run_id,
+                                       settings.runs_dir / str(run_id) / STDOUT_NAME,
+                                       _metric(run_id))
     return {"keep_going": keep_going, "logs": kept}
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 from tests.test_api_edges import SMALL
+from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
 
 TWO = {"i": [0.1], "j": [1, 2], "k": [5]}
 
@@ -92,3 +93,30 @@ async def test_new_fields_are_validated(client, db, body, field):
     response = await client.post(f"/api/v1/models/{model_id}/experiments", json=body)
     assert response.status == 422
     assert (await response.json())["error"]["field"] == field
+
+
+@pytest.mark.e2e
+def test_the_default_grid_five_times_over_with_an_assignment_style_script(make_stack):  # noqa: F811
+    # Given the assignment-style script (its accuracy is random.random(): pure noise), on the
+    # real RabbitMQ with a real worker
+    stack = make_stack(threads=4, **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    # When the default grid runs with 5 repeats
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                    {"repeats": 5})
+    assert status == 201, created
+    done = stack.wait_for_experiment(created["id"])
+    # Then 27 x 5 runs, seeds 0-4 for each of the 27 configurations
+    assert done["counts"]["succeeded"] == 135 and len(done["configurations"]) == 27
+    assert all(config["n"] == 5 for config in done["configurations"])
+    # And the best is chosen by mean, with its 95% interval reported
+    best = done["configurations"][0]
+    assert best["mean"] == max(config["mean"] for config in done["configurations"])
+    low, high = best["ci95"]
+    assert low < best["mean"] < high
+    values = sorted(run["value"] for run in done["runs"] if run["id"] in best["run_ids"])
+    assert best["mean"] == pytest.approx(sum(values) / 5)
+    # And with noise for a signal, the comparison says whether it can tell best from runner-up
+    assert 0 <= done["comparison"]["welch_p_value"] <= 1
+    best_run = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
+    assert best_run["id"] in best["run_ids"] and best_run["value"] == values[-1]

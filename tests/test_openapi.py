@@ -127,9 +127,12 @@ def test_the_yaml_carries_the_default_limits():
     assert grid["x-max-grid-points"] == int(DEFAULTS["SWEEPLAB_MAX_GRID_POINTS"][0])
     assert f"at most {grid['x-max-grid-points']} grid points" in grid["description"]
     for key in "ijk":
-        assert grid["properties"][key]["maxItems"] == MAX_VALUES_PER_KEY
+        assert grid["properties"][key]["oneOf"][0]["maxItems"] == MAX_VALUES_PER_KEY
     for key in "jk":
-        assert grid["properties"][key]["items"]["maximum"] == 10**9
+        assert grid["properties"][key]["oneOf"][0]["items"]["maximum"] == 10**9
+        assert schemas(document)["IntRange"]["properties"]["high"]["maximum"] == 10**9
+    assert schemas(document)["Search"]["properties"]["runs"]["maximum"] == grid[
+        "x-max-grid-points"]
 
 
 async def test_the_served_document_carries_the_deployments_limits(aiohttp_client, stub_broker,
@@ -143,6 +146,8 @@ async def test_the_served_document_carries_the_deployments_limits(aiohttp_client
     grid = schemas(document)["Grid"]
     assert grid["x-max-grid-points"] == 50
     assert "at most 50 grid points" in grid["description"]
+    runs = schemas(document)["Search"]["properties"]["runs"]
+    assert runs["maximum"] == 50 and "at most 50 (SWEEPLAB_MAX_GRID_POINTS)" in runs["description"]
     validate(document)
 
 
@@ -150,8 +155,8 @@ def limit_cases(limits: dict[str, Any]) -> list[tuple[dict, dict, str]]:
     """(a body at a documented limit, the same one past it, the field the 422 names)."""
     timeout_s = limits["ExperimentCreate"]["properties"]["timeout_s"]["maximum"]
     grid = limits["Grid"]
-    top_j, top_k = (grid["properties"][key]["items"]["maximum"] for key in "jk")
-    per_axis, points = grid["properties"]["k"]["maxItems"], grid["x-max-grid-points"]
+    top_j, top_k = (grid["properties"][key]["oneOf"][0]["items"]["maximum"] for key in "jk")
+    per_axis, points = grid["properties"]["k"]["oneOf"][0]["maxItems"], grid["x-max-grid-points"]
     one = {"i": [0.1], "j": [1], "k": [1]}
     return [
         ({"timeout_s": timeout_s}, {"timeout_s": timeout_s + 1}, "timeout_s"),

@@ -112,3 +112,33 @@ def test_logs_and_the_curve_follow_a_remote_run_while_it_runs(remote_stack: Stac
         worker.terminate()
         worker.wait(timeout=30)
 
+
+
+def test_a_remote_run_is_pruned_and_its_results_are_reused(remote_stack: Stack, tmp_path: Path):
+    # Given a remote worker and a script on whose curve the j=1 configurations never learn
+    remote_stack.env.update(FAKE_TRAIN_MODE="hopeless")
+    worker = start_remote_worker(remote_stack, tmp_path / "remote-data", "remote")
+    try:
+        model_id = small_dataset(remote_stack)
+        body = {"grid": {"i": [0.1, 0.2, 0.3, 0.4], "j": [1, 2], "k": [1]},
+                "early_stopping": {"rule": "successive_halving", "min_step": 100}}
+        # When the sweep runs with early stopping, the API judging the curves it is sent
+        _, created = remote_stack.request("POST", f"/api/v1/models/{model_id}/experiments", body)
+        first = remote_stack.wait_for_experiment(created["id"], timeout=120)
+        # Then hopeless runs were stopped and ended pruned, and the best was not
+        pruned = [run for run in first["runs"] if run["status"] == "pruned"]
+        assert len(pruned) >= 3 and all(run["pruned_at"]["step"] < 1000 for run in pruned)
+        assert first["best"]["params"] == {"i": 0.4, "j": 2, "k": 1}
+        # When the same experiment runs again, what succeeded is reused (by the hash of the
+        # script the remote host ran) and only what was pruned trains again
+        _, created = remote_stack.request("POST", f"/api/v1/models/{model_id}/experiments", body)
+        second = remote_stack.wait_for_experiment(created["id"], timeout=120)
+        succeeded = {(r["params"]["i"], r["params"]["j"]) for r in first["runs"]
+                     if r["status"] == "succeeded"}
+        for run in second["runs"]:
+            reused = (run["params"]["i"], run["params"]["j"]) in succeeded
+            assert (run["reused_from"] is not None) == reused, run
+            assert run["attempts"] == (0 if reused else 1)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

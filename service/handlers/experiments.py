@@ -26,7 +26,8 @@ from service.handlers.common import (
 from service.models import Experiment
 from service.views import experiment_json
 
-EXPERIMENT_FIELDS = ("grid", "timeout_s", "start", "objective", "repeats")
+EXPERIMENT_FIELDS = ("grid", "timeout_s", "start", "objective", "repeats", "search",
+                     "early_stopping", "reuse")
 
 
 def _view(experiment_id: int) -> dict:
@@ -43,7 +44,7 @@ async def send_queued_runs(request: web.Request, experiment_id: int) -> None:
     """Send the queued runs' messages. If RabbitMQ is down: 503, and the reconciler sends
     them once it is back; the experiment is never left silently stuck."""
     try:
-        await publish(request, publish_experiment, experiment_id)
+        await publish(request, publish_experiment, experiment_id, settings_of(request))
     except Unavailable as error:
         raise Unavailable(f"{error.message}. Experiment {experiment_id} is saved; its runs "
                           f"will be queued automatically when RabbitMQ is back",

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import math
+import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,8 @@ CHUNK = 1 << 20
 TAR_GROUP_BYTES = 4 << 20  # a big image alone may exceed it: it is still sent whole
 MAX_IMAGES_PER_FETCH = 1000
 RESULT_FIELDS = ("attempt", "worker", "status", "accuracy", "value", "exit_code", "error",
-                 "duration_s")
+                 "duration_s", "script_sha256")
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _int(body: dict[str, Any], name: str) -> int:
@@ -102,8 +104,12 @@ def _outcome(body: dict[str, Any]) -> Outcome:
     if error is not None and (not isinstance(error, str) or len(error) > 20_000):
         raise Invalid("error must be a string of at most 20000 characters or null",
                       field="error")
+    script = body.get("script_sha256")
+    if script is not None and (not isinstance(script, str) or not SHA256.fullmatch(script)):
+        raise Invalid("script_sha256 must be 64 lowercase hex digits or null",
+                      field="script_sha256")
     return Outcome(RunStatus(status), accuracy=accuracy, value=objective, exit_code=exit_code,
-                   error=error, duration_s=duration)
+                   error=error, duration_s=duration, script_sha256=script)
 
 
 async def result(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """A training script shaped like the assignment's original: hand-parsed flags, a sleep, noise,
 and a Python dict as its last line. FAKE_TRAIN_MODE picks a misbehaviour for the tests."""
 
+import math
 import os
 import random
 import subprocess
@@ -32,6 +33,19 @@ if mode == "curve":  # a learning curve, one point every FAKE_TRAIN_SLEEP second
     for step in range(100, 600, 100):
         print(f"step={step} accuracy={step / 1000}", flush=True)
         time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
+if mode == "smooth":  # a known smooth function of i, j, k: 1.0 at i=0.01, j=3, k=2500
+    i, j, k = float(args["i"]), int(args["j"]), int(args["k"])
+    accuracy = 1 - (math.log10(i) + 2) ** 2 / 4 - (j - 3) ** 2 / 16 - ((k - 2500) / 2500) ** 2 / 2
+    print({"accuracy": accuracy})
+    sys.exit(0)
+if mode == "hopeless":  # configurations with j=1 never learn; the others rise, faster with i
+    i, j = float(args["i"]), int(args["j"])
+    for step in range(100, 1100, 100):
+        value = 0.05 if j == 1 else step / 1000 * (0.5 + i)
+        print(f"step={step} accuracy={value}", flush=True)
+        time.sleep(float(os.environ.get("FAKE_TRAIN_SLEEP", "0.05")))
+    print({"accuracy": value})
+    sys.exit(0)
 if mode == "loss":  # an objective other than the accuracy: smaller i, smaller loss
     print({"i": args["i"], "loss": float(args["i"]) * 10})
     sys.exit(0)

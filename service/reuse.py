@@ -1,0 +1,128 @@
+"""Reuse: a configuration and seed whose result is already known, for the same training script
+(by content) on the same images (by content, with their labels) and the same objective metric,
+is not trained again. The run is recorded `succeeded` with `reused_from` naming the run that
+trained it, its folder hard-linked from that run's (so it serves predict, and outlives the
+original's deletion), and its curve copied.
+
+The script's hash is the one the worker recorded for the script it actually ran, so a host
+with another script never lends its results; the experiment looks for the hash of the API
+host's script when it asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import uuid
+from pathlib import Path
+
+from service.db import write_transaction
+from service.models import Experiment, Run, RunPoint, RunStatus
+from service.runstate import transition
+from service.settings import Settings
+from service.timeutil import utcnow
+
+_digests: dict[tuple[str, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def script_sha256(path: Path) -> str | None:
+    """The SHA-256 of a script's bytes (cached while its size and mtime stay); None if gone."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    with _digests_lock:
+        if key in _digests:
+            return _digests[key]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with _digests_lock:
+        _digests[key] = digest
+    return digest
+
+
+def images_sha256(images: list[tuple[str, str | None]]) -> str:
+    """One hash of a training set: each image's content hash with its label, in any order."""
+    lines = sorted(f"{sha}\t{label or ''}\n" for sha, label in images)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _source(experiment: Experiment, run: Run, script: str) -> Run | None:
+    """The earliest succeeded run that trained this configuration and seed on the same images
+    with the same script."""
+    return (Run.select(Run.id, Run.reused_from, Run.value, Run.accuracy, Run.exit_code)
+            .join(Experiment)
+            .where(Run.status == RunStatus.SUCCEEDED.value, Run.value.is_null(False),
+                   Run.script_sha256 == script, Run.id != run.id,
+                   Experiment.images_sha256 == experiment.images_sha256,
+                   Experiment.objective_metric == experiment.objective_metric,
+                   Run.param_i == run.param_i, Run.param_j == run.param_j,
+                   Run.param_k == run.param_k, Run.seed == run.seed)
+            .order_by(Run.id).first())
+
+
+def _link_folder(source: Path, target: Path) -> bool:
+    """Hard-link the source run's folder into place (staged, then renamed); False if the
+    source is gone or the target exists."""
+    if not source.is_dir() or target.exists():
+        return False
+    staging = target.with_name(f".{target.name}-{uuid.uuid4().hex}")
+    try:
+        shutil.copytree(source, staging, copy_function=_link_or_copy)
+        os.rename(staging, target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        return False
+    return True
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system: a copy costs more but works
+        shutil.copy2(source, target)
+
+
+def _take(run: Run, source: Run, script: str) -> bool:
+    origin = source.reused_from or source.id
+    now = utcnow()
+    with write_transaction():
+        return _record_taken(run, source, origin, script, now)
+
+
+def _record_taken(run: Run, source: Run, origin: int, script: str, now: object) -> bool:
+    taken = transition(run.id, RunStatus.SUCCEEDED, actor="reuse",
+                       reason=f"reused the result of run {origin}",
+                       expect={RunStatus.QUEUED}, reused_from=origin, value=source.value,
+                       accuracy=source.accuracy, exit_code=source.exit_code,
+                       script_sha256=script, started_at=now, finished_at=now, duration_s=0.0)
+    if taken:
+        points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == origin)
+        rows = [{"run": run.id, "step": step, "value": value} for step, value in points.tuples()]
+        for start in range(0, len(rows), 500):
+            RunPoint.insert_many(rows[start:start + 500]).on_conflict_ignore().execute()
+    return taken
+
+
+def reuse_known_results(settings: Settings, experiment_id: int, run_ids: list[int]) -> int:
+    """Record as succeeded each of these queued runs whose result is known; how many."""
+    experiment = Experiment.get_or_none(Experiment.id == experiment_id)
+    script = script_sha256(settings.train_script)
+    if experiment is None or not experiment.reuse or script is None:
+        return 0
+    reused = 0
+    for run in Run.select().where(Run.id.in_(run_ids), Run.status == RunStatus.QUEUED.value):
+        source = _source(experiment, run, script)
+        if source is None:
+            continue
+        target = settings.runs_dir / str(run.id)
+        if not _link_folder(settings.runs_dir / str(source.id), target):
+            continue
+        if _take(run, source, script):
+            reused += 1
+        else:  # taken meanwhile (cancelled): its folder is not needed
+            shutil.rmtree(target, ignore_errors=True)
+    return reused

@@ -1,0 +1,69 @@
+"""Asking Optuna for configurations (ask-and-tell). The database is the study: each time, a
+fresh in-memory study is told every trial of the experiment so far, then asked for more. So a
+restart loses nothing, and any process with the database (a worker's aggregate, the API) can ask.
+
+A trial is one configuration; with repeats its value is the mean of its seeds' values. Trials
+still running are told as running: TPE's constant liar then keeps parallel asks apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.samplers import BaseSampler, RandomSampler, TPESampler
+from optuna.trial import TrialState, create_trial
+
+from service.grid import GridPoint
+from service.search import RANDOM, TPE, distributions
+
+optuna.logging.set_verbosity(logging.WARNING)  # a line per trial would flood the workers' logs
+
+
+@dataclass
+class TrialRecord:
+    """What the database knows of one trial: its parameters and its runs' outcomes."""
+
+    params: dict[str, float | int]
+    values: list[float] = field(default_factory=list)  # of its succeeded runs
+    active: int = 0  # runs queued or running
+    pruned_curve: dict[int, float] | None = None  # a pruned run's points
+
+    @property
+    def state(self) -> TrialState:
+        if self.active:
+            return TrialState.RUNNING
+        if self.values:
+            return TrialState.COMPLETE
+        return TrialState.PRUNED if self.pruned_curve is not None else TrialState.FAIL
+
+
+def _sampler(search: dict, told: int) -> BaseSampler:
+    # Seeded by the search's seed and how many trials came before: the same history gives the
+    # same next configuration, so an experiment can be repeated.
+    seed = search["seed"] + told
+    if search["strategy"] == TPE:
+        return TPESampler(seed=seed, constant_liar=True)
+    return RandomSampler(seed=seed)
+
+
+def ask(search: dict, space: dict, direction: str, history: list[TrialRecord],
+        count: int) -> list[GridPoint]:
+    """`count` new configurations, given every trial so far."""
+    dists = distributions(space)
+    study = optuna.create_study(direction=direction, sampler=_sampler(search, len(history)))
+    for record in history:
+        state = record.state
+        value = sum(record.values) / len(record.values) if state == TrialState.COMPLETE else None
+        study.add_trial(create_trial(state=state, params=record.params, distributions=dists,
+                                     value=value, intermediate_values=record.pruned_curve))
+    asked = [study.ask(dists).params for _ in range(count)]
+    return [GridPoint(float(p["i"]), int(p["j"]), int(p["k"])) for p in asked]
+
+
+def first_configurations(search: dict, space: dict, direction: str) -> list[GridPoint]:
+    """A random search's every configuration at once; a TPE search's first `parallel`."""
+    if search["strategy"] == RANDOM:
+        return ask(search, space, direction, [], search["runs"])
+    return ask(search, space, direction, [], min(search["parallel"], search["runs"]))

@@ -1,0 +1,142 @@
+"""How an experiment searches: the grid (every combination), or random or TPE sampling from
+Optuna over lists and ranges; and its early-stopping rule. Validation only: pure functions of
+the request body, each mistake a 422 naming the field."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from service.errors import Invalid
+from service.grid import DEFAULT_GRID, check_i, check_whole, validate_grid
+
+GRID, RANDOM, TPE = "grid", "random", "tpe"
+STRATEGY_KEYS = {GRID: {"strategy"}, RANDOM: {"strategy", "runs", "seed"},
+                 TPE: {"strategy", "runs", "parallel", "seed"}}
+DEFAULT_PARALLEL = 4
+RULES = ("median", "successive_halving")
+MAX_SEED = 2**31 - 1
+
+
+def _whole_in(raw: Any, field: str, low: int, high: int) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or not low <= raw <= high:
+        raise Invalid(f"{field} must be a whole number from {low} to {high}", field=field)
+    return raw
+
+
+def validate_search(raw: Any, max_runs: int) -> dict[str, Any]:
+    """`{"strategy": "grid"}` (the default), `{"strategy": "random", "runs": N, "seed": S}` or
+    `{"strategy": "tpe", "runs": N, "parallel": P, "seed": S}`; a seed left out is drawn now
+    and kept, so the experiment can be run again with the same configurations."""
+    if raw is None:
+        return {"strategy": GRID}
+    if not isinstance(raw, dict):
+        raise Invalid("search must be an object with a strategy", field="search")
+    strategy = raw.get("strategy", GRID)
+    if not isinstance(strategy, str) or strategy not in STRATEGY_KEYS:
+        raise Invalid(f"search.strategy {strategy!r} is unknown; use grid, random or tpe",
+                      field="search.strategy")
+    unknown = sorted(set(raw) - STRATEGY_KEYS[strategy])
+    if unknown:
+        raise Invalid(f"search has keys {unknown} a {strategy} search does not take; allowed: "
+                      f"{sorted(STRATEGY_KEYS[strategy])}", field="search")
+    if strategy == GRID:
+        return {"strategy": GRID}
+    if "runs" not in raw:
+        raise Invalid(f"search.runs is required for a {strategy} search", field="search.runs")
+    clean = {"strategy": strategy, "runs": _whole_in(raw["runs"], "search.runs", 1, max_runs)}
+    if strategy == TPE:
+        clean["parallel"] = _whole_in(raw.get("parallel", DEFAULT_PARALLEL), "search.parallel",
+                                      1, 1000)
+    seed = raw.get("seed")
+    clean["seed"] = secrets.randbelow(MAX_SEED) if seed is None else _whole_in(
+        seed, "search.seed", 0, MAX_SEED)
+    return clean
+
+
+def _range(key: str, raw: dict[str, Any]) -> dict[str, Any]:
+    field = f"grid.{key}"
+    unknown = sorted(set(raw) - {"low", "high", "log"})
+    if unknown or "low" not in raw or "high" not in raw:
+        raise Invalid(f"{field}: a range is {{\"low\": L, \"high\": H, \"log\": true|false}}",
+                      field=field)
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        raise Invalid(f"{field}.log must be true or false", field=f"{field}.log")
+    number = (lambda v: check_i(v, field)) if key == "i" else (
+        lambda v: check_whole(key, v))
+    if log and isinstance(raw["low"], int | float) and raw["low"] <= 0:
+        raise Invalid(f"{field}: a log range cannot reach 0 or below (low is {raw['low']!r})",
+                      field=f"{field}.low")
+    low, high = number(raw["low"]), number(raw["high"])
+    if low >= high:
+        raise Invalid(f"{field}: low ({low!r}) must be below high ({high!r})", field=field)
+    return {"low": low, "high": high, "log": log}
+
+
+def _list(key: str, raw: list[Any]) -> list[float | int]:
+    return validate_grid({key: raw}, max_points=10**9)[key]
+
+
+def validate_space(raw: Any, strategy: str, max_points: int) -> dict[str, Any]:
+    """For a grid, lists (their product must fit the limit); for random and TPE, each of i, j,
+    k a list of values or a range (i a float, j and k whole numbers)."""
+    if strategy == GRID:
+        if isinstance(raw, dict) and any(isinstance(v, dict) for v in raw.values()):
+            raise Invalid("a grid search takes lists of values; ranges need search.strategy "
+                          "random or tpe", field="grid")
+        return validate_grid(raw, max_points)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise Invalid("grid must be an object with keys i, j, k", field="grid")
+    unknown = sorted(set(raw) - set(DEFAULT_GRID))
+    if unknown:
+        raise Invalid(f"grid has unknown keys {unknown}; allowed: i, j, k", field="grid")
+    space: dict[str, Any] = {}
+    for key in DEFAULT_GRID:
+        value = raw.get(key, DEFAULT_GRID[key])
+        space[key] = _range(key, value) if isinstance(value, dict) else _list(key, value)
+    return space
+
+
+def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
+    """Optuna's distribution for each parameter of a random or TPE search."""
+    result: dict[str, BaseDistribution] = {}
+    for key, value in space.items():
+        if isinstance(value, list):
+            result[key] = CategoricalDistribution(value)
+        elif key == "i":
+            result[key] = FloatDistribution(value["low"], value["high"], log=value["log"])
+        else:
+            result[key] = IntDistribution(value["low"], value["high"], log=value["log"])
+    return result
+
+
+def validate_early_stopping(raw: Any) -> dict[str, Any] | None:
+    """`{"rule": "median" | "successive_halving", "min_step": M}`, or None (never)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"rule", "min_step"}:
+        raise Invalid("early_stopping must be an object with keys rule and min_step",
+                      field="early_stopping")
+    if raw.get("rule") not in RULES:
+        raise Invalid(f"early_stopping.rule must be one of {list(RULES)}",
+                      field="early_stopping.rule")
+    min_step = _whole_in(raw.get("min_step", 1), "early_stopping.min_step", 1, 10**9)
+    return {"rule": raw["rule"], "min_step": min_step}
+
+
+def validate_reuse(raw: Any) -> bool:
+    if raw is None:
+        return True
+    if not isinstance(raw, bool):
+        raise Invalid("reuse must be true or false", field="reuse")
+    return raw

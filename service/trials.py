@@ -1,0 +1,91 @@
+"""An experiment's runs: one per configuration and seed. A grid's and a random search's are all
+made with the experiment; a TPE search's are asked for as results arrive, never more than
+`parallel` configurations in flight, until `runs` configurations were asked for."""
+
+from __future__ import annotations
+
+from service.db import is_sqlite, write_transaction
+from service.grid import GridPoint, expand_grid
+from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
+from service.sampling import TrialRecord, ask, first_configurations
+from service.search import GRID, TPE
+
+ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+def first_points(experiment: Experiment) -> list[GridPoint]:
+    search = experiment.search or {"strategy": GRID}
+    if search["strategy"] == GRID:
+        return expand_grid(experiment.grid)
+    return first_configurations(search, experiment.grid, experiment.objective_direction)
+
+
+def add_runs(experiment: Experiment, points: list[GridPoint], first_trial: int) -> list[int]:
+    """Insert a queued run for each configuration and seed; their ids. A grid's trials are
+    all 0 (its parameters tell its configurations apart); a search's are numbered."""
+    numbered = (experiment.search or {}).get("strategy", GRID) != GRID
+    rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k,
+             "seed": seed, "trial": first_trial + n if numbered else 0}
+            for n, p in enumerate(points) for seed in range(experiment.repeats)]
+    for start in range(0, len(rows), 500):
+        Run.insert_many(rows[start:start + 500]).execute()
+    trials = {row["trial"] for row in rows}
+    return [run.id for run in Run.select(Run.id).where(Run.experiment == experiment.id,
+                                                       Run.trial.in_(trials),
+                                                       Run.status == RunStatus.QUEUED.value)]
+
+
+def trial_history(experiment_id: int) -> list[TrialRecord]:
+    """Every trial so far, in order, with its runs' outcomes (a pruned run with its curve)."""
+    records: dict[int, TrialRecord] = {}
+    pruned: dict[int, int] = {}
+    rows = (Run.select(Run.id, Run.trial, Run.param_i, Run.param_j, Run.param_k, Run.status,
+                       Run.value)
+            .where(Run.experiment == experiment_id).order_by(Run.trial, Run.id).tuples())
+    for run_id, trial, i, j, k, status, value in rows:
+        record = records.setdefault(trial, TrialRecord({"i": i, "j": j, "k": k}))
+        if status in ACTIVE:
+            record.active += 1
+        elif status == RunStatus.SUCCEEDED and value is not None:
+            record.values.append(value)
+        elif status == RunStatus.PRUNED:
+            pruned.setdefault(trial, run_id)
+    for trial, run_id in pruned.items():
+        points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == run_id)
+        records[trial].pruned_curve = dict(points.tuples())
+    return [records[trial] for trial in sorted(records)]
+
+
+def _locked_experiment(experiment_id: int) -> Experiment | None:
+    query = Experiment.select().where(Experiment.id == experiment_id)
+    if not is_sqlite():  # one asker at a time per experiment; SQLite's lock already is one
+        query = query.for_update()
+    return query.first()
+
+
+def extend_search(experiment_id: int) -> list[int]:
+    """Ask TPE for as many configurations as `parallel` leaves room for; the new runs' ids.
+    The experiment is marked unpublished with them, so they are sent even after a crash."""
+    search = Experiment.select(Experiment.search).where(Experiment.id == experiment_id).scalar()
+    if not search or search["strategy"] != TPE:  # read first: no write lock for a grid
+        return []
+    with write_transaction():
+        experiment = _locked_experiment(experiment_id)
+        search = experiment.search if experiment else None
+        if not search or search["strategy"] != TPE:
+            return []
+        if experiment.status != ExperimentStatus.RUNNING:
+            return []
+        history = trial_history(experiment_id)
+        in_flight = sum(1 for record in history if record.active)
+        room = min(search["parallel"] - in_flight, search["runs"] - len(history))
+        if room <= 0:
+            return []
+        points = ask(search, experiment.grid, experiment.objective_direction, history, room)
+        run_ids = add_runs(experiment, points, first_trial=len(history))
+        Experiment.update(unpublished=True).where(Experiment.id == experiment_id).execute()
+    return run_ids
+
+
+def search_json(experiment: Experiment) -> dict:
+    return experiment.search or {"strategy": GRID}

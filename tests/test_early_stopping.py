@@ -1,0 +1,60 @@
+"""Early stopping (Optuna's median and successive-halving pruners) on the real RabbitMQ with real
+workers: a script prints a learning curve on which half the configurations (j=1) never learn.
+Those end `pruned` early, with the step and value they stopped at; the best is never pruned."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.e2e
+# 16 configurations, j=1 hopeless; the best is i=0.8, j=2
+GRID = {"i": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "j": [1, 2], "k": [10]}
+LAST_STEP = 1000
+
+
+def _sweep(make_stack, rule: dict) -> dict:  # noqa: F811
+    # ten points 0.3 s apart: a run lasts 3 s, and a worker looks at its curve every 2 s
+    stack = make_stack(threads=2, FAKE_TRAIN_MODE="hopeless", FAKE_TRAIN_SLEEP="0.3",
+                       **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                    {"grid": GRID, "early_stopping": rule, "reuse": False})
+    assert status == 201, created
+    assert created["early_stopping"] == rule
+    done = stack.wait_for_experiment(created["id"])
+    assert done["status"] == "completed"
+    return done
+
+
+def _check_pruned_runs(done: dict, min_step: int) -> list[dict]:
+    pruned = [run for run in done["runs"] if run["status"] == "pruned"]
+    for run in pruned:
+        assert run["pruned_at"]["step"] >= min_step
+        assert run["pruned_at"]["step"] < LAST_STEP  # stopped before the end
+        assert run["value"] is None and run["error"] is None and run["duration_s"] > 0
+    best = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
+    assert best["status"] == "succeeded" and best["params"] == {"i": 0.8, "j": 2, "k": 10}
+    assert done["counts"]["pruned"] == len(pruned)
+    return pruned
+
+
+def test_the_median_rule_prunes_the_hopeless_and_never_the_best(make_stack):  # noqa: F811
+    done = _sweep(make_stack, {"rule": "median", "min_step": 200})
+    pruned = _check_pruned_runs(done, 200)
+    hopeless = [run for run in done["runs"] if run["params"]["j"] == 1]
+    # The median rule starts once five runs have finished: on two threads, the hopeless runs
+    # after the first three pairs are all pruned, each below the median at its step.
+    assert sum(run["status"] == "pruned" for run in hopeless) >= 4
+    assert all(run["pruned_at"]["value"] == pytest.approx(0.05)
+               for run in pruned if run["params"]["j"] == 1)
+
+
+def test_successive_halving_prunes_the_hopeless_and_never_the_best(make_stack):  # noqa: F811
+    done = _sweep(make_stack, {"rule": "successive_halving", "min_step": 100})
+    pruned = _check_pruned_runs(done, 100)
+    hopeless = [run for run in done["runs"] if run["params"]["j"] == 1]
+    # only the first runs to reach a rung can pass it unopposed
+    assert sum(run["status"] == "pruned" for run in hopeless) >= 6
+    assert {run["params"]["j"] for run in pruned} <= {1, 2}
