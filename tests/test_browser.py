@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_support import ROOT, Stack, VirtualHost
-from tests.test_e2e import small_dataset
+from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -249,3 +249,37 @@ def test_a_long_model_name_stays_inside_the_page(long_named_sweep, page, width):
         crumb = page.locator("header.top nav .crumb")
         assert crumb.get_attribute("title") == LONG_NAME
         assert crumb.text_content() == LONG_NAME
+
+
+def test_the_overlay_of_learning_curves_greys_pruned_runs(make_stack, page):  # noqa: F811
+    from service.dashboard.charts import STYLES
+    from tests.test_early_stopping import GRID
+
+    # Given a finished sweep whose hopeless configurations (j=1) were pruned on their curves
+    stack = make_stack(threads=2, FAKE_TRAIN_MODE="hopeless", FAKE_TRAIN_SLEEP="0.3",
+                       **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                    {"grid": GRID, "reuse": False, "early_stopping": {
+                                        "rule": "successive_halving", "min_step": 100}})
+    assert status == 201, created
+    done = stack.wait_for_experiment(created["id"])
+    pruned = {str(run["id"]) for run in done["runs"] if run["status"] == "pruned"}
+    assert pruned, done["counts"]
+    # When its page is seen
+    page.goto(f"{stack.base}/experiments/{done['id']}")
+    shot(page, "10-learning-curves")
+    lines = page.eval_on_selector_all(
+        "[data-chart=overlay] polyline", "lines => lines.map(l => [l.dataset.runId,"
+        " l.getAttribute('class'), getComputedStyle(l).stroke, getComputedStyle(l).strokeWidth])")
+    # Then the best run's curve is the one thick accent line, drawn last, over the others
+    assert lines[-1][:2] == [str(done["best"]["run_id"]), "curve best"]
+    assert [line for line in lines if line[1] == "curve best"] == [lines[-1]]
+    assert lines[-1][2:] == ["rgb(11, 92, 173)", "3px"]
+    # And every pruned run's curve is thin and light grey
+    greyed = {run_id: (stroke, width) for run_id, kind, stroke, width in lines
+              if kind == "curve pruned"}
+    assert set(greyed) == pruned
+    assert set(greyed.values()) == {("rgb(175, 184, 193)", "1px")}
+    assert STYLES["pruned"].colour == "#afb8c1"
+    assert page.is_visible("text=pruned (stopped early)")

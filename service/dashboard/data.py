@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from service.configs import MAXIMIZE
+from service.curves import curve_json, experiment_curves
+from service.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
 from service.dashboard.heatmap import marginal_effects, panels
 from service.dashboard.scale import scale_of
 from service.experiments import get_experiment, get_model, get_run
@@ -17,10 +19,11 @@ from service.views import experiment_json, model_json, run_json
 from service.workers import host_of
 
 THUMBNAILS_PER_LABEL = 4
-SORT_KEYS = {"id", "i", "j", "k", "seed", "status", "value", "accuracy", "duration_s",
-             "attempts"}
+SORT_KEYS = {"id", "trial", "i", "j", "k", "seed", "status", "value", "accuracy",
+             "duration_s", "attempts"}
 TOP_CONFIGURATIONS = 5
 LOG_LIMIT = 256 * 1024
+ENDED_STATES = ("succeeded", "failed", "cancelled", "pruned")  # for the progress bar
 
 
 def _thumbnails(model_id: int) -> dict[str | None, list[str]]:
@@ -75,7 +78,7 @@ def _seconds_left(experiment: dict[str, Any]) -> float | None:
 def _progress(experiment: dict[str, Any]) -> dict[str, Any]:
     counts = experiment["counts"]
     total = sum(counts.values())
-    ended = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    ended = sum(counts.get(state, 0) for state in ENDED_STATES)
     return {"total": total, "ended": ended,
             "percent": round(100 * ended / total) if total else 0,
             "seconds_left": _seconds_left(experiment)}
@@ -85,12 +88,19 @@ def run_columns(experiment: dict[str, Any]) -> list[tuple[str, str]]:
     """The runs table's sortable columns (key, title): the seed with repeats, the objective's
     value when it is not the accuracy."""
     metric = experiment["objective"]["metric"]
-    columns = [("id", "Run"), ("i", "i"), ("j", "j"), ("k", "k")]
+    columns = [("id", "Run")]
+    columns += [("trial", "Trial")] if searched(experiment) else []
+    columns += [("i", "i"), ("j", "j"), ("k", "k")]
     columns += [("seed", "Seed")] if experiment["repeats"] > 1 else []
     columns += [("status", "Status")]
     columns += [("value", metric)] if metric != "accuracy" else []
     return columns + [("accuracy", "Accuracy"), ("duration_s", "Duration"),
                       ("attempts", "Attempts")]
+
+
+def searched(experiment: dict[str, Any]) -> bool:
+    """A random or TPE search (numbered trials), not a grid."""
+    return (experiment.get("search") or {}).get("strategy", "grid") != "grid"
 
 
 def first_descending(experiment: dict[str, Any]) -> set[str]:
@@ -104,6 +114,8 @@ def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | No
     experiment = experiment_json(get_experiment(experiment_id))
     best_id = experiment["best"]["run_id"] if experiment["best"] else None
     scale = scale_of(experiment)
+    overlay = overlay_chart(experiment["runs"], experiment_curves(experiment_id), best_id,
+                            experiment["objective"]["metric"])
     return {
         "experiment": experiment,
         "model": model_json(get_model(experiment["model_id"])),
@@ -118,15 +130,32 @@ def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | No
         "sort": sort if sort in SORT_KEYS else "id",
         "descending": descending,
         "best_id": best_id,
+        "searched": searched(experiment),
+        "overlay": overlay,
+        "overlay_legend": legend(overlay) if overlay else [],
+        "search_charts": search_charts(experiment),
     }
 
 
+def run_curve(run: dict[str, Any], metric: str) -> dict[str, Any]:
+    """The run's learning curve as a chart (None without points) and whose points they are:
+    a reused run without points of its own shows those of the run it took its result from."""
+    source = run["id"]
+    points = curve_json(source)
+    if not points and run["reused_from"] is not None:
+        source = run["reused_from"]
+        points = curve_json(source)
+    return {"chart": run_curve_chart(run, points, metric), "source": source}
+
+
 def run_page(settings: Settings, run_id: int) -> dict[str, Any]:
-    run = get_run(run_id)
+    row = get_run(run_id)
+    run = run_json(row)
     folder = settings.runs_dir / str(run_id)
-    experiment = get_experiment(run.experiment_id)
-    return {"run": run_json(run), "model_id": experiment.model_id,
-            "model_name": get_model(experiment.model_id).name, "host": host_of(run.worker),
+    experiment = get_experiment(row.experiment_id)
+    return {"run": run, "model_id": experiment.model_id,
+            "curve": run_curve(run, experiment.objective_metric),
+            "model_name": get_model(experiment.model_id).name, "host": host_of(row.worker),
             "stdout": read_tail(folder / STDOUT_NAME, LOG_LIMIT),
             "stderr": read_tail(folder / STDERR_NAME, LOG_LIMIT),
             "is_best": experiment.best_run_id == run_id, "repeats": experiment.repeats,

@@ -2,7 +2,10 @@
 marginal effect of each parameter. Pure functions over the experiment as the API shows it.
 
 A cell is a grid point: with repeats, all of its runs, shown by their configuration's mean and
-95% interval; with one run, that run."""
+95% interval; with one run, that run. A cell notes its pruned runs and its reused results.
+
+Only a space of value lists makes a grid: a random or TPE search over a range has a continuous
+parameter, so no panels and no marginal effects (the dashboard plots those searches instead)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ PARAMS = ("i", "j", "k")
 PARAM_NAMES = {"i": "learning rate (i)", "j": "layers (j)", "k": "steps (k)"}
 UNFINISHED = ("queued", "running")
 STATUS_TEXT = {"failed": "✗ failed", "cancelled": "cancelled", "running": "running…",
-               "queued": "queued"}
+               "queued": "queued", "pruned": "✂ pruned"}
+PRUNED_MARK, REUSED_MARK = "✂", "↺"
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Cell:
     n: int = 0  # runs that succeeded
     ended: int = 0
     failed: int = 0
+    pruned: int = 0
+    reused: int = 0  # runs that took a known result instead of training
 
     @property
     def repeated(self) -> bool:
@@ -66,7 +72,28 @@ class Cell:
         parts = [f"n={self.n}"] if self.n else []
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.pruned:
+            parts.append(f"{self.pruned} pruned")
         return " · ".join(parts)
+
+    @property
+    def marks(self) -> str:
+        """The corner symbols: ✂ for pruned runs (with their number when repeated), ↺ for
+        reused results. A single pruned run says so in its text already."""
+        parts = []
+        if self.pruned and (self.repeated or self.status != "pruned"):
+            parts.append(PRUNED_MARK + (str(self.pruned) if self.repeated else ""))
+        if self.reused:
+            parts.append(REUSED_MARK)
+        return " ".join(parts)
+
+    @property
+    def notes(self) -> str:
+        """For the cell's title: ", 3 pruned, reused"."""
+        parts = [f"{self.pruned} pruned"] if self.pruned and self.repeated else []
+        if self.reused:
+            parts.append("reused" if not self.repeated else f"{self.reused} reused")
+        return "".join(f", {part}" for part in parts)
 
 
 @dataclass
@@ -112,7 +139,7 @@ def group_status(statuses: list[str]) -> str:
     if unfinished:
         return "queued" if len(unfinished) == len(statuses) and "running" not in statuses \
             else "running"
-    for status in ("succeeded", "failed", "cancelled"):
+    for status in ("succeeded", "failed", "pruned", "cancelled"):
         if status in statuses:
             return status
     return "missing"
@@ -150,7 +177,8 @@ def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: 
                 best=best_run_id in ids, score=scale.score(value), run_ids=ids,
                 half=_half_width(config), n=config["n"] if config else 0,
                 ended=sum(status not in UNFINISHED for status in statuses),
-                failed=statuses.count("failed"))
+                failed=statuses.count("failed"), pruned=statuses.count("pruned"),
+                reused=sum(run.get("reused_from") is not None for run in runs))
 
 
 def grid_cells(experiment: dict[str, Any], scale: Scale) -> dict[tuple[Any, Any, Any], Cell]:
@@ -164,9 +192,21 @@ def grid_cells(experiment: dict[str, Any], scale: Scale) -> dict[tuple[Any, Any,
             for point, runs in by_point.items()}
 
 
+def value_lists(experiment: dict[str, Any]) -> dict[str, list[Any]] | None:
+    """The experiment's values of each parameter when all are lists; None when one is a range
+    (`{"low", "high", "log"}`: a random or TPE search's continuous parameter)."""
+    grid = experiment["grid"]
+    if all(isinstance(grid.get(param), list) for param in PARAMS):
+        return grid
+    return None
+
+
 def panels(experiment: dict[str, Any], scale: Scale, x: str | None = None,
            y: str | None = None) -> list[Panel]:
-    grid = experiment["grid"]
+    """One panel per value of the facet; none when a parameter is a range."""
+    grid = value_lists(experiment)
+    if grid is None:
+        return []
     x, y, facet = axes(x, y, grid)
     cells = grid_cells(experiment, scale)
     result = []
@@ -192,13 +232,16 @@ class Effect:
 
 def marginal_effects(experiment: dict[str, Any]) -> dict[str, list[Effect]]:
     """For each parameter and value: mean and best objective value (best in the objective's
-    direction) of the runs that succeeded."""
+    direction) of the runs that succeeded. Empty when a parameter is a range."""
     metric, direction = experiment["objective"]["metric"], experiment["objective"]["direction"]
     pick = max if direction == MAXIMIZE else min
     effects: dict[str, list[Effect]] = {}
+    grid = value_lists(experiment)
+    if grid is None:
+        return effects
     for param in PARAMS:
         rows = []
-        for value in experiment["grid"][param]:
+        for value in grid[param]:
             chosen = [run for run in experiment["runs"] if run["params"][param] == value]
             scores = [score for run in chosen if run["status"] == "succeeded"
                       and (score := objective_value(run, metric)) is not None]
