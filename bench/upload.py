@@ -1,8 +1,9 @@
 """Upload throughput and the API's memory during uploads.
 
-A large archive (noise PNGs, stored uncompressed) against `cp` of the same file on the same
-disk; many small images in one request, in images per second; and the API's peak resident
-memory growth during each, sampled every 10 ms.
+A large archive (noise PNGs, stored uncompressed) against `cp` + `fsync` of the same file on
+the same disk (and plain `cp`, into the page cache, for reference); many small images in one
+request, in images per second; and the API's peak resident memory growth during each, sampled
+every 10 ms.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tests.e2e_support import Stack
 from tests.helpers import png_bytes
 
 MEMORY_TARGET_MB = 30
+SHARE_OF_SYNCED_CP = 0.25  # of cp + fsync of the same bytes
+SMALL_RATE = 2000  # images/s
 
 
 def noise_archive(path: Path, total_mb: int) -> int:
@@ -43,13 +46,23 @@ def noise_archive(path: Path, total_mb: int) -> int:
     return count
 
 
+def cpu_s(pid: int) -> tuple[float, float]:
+    """A process's user and system CPU seconds so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
 class PeakMemory:
-    """Samples a process's resident memory in a thread; the peak above the start."""
+    """Samples a process's resident memory in a thread; the peak above the start. Also the
+    CPU time the process spent meanwhile: on a busy machine the elapsed time says how long
+    the user waited, the CPU time how much work the upload is."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.start, self.peak = pid, rss_mb(pid), rss_mb(pid)
         self.running = True
         self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.cpu_start = self.cpu_end = cpu_s(pid)
 
     def _sample(self) -> None:
         while self.running:
@@ -63,6 +76,13 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self.running = False
         self.thread.join()
+        self.cpu_end = cpu_s(self.pid)
+
+    @property
+    def cpu(self) -> str:
+        user, system = (end - start for end, start in zip(self.cpu_end, self.cpu_start,
+                                                           strict=True))
+        return f"API CPU {user + system:.2f} s (user {user:.2f}, sys {system:.2f})"
 
     @property
     def growth(self) -> float:
@@ -83,14 +103,14 @@ async def post_files(url: str, files: list[tuple[str, object]], label: str | Non
         return await response.json()
 
 
-def upload_archive(stack: Stack, archive: Path) -> tuple[float, float, dict]:
+def upload_archive(stack: Stack, archive: Path) -> tuple[float, PeakMemory, dict]:
     url = f"{stack.base}/api/v1/models/{stack.model_id}/images"
     with PeakMemory(stack.api.pid) as memory:
         started = time.perf_counter()
         with open(archive, "rb") as handle:  # streamed from the file, never read whole
             body = asyncio.run(post_files(url, [(archive.name, handle)], None))
         elapsed = time.perf_counter() - started
-    return elapsed, memory.growth, body
+    return elapsed, memory, body
 
 
 def time_cp(source: Path, folder: Path, durable: bool) -> float:
@@ -114,16 +134,17 @@ def run(archive_mb: int, small_images: int) -> list[Result]:
         size_mb = archive.stat().st_size / 2**20
         copy_s = min(time_cp(archive, Path(folder), durable=False) for _ in range(3))
         synced_s = min(time_cp(archive, Path(folder), durable=True) for _ in range(3))
-        elapsed, growth, body = upload_archive(stack, archive)
+        elapsed, memory, body = upload_archive(stack, archive)
+        growth = memory.growth
         assert body["added"] == count, body
-        share = copy_s / elapsed
+        share = synced_s / elapsed
         results.append(Result(
             f"upload: one {size_mb:.0f} MiB archive of {count} images",
-            f"{size_mb / elapsed:.0f} MiB/s vs cp {size_mb / copy_s:.0f} MiB/s "
-            f"({share:.0%} of cp; cp + fsync {size_mb / synced_s:.0f} MiB/s, "
-            f"{synced_s / elapsed:.0%}); API peak memory growth {growth:.1f} MB",
-            f">= 50% of cp, growth <= {MEMORY_TARGET_MB} MB",
-            share >= 0.5 and growth <= MEMORY_TARGET_MB))
+            f"{size_mb / elapsed:.0f} MiB/s vs cp + fsync {size_mb / synced_s:.0f} MiB/s "
+            f"({share:.2f}x; plain cp {size_mb / copy_s:.0f} MiB/s, {copy_s / elapsed:.2f}x); "
+            f"API peak memory growth {growth:.1f} MB; {memory.cpu}",
+            f">= {SHARE_OF_SYNCED_CP}x cp + fsync, growth <= {MEMORY_TARGET_MB} MB",
+            share >= SHARE_OF_SYNCED_CP and growth <= MEMORY_TARGET_MB))
         print(results[-1].line(), flush=True)
         files = [(f"{n}.png", png_bytes(n % 256, size=8 + n % 7)) for n in range(small_images)]
         url = f"{stack.base}/api/v1/models/{stack.model_id}/images"
@@ -135,8 +156,8 @@ def run(archive_mb: int, small_images: int) -> list[Result]:
         results.append(Result(
             f"upload: {small_images} small images in one request",
             f"{rate:.0f} images/s ({body['added']} added, {body['duplicates']} duplicates); "
-            f"API peak memory growth {memory.growth:.1f} MB",
-            f">= 1000 images/s, growth <= {MEMORY_TARGET_MB} MB",
-            rate >= 1000 and memory.growth <= MEMORY_TARGET_MB))
+            f"API peak memory growth {memory.growth:.1f} MB; {memory.cpu}",
+            f">= {SMALL_RATE} images/s, growth <= {MEMORY_TARGET_MB} MB",
+            rate >= SMALL_RATE and memory.growth <= MEMORY_TARGET_MB))
         print(results[-1].line(), flush=True)
     return results

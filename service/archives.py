@@ -4,14 +4,19 @@ Member names never become paths: each member is written to a numbered file in th
 temporary folder; its name only gives its label (the folder it sits in, `7/img001.png` -> `7`).
 Links, devices, absolute paths, `..`, duplicate names and nested archives are refused with a
 reason; an archive past the member or byte limits (a zip bomb) is refused whole.
+
+Each member is hashed in the loop that reads it, and a caller may check each member as soon as
+it is read, its bytes still in memory, before it is written: one pass over the unpacked bytes
+(it was three: unpack, Pillow, hash), and a member that is no image is never written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -20,6 +25,7 @@ from service.labels import LabelError, check_label
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
 CHUNK = 1 << 20
+KEEP_BYTES = 4 << 20  # a member no larger is read whole, checked, then written
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Member:
     path: Path
     name: str
     label: str | None
+    sha256: str | None = None  # of the unpacked bytes
+    data: bytes | None = None  # the bytes, only while `visit` looks at a small member
 
 
 @dataclass(frozen=True)
@@ -50,12 +58,16 @@ class ArchiveTooLarge(ArchiveError):
     """Past a limit (members, bytes): the whole request is refused with 413."""
 
 
-def is_archive(path: Path, original_name: str) -> bool:
+def is_archive_head(head: bytes, original_name: str) -> bool:
+    """By its name, or by its first bytes (zip or gzip magic)."""
     if original_name.lower().endswith(ARCHIVE_SUFFIXES):
         return True
+    return head.startswith(b"PK\x03\x04") or head.startswith(b"\x1f\x8b")
+
+
+def is_archive(path: Path, original_name: str) -> bool:
     with open(path, "rb") as handle:
-        magic = handle.read(4)
-    return magic.startswith(b"PK\x03\x04") or magic.startswith(b"\x1f\x8b")
+        return is_archive_head(handle.read(4), original_name)
 
 
 def _member_problem(name: str, seen: set[str]) -> str | None:
@@ -89,19 +101,44 @@ class _Budget:
         if self.members > self.limits.max_members:
             raise ArchiveTooLarge(f"more than {self.limits.max_members} members")
 
-    def copy(self, source: IO[bytes], target: Path) -> None:
-        written = 0
-        with open(target, "wb") as out:
-            while block := source.read(CHUNK):
-                written += len(block)
-                self.total += len(block)
-                if written > self.limits.max_file_bytes:
-                    raise ArchiveTooLarge(f"a member unpacks to more than "
-                                       f"{self.limits.max_file_bytes} bytes")
-                if self.total > self.limits.max_total_bytes:
-                    raise ArchiveTooLarge(f"unpacks to more than {self.limits.max_total_bytes} "
-                                       f"bytes (zip bomb guard)")
-                out.write(block)
+    def add(self, size: int, member_size: int) -> None:
+        self.total += size
+        if member_size > self.limits.max_file_bytes:
+            raise ArchiveTooLarge(f"a member unpacks to more than "
+                                  f"{self.limits.max_file_bytes} bytes")
+        if self.total > self.limits.max_total_bytes:
+            raise ArchiveTooLarge(f"unpacks to more than {self.limits.max_total_bytes} "
+                                  f"bytes (zip bomb guard)")
+
+
+def _take(source: IO[bytes], target: Path, budget: _Budget) -> tuple[str, bytes | None]:
+    """Read a member, hashing it on the way; its digest, and its bytes if small (not written
+    yet: the check comes first); a larger one is streamed to `target` as it is read."""
+    size = 0
+    digest = hashlib.sha256()
+    blocks: list[bytes] = []
+    out: IO[bytes] | None = None
+    try:
+        while block := source.read(CHUNK):
+            size += len(block)
+            budget.add(len(block), size)
+            digest.update(block)
+            blocks.append(block)
+            if size > KEEP_BYTES:
+                out = out or open(target, "wb")  # noqa: SIM115 (closed below)
+                out.writelines(blocks)
+                blocks.clear()
+    finally:
+        if out is not None:
+            out.close()
+    if out is not None:
+        return digest.hexdigest(), None
+    return digest.hexdigest(), blocks[0] if len(blocks) == 1 else b"".join(blocks)
+
+
+def _write(target: Path, data: bytes) -> None:
+    with open(target, "wb") as out:
+        out.write(data)
 
 
 def _zip_entries(path: Path) -> Iterator[tuple[str, str | None, IO[bytes] | None]]:
@@ -143,9 +180,12 @@ def _discard(folder: Path) -> None:
         written.unlink()
 
 
-def unpack(path: Path, into: Path, limits: ArchiveLimits,
-           default_label: str | None) -> tuple[list[Member], list[Rejection]]:
-    """Unpack the archive's regular files into `into` as numbered files."""
+def unpack(path: Path, into: Path, limits: ArchiveLimits, default_label: str | None,
+           visit: Callable[[Member], bool] | None = None
+           ) -> tuple[list[Member], list[Rejection]]:
+    """Unpack the archive's regular files into `into` as numbered files. `visit` sees each
+    member as soon as it is read (with its bytes, when small) and says whether its file is
+    wanted: a small member it refuses is never written."""
     budget = _Budget(limits)
     members: list[Member] = []
     rejected: list[Rejection] = []
@@ -162,9 +202,9 @@ def unpack(path: Path, into: Path, limits: ArchiveLimits,
             if problem or stream is None:
                 rejected.append(Rejection(name, problem or "unreadable member"))
                 continue
-            target = into / f"member-{budget.members:06d}"
-            budget.copy(stream, target)
-            members.append(Member(target, name, label))
+            member = _unpack_member(stream, into / f"member-{budget.members:06d}", name,
+                                    label, budget, visit)
+            members.append(member)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         _discard(into)
         raise ArchiveError(f"damaged archive: {error}") from None
@@ -172,3 +212,16 @@ def unpack(path: Path, into: Path, limits: ArchiveLimits,
         _discard(into)
         raise
     return members, rejected
+
+
+def _unpack_member(stream: IO[bytes], target: Path, name: str, label: str | None,
+                   budget: _Budget, visit: Callable[[Member], bool] | None) -> Member:
+    """One member: read and hashed, checked from memory by `visit`, then written if wanted.
+    (A writer thread overlapping the next member's read measured no faster on 2 busy cores:
+    the copy into the page cache and the check both need the CPU.)"""
+    sha256, data = _take(stream, target, budget)
+    member = Member(target, name, label, sha256)
+    wanted = visit(replace(member, data=data)) if visit is not None else True
+    if data is not None and wanted:
+        _write(target, data)
+    return member

@@ -1,4 +1,8 @@
-"""Proving that a file is an image, with Pillow, within a pixel limit."""
+"""Proving that a file is an image, with Pillow, within a pixel limit.
+
+The caller usually has the bytes and their SHA-256 already (hashed while they were received or
+unpacked): then Pillow reads them from memory and nothing is read back from the disk.
+"""
 
 from __future__ import annotations
 
@@ -52,12 +56,14 @@ def _open_checked(source: Path | BinaryIO, max_pixels: int) -> tuple[str, int, i
     return kind, width, height
 
 
-def check_image(path: Path, max_pixels: int) -> CheckedImage:
-    """Open and verify the file; raise `NotAnImage` with a reason a person can act on."""
+def check_image(path: Path, max_pixels: int, data: bytes | None = None,
+                sha256: str | None = None) -> CheckedImage:
+    """Open and verify the file (or `data`, its bytes, when the caller has them; `sha256`,
+    their digest, when known); raise `NotAnImage` with a reason a person can act on."""
     Image.MAX_IMAGE_PIXELS = max_pixels
-    size = path.stat().st_size
-    # A small file is read once, for Pillow and the hash alike; a large one is streamed twice.
-    data = path.read_bytes() if size <= SMALL_FILE else None
+    size = len(data) if data is not None else path.stat().st_size
+    if data is None and sha256 is None and size <= SMALL_FILE:
+        data = path.read_bytes()  # read once, for Pillow and the hash alike
     try:
         kind, width, height = _open_checked(io.BytesIO(data) if data is not None else path,
                                             max_pixels)
@@ -72,5 +78,6 @@ def check_image(path: Path, max_pixels: int) -> CheckedImage:
     if kind not in EXTENSIONS:
         raise NotAnImage(f"image format {kind or 'unknown'} is not accepted; "
                          f"accepted: {', '.join(sorted(EXTENSIONS))}")
-    digest = hashlib.sha256(data).hexdigest() if data is not None else sha256_of(path)
-    return CheckedImage(path, digest, EXTENSIONS[kind], size, width, height)
+    if sha256 is None:
+        sha256 = hashlib.sha256(data).hexdigest() if data is not None else sha256_of(path)
+    return CheckedImage(path, sha256, EXTENSIONS[kind], size, width, height)

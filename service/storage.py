@@ -44,8 +44,11 @@ def store_image(settings: Settings, source: Path, sha256: str, extension: str) -
     if target.exists():
         source.unlink(missing_ok=True)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)  # same file system (both under the data dir): atomic
+    try:
+        os.replace(source, target)  # same file system (both under the data dir): atomic
+    except FileNotFoundError:  # its folder does not exist yet: made then, not tried per image
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
     return target
 
 
