@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.attempts import record_outcome, requeue_attempt
+from service.attempts import record_and_aggregate, requeue_attempt
 from service.curves import CurveFollower
 from service.db import database
-from service.models import Run
 from service.pruning import keep_going
-from service.runstate import Claim, claim_run, heartbeat, run_spec
+from service.runstate import Claim, claim_run, heartbeat
 from service.settings import Settings
 from service.training import STDOUT_NAME, Outcome
 from service.workers import report_worker
@@ -37,6 +36,7 @@ class RunSpec:
     timeout_s: float
     metric: str = "accuracy"  # the experiment's objective
     seed: int = 0
+    adaptive: bool = False  # a TPE search: its aggregate asks for more when a run ends
 
 
 class StoreUnreachable(Exception):
@@ -63,8 +63,8 @@ class RunStore(ABC):
 
     @abstractmethod
     def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
-        """Record the outcome (and keep the run folder); False when this attempt may no
-        longer record (cancelled, taken over)."""
+        """Record the outcome (and keep the run folder), and aggregate its experiment with
+        it; False when this attempt may no longer record (cancelled, taken over)."""
 
     @abstractmethod
     def requeue(self, spec: RunSpec, attempt: int, worker: str) -> None:
@@ -84,10 +84,7 @@ class LocalStore(RunStore):
 
     def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
         claim = claim_run(run_id, worker, lease_s)
-        run = Run.get_or_none(Run.id == run_id)
-        if run is None:
-            return claim, None
-        return claim, RunSpec(**run_spec(run))
+        return claim, None if claim.spec is None else RunSpec(**claim.spec)
 
     def snapshot(self, spec: RunSpec) -> Path:
         return self.settings.snapshots_dir / str(spec.experiment_id)
@@ -102,7 +99,7 @@ class LocalStore(RunStore):
 
     def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
         self.curves.finish(spec.run_id, self._stdout(spec), spec.metric)
-        return record_outcome(spec.run_id, attempt, worker, outcome)
+        return record_and_aggregate(spec.run_id, spec.experiment_id, attempt, worker, outcome)
 
     def _stdout(self, spec: RunSpec) -> Path:
         return self.run_dir(spec.run_id) / STDOUT_NAME

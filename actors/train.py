@@ -40,15 +40,21 @@ class LeaseKeeper:
 
     def __init__(self, store: RunStore, spec: RunSpec, attempt: int, lease_s: float) -> None:
         self.store, self.spec, self.attempt, self.lease_s = store, spec, attempt, lease_s
-        self.last_try = 0.0
-        self.renewed = time.monotonic()
+        self.last_try = self.renewed = time.monotonic()  # the claim renewed it just now
+        self.pgid: int | None = None  # the script's, until a heartbeat has recorded it
 
     def __call__(self, pgid: int | None) -> bool:
-        if pgid is None and time.monotonic() - self.last_try < HEARTBEAT_EVERY_S:
+        if pgid is not None:
+            # Recorded with the first heartbeat, not in a transaction of its own: a run
+            # shorter than a heartbeat costs none (its script dies with this worker anyway,
+            # by its parent-death signal; the pgid only helps a later attempt clean up).
+            self.pgid = pgid
+            return True
+        if time.monotonic() - self.last_try < HEARTBEAT_EVERY_S:
             return True
         self.last_try = time.monotonic()
         try:
-            mine = self.store.heartbeat(self.spec, self.attempt, child_pgid=pgid)
+            mine = self.store.heartbeat(self.spec, self.attempt, child_pgid=self.pgid)
         except StoreUnreachable as error:
             if time.monotonic() - self.renewed < self.lease_s:
                 return True
@@ -56,6 +62,7 @@ class LeaseKeeper:
                         self.spec.run_id, self.lease_s, error)
             return False
         self.renewed = time.monotonic()
+        self.pgid = None  # recorded
         return mine
 
 
@@ -91,11 +98,14 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
         store.requeue(spec, claim.attempt, worker)
         send_train(dramatiq.get_broker(), spec.run_id, spec.timeout_s)
         return
-    if outcome.stopped or not store.finish(spec, claim.attempt, worker, outcome):
+    recorded = not outcome.stopped and store.finish(spec, claim.attempt, worker, outcome)
+    if not recorded:
         log.info("run %s attempt %s ended after it was cancelled, pruned or taken over; "
-                 "not recorded",
-                 spec.run_id, claim.attempt)
-    send_aggregate(dramatiq.get_broker(), spec.experiment_id)
+                 "not recorded", spec.run_id, claim.attempt)
+    if not recorded or spec.adaptive:
+        # A recorded result was aggregated with it; a TPE search must still ask for more,
+        # and an attempt ended otherwise leaves its experiment to be looked at again.
+        send_aggregate(dramatiq.get_broker(), spec.experiment_id)
 
 
 @dramatiq.actor(actor_name=TRAIN_ACTOR, queue_name=TRAIN_QUEUE,

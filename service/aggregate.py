@@ -20,6 +20,7 @@ from service.models import (
     Run,
     RunStatus,
 )
+from service.rows import row_by_id
 from service.search import TPE
 
 
@@ -113,13 +114,14 @@ def aggregate_experiment(experiment_id: int) -> bool:
     try:
         with write_transaction():
             _leave_waiting(experiment_id)  # from here on, new results need a pass of their own
-            return _aggregate_locked(experiment_id)
+            return aggregate_in_transaction(experiment_id)
     finally:
         _leave_waiting(experiment_id)
 
 
-def _aggregate_locked(experiment_id: int) -> bool:
-    experiment = Experiment.get_or_none(Experiment.id == experiment_id)
+def aggregate_in_transaction(experiment_id: int) -> bool:
+    """Recompute, inside the caller's write transaction."""
+    experiment = row_by_id(Experiment, experiment_id)
     if experiment is None:
         return False
     counts = status_counts(experiment_id)
@@ -137,21 +139,39 @@ def _aggregate_locked(experiment_id: int) -> bool:
 
 def aggregate_model(model_id: int) -> None:
     """The model's best follows the objective of its newest experiment that has a best: among
-    its experiments with that same objective, the best configuration's best run."""
-    experiments = list(Experiment.select().where(Experiment.model == model_id,
-                                                 Experiment.best_run_id.is_null(False))
-                       .order_by(Experiment.id.desc()))
+    its experiments with that same objective, the best configuration's best run. Two queries
+    whatever the number of experiments: this runs with every result."""
+    newest = (Experiment.select(Experiment.objective_metric, Experiment.objective_direction)
+              .where(Experiment.model == model_id, Experiment.best_run_id.is_null(False))
+              .order_by(Experiment.id.desc()).first())
     best_run_id = None
-    if experiments:
-        objective = _objective(experiments[0])
-        candidates = [(best, experiment) for experiment in experiments
-                      if _objective(experiment) == objective
-                      and (best := best_of_experiment(experiment)) is not None]
-        sign = -1 if objective[1] == MAXIMIZE else 1
-        if candidates:
-            best_run_id = min(candidates, key=lambda c: (sign * c[0][1], c[0][0]))[0][0]
+    if newest is not None:
+        means = _best_means(model_id, newest.objective_metric, newest.objective_direction)
+        sign = -1 if newest.objective_direction == MAXIMIZE else 1
+        if means:
+            best_run_id = min(means, key=lambda pair: (sign * pair[1], pair[0]))[0]
     MLModel.update(best_run_id=best_run_id).where(MLModel.id == model_id).execute()
 
 
-def _objective(experiment: Experiment) -> tuple[str, str]:
-    return experiment.objective_metric, experiment.objective_direction
+def _best_means(model_id: int, metric: str, direction: str) -> list[tuple[int, float]]:
+    """(best run, its configuration's mean) of each of the model's experiments with this
+    objective, from one grouped query over their succeeded runs."""
+    value = fn.AVG(fn.COALESCE(Run.value, Run.accuracy))  # old rows: only their accuracy
+    rows = (Run.select(Experiment.id, Experiment.best_run_id, value, fn.MIN(Run.id))
+            .join(Experiment)
+            .where(Experiment.model == model_id, Experiment.objective_metric == metric,
+                   Experiment.objective_direction == direction,
+                   Experiment.best_run_id.is_null(False),
+                   Run.status == RunStatus.SUCCEEDED.value)
+            .group_by(Experiment.id, Experiment.best_run_id, Run.param_i, Run.param_j,
+                      Run.param_k)
+            .tuples())
+    sign = -1 if direction == MAXIMIZE else 1
+    best: dict[int, tuple[float, int, int]] = {}  # experiment: (ordering key, first run, best)
+    for experiment_id, best_run_id, mean, first_run in rows:
+        if mean is None:
+            continue
+        key = (sign * mean, first_run, best_run_id)
+        if experiment_id not in best or key < best[experiment_id]:
+            best[experiment_id] = key
+    return [(run_id, sign * key) for key, _, run_id in best.values()]

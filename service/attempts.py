@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.aggregate import aggregate_in_transaction
+from service.db import write_transaction
 from service.models import RunStatus
 from service.runstate import transition
 from service.timeutil import utcnow
@@ -17,6 +19,17 @@ def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> 
         error=outcome.error, duration_s=outcome.duration_s, finished_at=utcnow(), child_pgid=None,
         script_sha256=outcome.script_sha256,
     )
+
+
+def record_and_aggregate(run_id: int, experiment_id: int, attempt: int, worker: str,
+                         outcome: Outcome) -> bool:
+    """Write the outcome and, in the same transaction, the experiment's status and best and
+    its model's best: one transaction and no aggregate message for the usual end of a run."""
+    with write_transaction():
+        recorded = record_outcome(run_id, attempt, worker, outcome)
+        if recorded:
+            aggregate_in_transaction(experiment_id)
+    return recorded
 
 
 def requeue_attempt(run_id: int, attempt: int, worker: str) -> bool:

@@ -21,6 +21,7 @@ from service.models import (
     RunStatus,
 )
 from service.reuse import images_sha256, reuse_known_results
+from service.rows import row_by_id
 from service.runstate import transition
 from service.search import (
     GRID,
@@ -38,21 +39,21 @@ ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 
 
 def get_model(model_id: int) -> MLModel:
-    model = MLModel.get_or_none(MLModel.id == model_id)
+    model = row_by_id(MLModel, model_id)
     if model is None:
         raise NotFound(f"model {model_id} does not exist")
     return model
 
 
 def get_experiment(experiment_id: int) -> Experiment:
-    experiment = Experiment.get_or_none(Experiment.id == experiment_id)
+    experiment = row_by_id(Experiment, experiment_id)
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
     return experiment
 
 
 def get_run(run_id: int) -> Run:
-    run = Run.get_or_none(Run.id == run_id)
+    run = row_by_id(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     return run

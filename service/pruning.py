@@ -18,6 +18,7 @@ from optuna.trial import TrialState, create_trial
 from service.curves import CurveFollower, experiment_curves
 from service.db import write_transaction
 from service.models import Experiment, Run, RunStatus
+from service.rows import row_by_id
 from service.runstate import transition
 from service.timeutil import utcnow
 
@@ -62,10 +63,10 @@ def prune_if_hopeless(run_id: int) -> bool:
     if rule is None:  # most experiments: no write lock taken for them
         return False
     with write_transaction():
-        run = Run.get_or_none(Run.id == run_id)
+        run = row_by_id(Run, run_id)
         if run is None or run.status == RunStatus.PRUNED:
             return run is not None
-        experiment = Experiment.get_by_id(run.experiment_id)
+        experiment = row_by_id(Experiment, run.experiment_id)
         if run.status != RunStatus.RUNNING or not experiment.early_stopping:
             return False
         study, numbers = _study(experiment, run_id)

@@ -15,7 +15,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from service.db import is_sqlite, write_transaction
+from service.db import write_transaction
 from service.models import (
     TERMINAL_RUN_STATES,
     Experiment,
@@ -25,6 +25,7 @@ from service.models import (
     RunPoint,
     RunStatus,
 )
+from service.rows import row_by_id
 from service.timeutil import utcnow
 
 MAX_ATTEMPTS = 3
@@ -35,10 +36,8 @@ def this_worker() -> str:
 
 
 def _locked(run_id: int) -> Run | None:
-    query = Run.select().where(Run.id == run_id)
-    if not is_sqlite():  # SQLite's IMMEDIATE transaction already holds the write lock
-        query = query.for_update()
-    return query.first()
+    """The run, locked for this transaction (SQLite's IMMEDIATE transaction already is)."""
+    return row_by_id(Run, run_id, for_update=True)
 
 
 def _record(run: Run, to: RunStatus, actor: str, reason: str | None) -> None:
@@ -76,6 +75,7 @@ class Claim:
     attempt: int = 0
     previous_worker: str | None = None
     previous_pgid: int | None = None
+    spec: dict[str, Any] | None = None  # what a worker needs to train it (None: no such run)
 
 
 def owner_is_alive(run: Run, lease_s: float) -> bool:
@@ -94,48 +94,46 @@ def owner_is_alive(run: Run, lease_s: float) -> bool:
     return True
 
 
-def _take(run: Run, worker: str, reason: str | None) -> Claim:
+def _take(run: Run, worker: str, reason: str | None, spec: dict[str, Any]) -> Claim:
     attempt = run.attempts + 1
     now = utcnow()
     _record(run, RunStatus.RUNNING, worker, reason)
-    RunPoint.delete().where(RunPoint.run == run.id).execute()  # the new attempt's curve only
+    if run.attempts:  # the new attempt's curve only (a first attempt has none to drop)
+        RunPoint.delete().where(RunPoint.run == run.id).execute()
     Run.update(status=RunStatus.RUNNING.value, attempts=attempt, worker=worker, child_pgid=None,
                started_at=now, heartbeat_at=now, finished_at=None, error=None,
                exit_code=None, accuracy=None, duration_s=None).where(Run.id == run.id).execute()
-    return Claim(ClaimOutcome.CLAIMED, attempt, run.worker, run.child_pgid)
+    return Claim(ClaimOutcome.CLAIMED, attempt, run.worker, run.child_pgid, spec)
 
 
-def _give_up(run: Run, worker: str) -> Claim:
+def _give_up(run: Run, worker: str, spec: dict[str, Any]) -> Claim:
     reason = f"worker lost: {run.attempts} attempt(s) ended with their worker gone ({run.worker})"
     _record(run, RunStatus.FAILED, worker, reason)
     Run.update(status=RunStatus.FAILED.value, error=reason,
                finished_at=utcnow()).where(Run.id == run.id).execute()
-    return Claim(ClaimOutcome.EXHAUSTED, run.attempts, run.worker, run.child_pgid)
+    return Claim(ClaimOutcome.EXHAUSTED, run.attempts, run.worker, run.child_pgid, spec)
 
 
 def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
-    """Take the run for `worker`, or say why not."""
+    """Take the run for `worker`, or say why not; with the run's spec whenever it exists."""
     with write_transaction():
         run = _locked(run_id)
         if run is None:
             return Claim(ClaimOutcome.GONE)
+        experiment = row_by_id(Experiment, run.experiment_id)
+        spec = _spec_of(run, experiment)
         if run.status in TERMINAL_RUN_STATES:
-            return Claim(ClaimOutcome.DONE, run.attempts)
-        if _experiment_status(run) == ExperimentStatus.CREATED:
+            return Claim(ClaimOutcome.DONE, run.attempts, spec=spec)
+        if experiment.status == ExperimentStatus.CREATED:
             # Only a start sends a run's message: this one is left over from something else.
-            return Claim(ClaimOutcome.NOT_STARTED)
+            return Claim(ClaimOutcome.NOT_STARTED, spec=spec)
         if run.status == RunStatus.QUEUED:
-            return _take(run, worker, None)
+            return _take(run, worker, None, spec)
         if owner_is_alive(run, lease_s):
-            return Claim(ClaimOutcome.BUSY, run.attempts, run.worker)
+            return Claim(ClaimOutcome.BUSY, run.attempts, run.worker, spec=spec)
         if run.attempts >= MAX_ATTEMPTS:
-            return _give_up(run, worker)
-        return _take(run, worker, f"taken over from {run.worker}, whose worker is gone")
-
-
-def _experiment_status(run: Run) -> str:
-    return Experiment.select(Experiment.status).where(
-        Experiment.id == run.experiment_id).scalar()
+            return _give_up(run, worker, spec)
+        return _take(run, worker, f"taken over from {run.worker}, whose worker is gone", spec)
 
 
 def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:
@@ -148,10 +146,10 @@ def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:
     return updated == 1
 
 
-def run_spec(run: Run) -> dict[str, Any]:
+def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
     """What a worker needs to know of a run to train it (its store makes a RunSpec of it)."""
-    experiment = Experiment.select(Experiment.timeout_s, Experiment.objective_metric).where(
-        Experiment.id == run.experiment_id).first()
     return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
             "j": run.param_j, "k": run.param_k, "timeout_s": experiment.timeout_s,
-            "metric": experiment.objective_metric, "seed": run.seed}
+            "metric": experiment.objective_metric, "seed": run.seed,
+            # a TPE search asks for more configurations when a run ends (the aggregate actor)
+            "adaptive": (experiment.search or {}).get("strategy") == "tpe"}

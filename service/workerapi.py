@@ -15,12 +15,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from service.attempts import record_outcome, requeue_attempt
+from service.attempts import record_and_aggregate, record_outcome, requeue_attempt
 from service.curves import CurveFollower
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
 from service.pruning import keep_going as curve_keeps_going
-from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat, run_spec
+from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat
 from service.settings import Settings
 from service.storage import EXTRACT_FILTER, remove_tree
 from service.training import STDERR_NAME, STDOUT_NAME, Outcome
@@ -38,14 +38,15 @@ def _existing(run_id: int) -> Run:
 
 
 def claim_for(settings: Settings, run_id: int, worker: str) -> dict[str, Any]:
-    run = _existing(run_id)  # its parameters and experiment are the same after the claim
     claim: Claim = claim_run(run_id, worker, settings.lease_s)
+    if claim.outcome == ClaimOutcome.GONE:
+        raise NotFound(f"run {run_id} does not exist")
     if claim.outcome == ClaimOutcome.CLAIMED:
         for name in LOG_NAMES.values():  # the new attempt's output starts afresh
             (settings.runs_dir / str(run_id) / name).unlink(missing_ok=True)
     return {"outcome": claim.outcome.value, "attempt": claim.attempt,
             "previous_worker": claim.previous_worker, "previous_pgid": claim.previous_pgid,
-            "run": None if claim.outcome == ClaimOutcome.GONE else run_spec(run)}
+            "run": claim.spec}
 
 
 def heartbeat_for(settings: Settings, run_id: int, attempt: int,
@@ -150,7 +151,7 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
             return False
         raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
     _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, _metric(run_id))
-    return record_outcome(run_id, attempt, worker, outcome)
+    return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome)
 
 
 def requeue_for(run_id: int, attempt: int, worker: str) -> bool:

@@ -24,6 +24,7 @@ from service.handlers.common import (
     shared_read,
 )
 from service.models import Experiment
+from service.viewcache import experiment_view_bytes
 from service.views import experiment_json
 
 EXPERIMENT_FIELDS = ("grid", "timeout_s", "start", "objective", "repeats", "search",
@@ -74,7 +75,8 @@ async def list_for_model(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    return answer(await shared_read(request, _view, path_id(request)))
+    body = await shared_read(request, experiment_view_bytes, path_id(request))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def start(request: web.Request) -> web.Response:

@@ -1,0 +1,47 @@
+"""The polled experiment view is built again exactly when something it shows changed."""
+
+from __future__ import annotations
+
+import json
+
+from service.grid import GridPoint
+from service.models import Experiment, MLModel, Run, RunStatus
+from service.runstate import transition
+from service.trials import add_runs, first_points
+from service.viewcache import experiment_view_bytes
+
+GRID = {"i": [0.1], "j": [1, 2], "k": [5]}
+
+
+def _experiment() -> Experiment:
+    model = MLModel.create(name="cached")
+    experiment = Experiment.create(model=model, grid=GRID, timeout_s=60, status="running")
+    add_runs(experiment, first_points(experiment), first_trial=0)
+    return experiment
+
+
+def test_the_view_is_kept_until_a_run_or_the_experiment_changes(db):
+    experiment = _experiment()
+    first = experiment_view_bytes(experiment.id)
+    assert experiment_view_bytes(experiment.id) is first  # nothing changed: the kept bytes
+    run = Run.select().where(Run.experiment == experiment.id).first()
+    # a run's status change shows at once
+    transition(run.id, RunStatus.RUNNING, actor="test", expect={RunStatus.QUEUED})
+    second = experiment_view_bytes(experiment.id)
+    assert second is not first
+    assert json.loads(second)["counts"]["running"] == 1
+    # so does a change of the experiment's own row
+    Experiment.update(status="cancelled").where(Experiment.id == experiment.id).execute()
+    assert json.loads(experiment_view_bytes(experiment.id))["status"] == "cancelled"
+    # and a run added without an event (a TPE search asking for more)
+    add_runs(Experiment.get_by_id(experiment.id), [GridPoint(0.3, 1, 5)], first_trial=0)
+    assert len(json.loads(experiment_view_bytes(experiment.id))["runs"]) == 3
+
+
+def test_the_kept_view_equals_a_fresh_one(db):
+    from service.views import experiment_json
+
+    experiment = _experiment()
+    experiment_view_bytes(experiment.id)
+    kept = json.loads(experiment_view_bytes(experiment.id))
+    assert kept == json.loads(json.dumps(experiment_json(Experiment.get_by_id(experiment.id))))
