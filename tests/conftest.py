@@ -7,6 +7,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from queue import Queue
 
 import pytest
 
@@ -60,6 +61,10 @@ def stub_broker(settings: Settings, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(actors, "settings", settings)
     monkeypatch.setattr(actors, "run_store", LocalStore(settings))
     actors.broker.flush_all()
+    # Fresh queues too: a message an earlier test's worker took and never finished (it was
+    # stopped mid-run) stays counted as unfinished, and broker.join() would wait forever.
+    for name in list(actors.broker.queues):
+        actors.broker.queues[name] = Queue()
     yield actors.broker
     actors.broker.flush_all()
 
