@@ -8,6 +8,8 @@
 #
 # SAMPLE_DIR      sample data (default ./sample_data; made by scripts/make_sample_data.py)
 # SWEEP_TIMEOUT_S how long to wait for the sweep (default 3600)
+# PREDICT_BATCH   images per predict request (default 32; the API takes up to
+#                 SWEEPLAB_MAX_PREDICT_IMAGES)
 # PYTHON          used only to read JSON (default: .venv/bin/python, else python3)
 # SWEEPLAB_API_TOKEN  sent as a bearer token when set
 set -euo pipefail
@@ -87,16 +89,28 @@ call 200 GET "$api/runs/$best_run" | json '"run %s: %s, accuracy %s" % (d["id"],
 echo "its log ends with:"
 call 200 GET "$api/runs/$best_run/logs" | tail -n 2
 
-step "predict held-out images"
+step "predict held-out images, in batches (several image parts per request)"
+images=("$sample"/heldout/*.png)
+batch=${PREDICT_BATCH:-32}
 right=0 total=0
-for image in "$sample"/heldout/*.png; do
-    expected=$(basename "$image"); expected=${expected%%_*}
-    answer=$(call 200 POST "$api/models/$model_id/predict" -F "image=@$image")
-    label=$(json 'd["output"].get("label")' <<<"$answer")
-    total=$((total + 1)); [[ $label == "$expected" ]] && right=$((right + 1))
-    echo "$(basename "$image"): predicted $label (expected $expected)"
+for (( first = 0; first < ${#images[@]}; first += batch )); do
+    chunk=("${images[@]:first:batch}")
+    parts=()
+    for image in "${chunk[@]}"; do parts+=(-F "image=@$image"); done
+    answer=$(call 200 POST "$api/models/$model_id/predict" "${parts[@]}")
+    # the answers come in the order the images were sent; one label per line
+    mapfile -t labels < <(json '"\n".join(str(p["output"].get("label")) for p in d["predictions"])' <<<"$answer")
+    (( ${#labels[@]} == ${#chunk[@]} )) || fail "sent ${#chunk[@]} images, got ${#labels[@]} answers"
+    for n in "${!chunk[@]}"; do
+        expected=$(basename "${chunk[n]}"); expected=${expected%%_*}
+        total=$((total + 1)); [[ ${labels[n]} == "$expected" ]] && right=$((right + 1))
+        echo "$(basename "${chunk[n]}"): predicted ${labels[n]} (expected $expected)"
+    done
 done
 echo "$right of $total predictions right"
+echo "one image alone gets the single answer:"
+call 200 POST "$api/models/$model_id/predict" -F "image=@${images[0]}" |
+    json '"label %s in %s s (run %s)" % (d["output"].get("label"), d["duration_s"], d["run_id"])'
 
 step "the other routes"
 call 200 GET "$api/models/$model_id/experiments" | json '"%s experiment(s)" % len(d["experiments"])'

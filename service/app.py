@@ -24,6 +24,7 @@ from service.routes import setup_routes
 from service.settings import Settings, ensure_data_dirs
 from service.storage import clear_temp
 from service.timeutil import utcnow
+from service.warm import warm_pool_ctx
 
 DB_THREADS = 4
 log = logging.getLogger("sweeplab.api")
@@ -100,6 +101,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_reconciler)
+    app.cleanup_ctx.append(warm_pool_ctx)  # warm test scripts: stopped when the API stops
     setup_templates(app)
     setup_routes(app)
     return app

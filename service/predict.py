@@ -1,13 +1,22 @@
 """Predictions: the test script, run by the API with the model's best parameters.
 
-It runs in the best run's working directory (where a script finds the model it saved), as a
-child in its own process group with a time limit, like a training run.
+It runs in the best run's working directory (where a script finds the model it saved). Cold,
+one child per image, in its own process group with a time limit, like a training run, a few at
+a time. Warm, when the script opts in (service/warm.py): one long-lived process per model,
+fed one image path per line. Either way an image's answer is the same object.
+
+A request is all or nothing: the first image the script fails on (or times out on) answers the
+whole request 409, naming that image; the other children are stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +27,38 @@ from service.settings import Settings
 from service.supervise import kill_group, with_parent_death_signal
 from service.training import read_tail, script_env
 from service.views import params_json
+from service.warm import WarmBroken, WarmPool, WarmTimeout
 
 OUTPUT_LIMIT = 64 * 1024
+log = logging.getLogger("sweeplab.predict")
+
+
+@dataclass(frozen=True)
+class PredictImage:
+    path: Path  # a checked image in the request's temp folder
+    name: str  # the part's filename, to name it in an error
+
+
+class _ImageFailed(Exception):
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.message = message
+
+
+def cold_parallelism() -> int:
+    """Cold children at once per request: one per CPU this process may use."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def test_argv(settings: Settings, run: Run, image: Path) -> list[str]:
     return [settings.python, str(settings.test_script), "--i", repr(float(run.param_i)),
             "--j", str(run.param_j), "--k", str(run.param_k), "--image", str(image)]
+
+
+def _answer(run: Run, output: dict[str, Any], stdout: str, duration_s: float) -> dict[str, Any]:
+    return {"run_id": run.id, "params": params_json(run), "output": output, "stdout": stdout,
+            "duration_s": duration_s}
 
 
 async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
@@ -41,28 +75,96 @@ async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
     except TimeoutError:
         return None, True
     finally:
-        kill_group(child.pid)  # whatever it left behind, or all of it on a timeout
+        kill_group(child.pid)  # whatever it left behind, all of it on a timeout or a cancel
         if child.returncode is None:
             await child.wait()
 
 
-async def run_prediction(settings: Settings, run: Run, image: Path) -> dict[str, Any]:
-    """Run the test script on `image`; raise 409 when it cannot run or fails."""
-    run_dir = settings.runs_dir / str(run.id)
-    if not settings.test_script.is_file():
-        raise Conflict(f"test script not found: {settings.test_script}")
-    if not run_dir.is_dir():
-        raise Conflict(f"the best run's folder is missing: runs/{run.id}")
-    out, err = image.parent / "stdout.log", image.parent / "stderr.log"
+async def _predict_cold(settings: Settings, run: Run, image: Path) -> dict[str, Any]:
+    """One child for one image; raise _ImageFailed(-1, why) when it fails."""
+    out = image.parent / f"{image.stem}.stdout.log"
+    err = image.parent / f"{image.stem}.stderr.log"
     started = time.monotonic()
-    code, timed_out = await _run_child(test_argv(settings, run, image), run_dir, out, err,
+    code, timed_out = await _run_child(test_argv(settings, run, image),
+                                       settings.runs_dir / str(run.id), out, err,
                                        settings.predict_timeout_s)
     stdout = read_tail(out, OUTPUT_LIMIT)
     if timed_out:
-        raise Conflict(f"the test script timed out after {settings.predict_timeout_s:g} s")
+        raise _ImageFailed(-1, f"the test script timed out after "
+                               f"{settings.predict_timeout_s:g} s")
     if code != 0:
         tail = "\n".join(read_tail(err, 4096).strip().splitlines()[-5:])
-        raise Conflict(f"the test script exited with code {code}: {tail}")
-    return {"run_id": run.id, "params": params_json(run),
-            "output": last_line_dict(stdout), "stdout": stdout,
-            "duration_s": round(time.monotonic() - started, 3)}
+        raise _ImageFailed(-1, f"the test script exited with code {code}: {tail}")
+    return _answer(run, last_line_dict(stdout), stdout, round(time.monotonic() - started, 3))
+
+
+async def _all_cold(settings: Settings, run: Run,
+                    images: Sequence[PredictImage]) -> list[dict[str, Any]]:
+    slots = asyncio.Semaphore(cold_parallelism())
+
+    async def one(index: int, image: PredictImage) -> dict[str, Any]:
+        async with slots:
+            try:
+                return await _predict_cold(settings, run, image.path)
+            except _ImageFailed as failed:
+                raise _ImageFailed(index, failed.message) from None
+
+    try:
+        # A TaskGroup cancels the others at the first failure: their children are killed.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(n, image)) for n, image in enumerate(images)]
+    except ExceptionGroup as failures:
+        matched, rest = failures.split(_ImageFailed)
+        if rest is not None or matched is None:
+            raise
+        raise min(matched.exceptions, key=_index) from None
+    return [task.result() for task in tasks]
+
+
+def _index(error: BaseException) -> int:
+    return error.index if isinstance(error, _ImageFailed) else -1
+
+
+async def _all_warm(settings: Settings, pool: WarmPool, model_id: int, run: Run,
+                    images: Sequence[PredictImage]) -> list[dict[str, Any]] | None:
+    """Every image through the model's warm process, in order; None: predict cold instead."""
+    async with pool.process_for(model_id, run) as process:
+        if process is None:
+            return None
+        results = []
+        for index, image in enumerate(images):
+            try:
+                reply = await process.ask(image.path, settings.predict_timeout_s)
+            except WarmTimeout as error:
+                raise _ImageFailed(index, str(error)) from None
+            except WarmBroken as error:
+                log.warning("the warm test script of run %s failed (%s); predicting cold",
+                            run.id, error)
+                return None
+            if isinstance(reply.output.get("error"), str):
+                raise _ImageFailed(index, f"the test script failed: {reply.output['error']}")
+            results.append(_answer(run, reply.output, reply.stdout, reply.duration_s))
+        return results
+
+
+def _check_scripts(settings: Settings, run: Run) -> None:
+    if not settings.test_script.is_file():
+        raise Conflict(f"test script not found: {settings.test_script}")
+    if not (settings.runs_dir / str(run.id)).is_dir():
+        raise Conflict(f"the best run's folder is missing: runs/{run.id}")
+
+
+async def predict_images(settings: Settings, pool: WarmPool, model_id: int, run: Run,
+                         images: Sequence[PredictImage]) -> list[dict[str, Any]]:
+    """Each image's answer, in order; 409 when the script cannot run or fails on one."""
+    _check_scripts(settings, run)
+    try:
+        warm = await _all_warm(settings, pool, model_id, run, images)
+        return warm if warm is not None else await _all_cold(settings, run, images)
+    except _ImageFailed as failed:
+        if len(images) == 1:  # a single image answers exactly as it always has
+            raise Conflict(failed.message) from None
+        image = images[failed.index]
+        raise Conflict(f"image {failed.index + 1} of {len(images)} ({image.name!r}): "
+                       f"{failed.message}", field="image",
+                       extra={"failed": {"index": failed.index, "name": image.name}}) from None

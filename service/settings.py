@@ -45,6 +45,8 @@ class Settings:
     # repr=False: settings may end up in a log, the token never
     api_token: str | None = field(default=None, repr=False)
     worker_token: str | None = field(default=None, repr=False)
+    max_predict_images: int = 64
+    predict_idle_s: float = 300.0
 
     @property
     def remote(self) -> bool:
@@ -84,6 +86,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_RUN_TIMEOUT_S": ("1500", "default time limit of one training run"),
     "SWEEPLAB_MAX_RUN_TIMEOUT_S": ("1500", "largest `timeout_s` an experiment may ask for"),
     "SWEEPLAB_PREDICT_TIMEOUT_S": ("120", "time limit of one prediction"),
+    "SWEEPLAB_MAX_PREDICT_IMAGES": ("64", "images per predict request"),
+    "SWEEPLAB_PREDICT_IDLE_S": ("300", "a warm prediction process unused this long is stopped"),
     "SWEEPLAB_MAX_GRID_POINTS": ("500", "grid points per experiment"),
     "SWEEPLAB_MAX_REQUEST_BYTES": ("1073741824", "bytes per upload request"),
     "SWEEPLAB_MAX_FILE_BYTES": ("536870912", "bytes per uploaded file or archive"),
@@ -145,6 +149,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         run_timeout_s=_number(env, "SWEEPLAB_RUN_TIMEOUT_S", float),
         max_run_timeout_s=_number(env, "SWEEPLAB_MAX_RUN_TIMEOUT_S", float),
         predict_timeout_s=_number(env, "SWEEPLAB_PREDICT_TIMEOUT_S", float),
+        max_predict_images=int(_number(env, "SWEEPLAB_MAX_PREDICT_IMAGES", int)),
+        predict_idle_s=_number(env, "SWEEPLAB_PREDICT_IDLE_S", float),
         max_grid_points=int(_number(env, "SWEEPLAB_MAX_GRID_POINTS", int)),
         max_request_bytes=int(_number(env, "SWEEPLAB_MAX_REQUEST_BYTES", int)),
         max_file_bytes=int(_number(env, "SWEEPLAB_MAX_FILE_BYTES", int)),

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from service.errors import Conflict, Invalid, NotFound
+from service.errors import Conflict, Invalid, NotFound, TooLarge
 from service.experiments import create_model, delete_model, get_model
 from service.handlers.common import answer, in_db, path_id, read_json, settings_of, shared_read
 from service.imagecheck import NotAnImage, check_image
 from service.labels import LabelError
 from service.models import Run
-from service.predict import run_prediction
+from service.predict import PredictImage, predict_images
+from service.settings import Settings
 from service.storage import new_temp_dir, remove_tree
-from service.uploads import check_uploads, receive_files, record_images
+from service.uploads import Received, check_uploads, receive_files, record_images
 from service.views import all_models_json, best_json, label_counts, model_json
+from service.warm import WARM_POOL
 
 PREVIEW_BYTES = 512 * 1024
 MODEL_FIELDS = ("name", "description")
@@ -102,28 +105,57 @@ def _best_run(model_id: int) -> Run:
     return run
 
 
-async def predict_upload(request: web.Request, model_id: int) -> tuple[dict, str | None]:
-    """Run the test script on the uploaded image; its answer, and the image as a data URL
-    (for the page to show it; None past PREVIEW_BYTES)."""
+def _check_predict_images(settings: Settings, received: Received, temp_dir: Path,
+                          previews: bool) -> tuple[list[PredictImage], list[str | None]]:
+    """Prove every part an image (blocking: run it in a thread); 422 naming the bad ones.
+    With `previews`, each image as a data URL too (None past PREVIEW_BYTES)."""
+    checked: list[PredictImage] = []
+    shown: list[str | None] = []
+    rejected: list[dict] = []
+    for index, upload in enumerate(received.files):
+        try:
+            image = check_image(upload.path, settings.max_image_pixels)
+        except NotAnImage as error:
+            rejected.append({"index": index, "name": upload.name, "reason": str(error)})
+            continue
+        path = image.path.rename(temp_dir / f"image-{index:03d}.{image.extension}")
+        checked.append(PredictImage(path, upload.name))
+        shown.append(_data_url(path, image.extension, image.size_bytes) if previews else None)
+    if rejected and len(received.files) == 1:
+        raise Invalid(f"{rejected[0]['name']}: {rejected[0]['reason']}", field="image")
+    if rejected:
+        first = rejected[0]
+        raise Invalid(f"image {first['index'] + 1} of {len(received.files)} "
+                      f"({first['name']!r}) is not an image: {first['reason']}", field="image",
+                      extra={"rejected": rejected})
+    return checked, shown
+
+
+async def predict_upload(request: web.Request, model_id: int,
+                         previews: bool = True) -> tuple[dict, Any]:
+    """Run the test script on each uploaded `image` part. One part: its answer and, with
+    `previews` (the page's), the image as a data URL (None past PREVIEW_BYTES). Several:
+    `{"predictions": [...]}` in the parts' order, and a list of (file name, data URL)."""
     settings = settings_of(request)
     run = await in_db(request, _best_run, model_id)
     temp_dir = new_temp_dir(settings, "predict")
     try:
         received = await receive_files(request, settings, temp_dir, "image")
-        if len(received.files) != 1:
-            raise Invalid("send exactly one file part named 'image'", field="image")
-        upload = received.files[0]
-        try:
-            checked = await in_db(request, check_image, upload.path, settings.max_image_pixels)
-        except NotAnImage as error:
-            raise Invalid(f"{upload.name}: {error}", field="image") from None
-        image = checked.path.rename(temp_dir / f"image.{checked.extension}")
-        result = await run_prediction(settings, run, image)
-        return result, _data_url(image, checked.extension, checked.size_bytes)
+        if len(received.files) > settings.max_predict_images:
+            raise TooLarge(f"{len(received.files)} images in one request; at most "
+                           f"{settings.max_predict_images} (SWEEPLAB_MAX_PREDICT_IMAGES)",
+                           field="image")
+        images, shown = await in_db(request, _check_predict_images, settings, received,
+                                    temp_dir, previews)
+        results = await predict_images(settings, request.app[WARM_POOL], model_id, run, images)
     finally:
         remove_tree(temp_dir)
+    if len(results) == 1:
+        return results[0], shown[0]
+    names = [image.name for image in images]
+    return {"predictions": results}, list(zip(names, shown, strict=True))
 
 
 async def predict(request: web.Request) -> web.Response:
-    result, _ = await predict_upload(request, path_id(request))
+    result, _ = await predict_upload(request, path_id(request), previews=False)
     return answer(result)
