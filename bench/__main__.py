@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/RESULTS.md:
 
-    .venv/bin/python -m bench            # the full sizes (about 5 minutes on 2 cores)
+    .venv/bin/python -m bench            # the full sizes (about 9 minutes on 2 cores)
     .venv/bin/python -m bench --quick    # tiny sizes, only to show they run (the test suite)
 
 Each prints its figures against a baseline run in the same process and a PASS/FAIL against
@@ -13,14 +13,27 @@ import argparse
 import datetime
 from pathlib import Path
 
-from bench import dispatch, load, memory, remote, scaling, sweep_overhead, upload
+from bench import (
+    dispatch,
+    early_stopping,
+    load,
+    memory,
+    predict,
+    remote,
+    scaling,
+    sweep_overhead,
+    upload,
+)
 from bench.common import BENCH, Result, machine
 
-FULL = {"sweeps": ((1.0, 0.1), (2, 8, 27), 3), "dispatch": 40, "upload": (300, 2000),
+FULL = {"sweeps": ((1.0, 0.1), (2, 8, 9, 27), 3), "dispatch": 40, "upload": (300, 2000),
         "load": (32, 20.0), "memory": 1000, "scaling": (27, 125, 1000),
-        "remote": (1797, 1.0, 9)}
+        "remote": (1797, 1.0, 9), "early_stopping": (32, 0.5, 2),
+        "predict": (8, 32, 200, 3)}
 QUICK = {"sweeps": ((0.05,), (4,), 1), "dispatch": 3, "upload": (2, 50),
-         "load": (4, 1.0), "memory": 20, "scaling": (8, 27), "remote": (40, 0.05, 2)}
+         "load": (4, 1.0), "memory": 20, "scaling": (8, 27), "remote": (40, 0.05, 2),
+         "early_stopping": (4, 0.05, 2),
+         "predict": (2, 4, 10, 1)}
 
 
 def run_all(sizes: dict) -> list[Result]:
@@ -31,6 +44,8 @@ def run_all(sizes: dict) -> list[Result]:
     results += memory.run(sizes["memory"])
     results += scaling.run(sizes["scaling"])
     results += remote.run(*sizes["remote"])
+    results += predict.run(*sizes["predict"])
+    results += early_stopping.run(*sizes["early_stopping"])
     return results
 
 

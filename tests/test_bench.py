@@ -22,6 +22,8 @@ def test_every_benchmark_runs_and_reports(tmp_path):
     for name in ("sweep overhead", "dispatch: POST to the script starting", "upload: one",
                  "upload: 50 small images", "API under load", "memory: idle API",
                  "memory: idle worker", "scaling: growth across sizes",
-                 "remote: cold snapshot", "remote: warm snapshot", "HTTP path against"):
+                 "remote: cold snapshot", "remote: warm snapshot", "HTTP path against",
+                 "early stopping: median rule", "early stopping: successive halving rule",
+                 "predict: warm, one image per request", "predict: cold batch of"):
         assert name in report, name
-    assert report.count("| PASS |") + report.count("| FAIL |") >= 11
+    assert report.count("| PASS |") + report.count("| FAIL |") >= 16
