@@ -216,7 +216,9 @@ def test_killed_worker_is_restarted_and_the_sweep_completes(api_host: Machine) -
     model = api.call("POST", "/models", {"name": f"boot-kill-{uuid.uuid4().hex[:6]}"}, expect=201)
     api.call("POST", f"/models/{model['id']}/images", expect=201,
              form={"images": f"@{SAMPLE_DIR}/train.zip"})
-    experiment = api.call("POST", f"/models/{model['id']}/experiments", {}, expect=201)
+    # reuse off: an earlier test trained this sweep on these images already
+    experiment = api.call("POST", f"/models/{model['id']}/experiments", {"reuse": False},
+                          expect=201)
     restarts = int(api_host.sh("systemctl show -p NRestarts --value sweeplab-worker"))
     deadline = time.monotonic() + 300
     while True:
@@ -296,8 +298,8 @@ def test_worker_machine_joined_by_a_veth_takes_runs(api_host: Machine, image: tu
         api.call("POST", f"/models/{model['id']}/images", expect=201,
                  form={"images": f"@{SAMPLE_DIR}/train.zip"})
         grid = {"i": [0.01, 0.1], "j": [1, 2], "k": [100]}
-        experiment = api.call("POST", f"/models/{model['id']}/experiments", {"grid": grid},
-                              expect=201)
+        experiment = api.call("POST", f"/models/{model['id']}/experiments",
+                              {"grid": grid, "reuse": False}, expect=201)
 
         # Then the worker machine takes every run, and the API knows it as a remote worker
         done = wait_experiment(api, experiment["id"], timeout=300)
