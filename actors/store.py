@@ -36,7 +36,7 @@ class RunSpec:
     timeout_s: float
     metric: str = "accuracy"  # the experiment's objective
     seed: int = 0
-    adaptive: bool = False  # a TPE search: its aggregate asks for more when a run ends
+    aggregate_later: bool = False  # by the aggregate actor, not with the result (runstate)
 
 
 class StoreUnreachable(Exception):
@@ -99,7 +99,8 @@ class LocalStore(RunStore):
 
     def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
         self.curves.finish(spec.run_id, self._stdout(spec), spec.metric)
-        return record_and_aggregate(spec.run_id, spec.experiment_id, attempt, worker, outcome)
+        return record_and_aggregate(spec.run_id, spec.experiment_id, attempt, worker, outcome,
+                                    inline=not spec.aggregate_later)
 
     def _stdout(self, spec: RunSpec) -> Path:
         return self.run_dir(spec.run_id) / STDOUT_NAME

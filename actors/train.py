@@ -102,9 +102,10 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
     if not recorded:
         log.info("run %s attempt %s ended after it was cancelled, pruned or taken over; "
                  "not recorded", spec.run_id, claim.attempt)
-    if not recorded or spec.adaptive:
-        # A recorded result was aggregated with it; a TPE search must still ask for more,
-        # and an attempt ended otherwise leaves its experiment to be looked at again.
+    if not recorded or spec.aggregate_later:
+        # A recorded result was aggregated with it, unless its experiment is aggregated later
+        # (a TPE search, a large sweep); an attempt ended otherwise leaves its experiment to
+        # be looked at again.
         send_aggregate(dramatiq.get_broker(), spec.experiment_id)
 
 

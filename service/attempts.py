@@ -22,12 +22,13 @@ def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> 
 
 
 def record_and_aggregate(run_id: int, experiment_id: int, attempt: int, worker: str,
-                         outcome: Outcome) -> bool:
-    """Write the outcome and, in the same transaction, the experiment's status and best and
-    its model's best: one transaction and no aggregate message for the usual end of a run."""
+                         outcome: Outcome, inline: bool = True) -> bool:
+    """Write the outcome and, `inline`, in the same transaction, the experiment's status and
+    best and its model's best: one transaction and no aggregate message for the usual end of
+    a run."""
     with write_transaction():
         recorded = record_outcome(run_id, attempt, worker, outcome)
-        if recorded:
+        if recorded and inline:
             aggregate_in_transaction(experiment_id)
     return recorded
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
-
-from scipy import stats
 
 from service.errors import Invalid
 
@@ -38,7 +37,7 @@ class Configuration:
     @property
     def std(self) -> float | None:
         """The sample standard deviation; None for a single run."""
-        return stats.tstd(self.values) if self.n > 1 else None
+        return statistics.stdev(self.values) if self.n > 1 else None
 
     def ci95(self) -> tuple[float, float] | None:
         """The 95% confidence interval of the mean (Student's t); None below two runs."""
@@ -57,6 +56,8 @@ class Configuration:
 @functools.cache
 def _t_quantile(degrees_of_freedom: int) -> float:
     """Student's t at 97.5%: scipy takes ~0.1 ms a call, and the polled view asks per cell."""
+    from scipy import stats  # only with repeats: scipy.stats costs the API ~70 MB and 1.5 s
+
     return float(stats.t.ppf(0.975, degrees_of_freedom))
 
 
@@ -82,6 +83,8 @@ def welch_p(best: Configuration, runner_up: Configuration) -> float | None:
         return None
     if best.std == 0 and runner_up.std == 0:
         return 1.0 if best.mean == runner_up.mean else 0.0
+    from scipy import stats  # only with repeats (see _t_quantile)
+
     return float(stats.ttest_ind(best.values, runner_up.values, equal_var=False).pvalue)
 
 

@@ -7,13 +7,10 @@ its worker sees that at its next heartbeat and stops the script, as for a cancel
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-
-import optuna
-from optuna.pruners import BasePruner, MedianPruner, SuccessiveHalvingPruner
-from optuna.trial import TrialState, create_trial
 
 from service.curves import CurveFollower, experiment_curves
 from service.db import write_transaction
@@ -22,11 +19,13 @@ from service.rows import row_by_id
 from service.runstate import transition
 from service.timeutil import utcnow
 
-STATES = {RunStatus.SUCCEEDED: TrialState.COMPLETE, RunStatus.PRUNED: TrialState.PRUNED,
-          RunStatus.RUNNING: TrialState.RUNNING}
+STATES = {RunStatus.SUCCEEDED: "COMPLETE", RunStatus.PRUNED: "PRUNED",
+          RunStatus.RUNNING: "RUNNING"}  # Optuna's trial states, by name
 
 
-def make_pruner(rule: dict[str, Any]) -> BasePruner:
+def make_pruner(rule: dict[str, Any]) -> Any:
+    from optuna.pruners import MedianPruner, SuccessiveHalvingPruner  # only with early stopping
+
     if rule["rule"] == "median":
         # prune below the median of finished runs at the same step, once 5 have finished
         return MedianPruner(n_startup_trials=5, n_warmup_steps=rule["min_step"])
@@ -34,8 +33,11 @@ def make_pruner(rule: dict[str, Any]) -> BasePruner:
     return SuccessiveHalvingPruner(min_resource=rule["min_step"])
 
 
-def _study(experiment: Experiment, run_id: int) -> tuple[optuna.Study, dict[int, int]]:
+def _study(experiment: Experiment, run_id: int) -> tuple[Any, dict[int, int]]:
     """The experiment's runs as trials; and the trial number of each run."""
+    import optuna  # only with early stopping: it costs a process ~60 MB
+
+    optuna.logging.set_verbosity(logging.WARNING)
     study = optuna.create_study(direction=experiment.objective_direction,
                                 pruner=make_pruner(experiment.early_stopping))
     curves = experiment_curves(experiment.id)
@@ -44,12 +46,13 @@ def _study(experiment: Experiment, run_id: int) -> tuple[optuna.Study, dict[int,
             .where(Run.experiment == experiment.id).order_by(Run.id))
     for run in runs:
         state = STATES.get(RunStatus(run.status))
-        if state is None or (state == TrialState.COMPLETE and run.value is None):
+        if state is None or (state == "COMPLETE" and run.value is None):
             continue
-        if state == TrialState.RUNNING and run.id != run_id and not curves.get(run.id):
+        if state == "RUNNING" and run.id != run_id and not curves.get(run.id):
             continue
-        study.add_trial(create_trial(
-            state=state, value=run.value if state == TrialState.COMPLETE else None,
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState[state],
+            value=run.value if state == "COMPLETE" else None,
             intermediate_values=curves.get(run.id, {}), system_attrs=run.pruner_state or {}))
         numbers[run.id] = len(numbers)
     return study, numbers

@@ -8,6 +8,7 @@ Each change is recorded in `run_event` with when and by whom.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from dataclasses import dataclass
@@ -151,5 +152,18 @@ def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
     return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
             "j": run.param_j, "k": run.param_k, "timeout_s": experiment.timeout_s,
             "metric": experiment.objective_metric, "seed": run.seed,
-            # a TPE search asks for more configurations when a run ends (the aggregate actor)
-            "adaptive": (experiment.search or {}).get("strategy") == "tpe"}
+            "aggregate_later": aggregate_later(experiment)}
+
+
+INLINE_AGGREGATE_MAX_RUNS = 100
+
+
+def aggregate_later(experiment: Experiment) -> bool:
+    """Whether a run's result is aggregated by the aggregate actor rather than in its own
+    transaction: a TPE search must ask for more configurations then; and a large sweep's
+    aggregates (each reads every result so far) are coalesced there, not repeated per run."""
+    search = experiment.search or {}
+    if search.get("strategy") == "tpe":
+        return True
+    planned = search.get("runs") or math.prod(len(values) for values in experiment.grid.values())
+    return planned * experiment.repeats > INLINE_AGGREGATE_MAX_RUNS

@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-
-import optuna
-from optuna.samplers import BaseSampler, RandomSampler, TPESampler
-from optuna.trial import TrialState, create_trial
+from typing import Any
 
 from service.grid import GridPoint
 from service.search import RANDOM, TPE, distributions
-
-optuna.logging.set_verbosity(logging.WARNING)  # a line per trial would flood the workers' logs
 
 
 @dataclass
@@ -31,33 +26,45 @@ class TrialRecord:
     pruned_curve: dict[int, float] | None = None  # a pruned run's points
 
     @property
-    def state(self) -> TrialState:
+    def state(self) -> str:
+        """Its Optuna trial state's name."""
         if self.active:
-            return TrialState.RUNNING
+            return "RUNNING"
         if self.values:
-            return TrialState.COMPLETE
-        return TrialState.PRUNED if self.pruned_curve is not None else TrialState.FAIL
+            return "COMPLETE"
+        return "PRUNED" if self.pruned_curve is not None else "FAIL"
 
 
-def _sampler(search: dict, told: int) -> BaseSampler:
+def _optuna() -> Any:
+    """Optuna, imported when a search first asks (it costs the process ~60 MB)."""
+    import optuna
+
+    optuna.logging.set_verbosity(logging.WARNING)  # a line per trial would flood the logs
+    return optuna
+
+
+def _sampler(search: dict, told: int) -> Any:
     # Seeded by the search's seed and how many trials came before: the same history gives the
     # same next configuration, so an experiment can be repeated.
     seed = search["seed"] + told
+    samplers = _optuna().samplers
     if search["strategy"] == TPE:
-        return TPESampler(seed=seed, constant_liar=True)
-    return RandomSampler(seed=seed)
+        return samplers.TPESampler(seed=seed, constant_liar=True)
+    return samplers.RandomSampler(seed=seed)
 
 
 def ask(search: dict, space: dict, direction: str, history: list[TrialRecord],
         count: int) -> list[GridPoint]:
     """`count` new configurations, given every trial so far."""
+    optuna = _optuna()
     dists = distributions(space)
     study = optuna.create_study(direction=direction, sampler=_sampler(search, len(history)))
     for record in history:
-        state = record.state
-        value = sum(record.values) / len(record.values) if state == TrialState.COMPLETE else None
-        study.add_trial(create_trial(state=state, params=record.params, distributions=dists,
-                                     value=value, intermediate_values=record.pruned_curve))
+        state = optuna.trial.TrialState[record.state]
+        value = sum(record.values) / len(record.values) if record.state == "COMPLETE" else None
+        study.add_trial(optuna.trial.create_trial(
+            state=state, params=record.params, distributions=dists, value=value,
+            intermediate_values=record.pruned_curve))
     asked = [study.ask(dists).params for _ in range(count)]
     return [GridPoint(float(p["i"]), int(p["j"]), int(p["k"])) for p in asked]
 

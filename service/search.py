@@ -7,13 +7,6 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-
 from service.errors import Invalid
 from service.grid import DEFAULT_GRID, check_i, check_whole, validate_grid
 
@@ -107,9 +100,15 @@ def validate_space(raw: Any, strategy: str, max_points: int) -> dict[str, Any]:
     return space
 
 
-def distributions(space: dict[str, Any]) -> dict[str, BaseDistribution]:
+def distributions(space: dict[str, Any]) -> dict[str, Any]:
     """Optuna's distribution for each parameter of a random or TPE search."""
-    result: dict[str, BaseDistribution] = {}
+    from optuna.distributions import (  # imported when a search asks: Optuna costs ~60 MB
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    result: dict[str, Any] = {}
     for key, value in space.items():
         if isinstance(value, list):
             result[key] = CategoricalDistribution(value)

@@ -20,7 +20,8 @@ from service.curves import CurveFollower
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
 from service.pruning import keep_going as curve_keeps_going
-from service.runstate import Claim, ClaimOutcome, claim_run, heartbeat
+from service.rows import row_by_id
+from service.runstate import Claim, ClaimOutcome, aggregate_later, claim_run, heartbeat
 from service.settings import Settings
 from service.storage import EXTRACT_FILTER, remove_tree
 from service.training import STDERR_NAME, STDOUT_NAME, Outcome
@@ -151,7 +152,9 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
             return False
         raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
     _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, _metric(run_id))
-    return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome)
+    experiment = row_by_id(Experiment, run.experiment_id)
+    return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome,
+                                inline=experiment is not None and not aggregate_later(experiment))
 
 
 def requeue_for(run_id: int, attempt: int, worker: str) -> bool:

@@ -128,3 +128,21 @@ def aggregate_experiment_skipped(experiment_id: int) -> bool:
     other.start()
     other.join()
     return outcome == [False]
+
+
+def test_large_sweeps_and_tpe_searches_are_aggregated_by_the_actor():
+    from service.models import Experiment
+    from service.runstate import aggregate_later
+
+    def experiment(grid: dict, repeats: int = 1, search: dict | None = None) -> Experiment:
+        return Experiment(grid=grid, repeats=repeats, search=search)
+
+    default = {"i": [0.001, 0.01, 0.1], "j": [1, 2, 4], "k": [1000, 2000, 4000]}
+    assert not aggregate_later(experiment(default))  # 27 runs: with each result
+    assert aggregate_later(experiment(default, repeats=5))  # 135: coalesced by the actor
+    assert aggregate_later(experiment({"i": {"low": 0.1, "high": 1}},
+                                      search={"strategy": "tpe", "runs": 5}))
+    assert not aggregate_later(experiment({"i": [0.1]}, search={"strategy": "random",
+                                                               "runs": 20}))
+    assert aggregate_later(experiment({"i": [0.1]}, repeats=3,
+                                      search={"strategy": "random", "runs": 40}))
