@@ -73,6 +73,13 @@ def rss_mb(pid: int) -> float:
     raise ValueError(f"no VmRSS for {pid}")
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """A process's user and system CPU seconds so far (all its threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(child) for child in path.read_text().split()] if path.exists() else []

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.common import SLEEP_SCRIPT, Result, children, running_stack
+from bench.common import SLEEP_SCRIPT, Result, children, cpu_times, running_stack
 from service.grid import expand_grid
 from tests.e2e_support import Stack
 
@@ -59,17 +58,11 @@ def time_sweep(stack: Stack, grid: dict | None = None) -> tuple[float, int]:
     return elapsed, created["id"]
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system time of the process itself (all its threads; not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def service_cpu(stack: Stack) -> tuple[float, float]:
     """CPU seconds so far of the API, and of the worker (its master and worker processes)."""
     assert stack.api is not None and stack.worker is not None
     workers = [stack.worker.pid, *children(stack.worker.pid)]
-    return cpu_seconds(stack.api.pid), sum(cpu_seconds(pid) for pid in workers)
+    return sum(cpu_times(stack.api.pid)), sum(sum(cpu_times(pid)) for pid in workers)
 
 
 def compare(stack: Stack, grid: dict, sleep: float,

@@ -22,7 +22,7 @@ import aiohttp
 import numpy as np
 from PIL import Image
 
-from bench.common import Result, rss_mb, running_stack
+from bench.common import Result, cpu_times, rss_mb, running_stack
 from tests.e2e_support import Stack
 from tests.helpers import png_bytes
 
@@ -46,13 +46,6 @@ def noise_archive(path: Path, total_mb: int) -> int:
     return count
 
 
-def cpu_s(pid: int) -> tuple[float, float]:
-    """A process's user and system CPU seconds so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
 class PeakMemory:
     """Samples a process's resident memory in a thread; the peak above the start. Also the
     CPU time the process spent meanwhile: on a busy machine the elapsed time says how long
@@ -62,7 +55,7 @@ class PeakMemory:
         self.pid, self.start, self.peak = pid, rss_mb(pid), rss_mb(pid)
         self.running = True
         self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.cpu_start = self.cpu_end = cpu_s(pid)
+        self.cpu_start = self.cpu_end = cpu_times(pid)
 
     def _sample(self) -> None:
         while self.running:
@@ -76,7 +69,7 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self.running = False
         self.thread.join()
-        self.cpu_end = cpu_s(self.pid)
+        self.cpu_end = cpu_times(self.pid)
 
     @property
     def cpu(self) -> str:

@@ -55,15 +55,21 @@ def _values(grid: dict[str, Any], key: str) -> list[Any]:
     return values
 
 
-def validate_grid(grid: Any, max_points: int) -> dict[str, list[float | int]]:
-    """Return the grid with defaults filled in and duplicates removed, or raise `Invalid`."""
+def grid_object(grid: Any) -> dict[str, Any]:
+    """The `grid` field as an object of known keys (absent: empty), or raise `Invalid`."""
     if grid is None:
-        grid = {}
+        return {}
     if not isinstance(grid, dict):
         raise Invalid("grid must be an object with keys i, j, k", field="grid")
     unknown = sorted(set(grid) - set(DEFAULT_GRID))
     if unknown:
         raise Invalid(f"grid has unknown keys {unknown}; allowed: i, j, k", field="grid")
+    return grid
+
+
+def validate_grid(grid: Any, max_points: int) -> dict[str, list[float | int]]:
+    """Return the grid with defaults filled in and duplicates removed, or raise `Invalid`."""
+    grid = grid_object(grid)
     clean: dict[str, list[float | int]] = {
         "i": sorted({check_i(v) for v in _values(grid, "i")}),
         "j": sorted({check_whole("j", v) for v in _values(grid, "j")}),

@@ -22,6 +22,7 @@ from service.db import write_transaction
 from service.models import Experiment, Run, RunPoint, RunStatus
 from service.runstate import transition
 from service.settings import Settings
+from service.storage import link_or_copy
 from service.timeutil import utcnow
 
 _digests: dict[tuple[str, int, int], str] = {}
@@ -71,19 +72,12 @@ def _link_folder(source: Path, target: Path) -> bool:
         return False
     staging = target.with_name(f".{target.name}-{uuid.uuid4().hex}")
     try:
-        shutil.copytree(source, staging, copy_function=_link_or_copy)
+        shutil.copytree(source, staging, copy_function=link_or_copy)
         os.rename(staging, target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         return False
     return True
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another file system: a copy costs more but works
-        shutil.copy2(source, target)
 
 
 def _take(run: Run, source: Run, script: str) -> bool:

@@ -27,6 +27,7 @@ from service.models import (
     RunStatus,
 )
 from service.rows import row_by_id
+from service.search import TPE
 from service.timeutil import utcnow
 
 MAX_ATTEMPTS = 3
@@ -163,7 +164,7 @@ def aggregate_later(experiment: Experiment) -> bool:
     transaction: a TPE search must ask for more configurations then; and a large sweep's
     aggregates (each reads every result so far) are coalesced there, not repeated per run."""
     search = experiment.search or {}
-    if search.get("strategy") == "tpe":
+    if search.get("strategy") == TPE:
         return True
     planned = search.get("runs") or math.prod(len(values) for values in experiment.grid.values())
     return planned * experiment.repeats > INLINE_AGGREGATE_MAX_RUNS

@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from service.errors import Invalid
-from service.grid import DEFAULT_GRID, check_i, check_whole, validate_grid
+from service.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
 
 GRID, RANDOM, TPE = "grid", "random", "tpe"
 STRATEGY_KEYS = {GRID: {"strategy"}, RANDOM: {"strategy", "runs", "seed"},
@@ -86,13 +86,7 @@ def validate_space(raw: Any, strategy: str, max_points: int) -> dict[str, Any]:
             raise Invalid("a grid search takes lists of values; ranges need search.strategy "
                           "random or tpe", field="grid")
         return validate_grid(raw, max_points)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise Invalid("grid must be an object with keys i, j, k", field="grid")
-    unknown = sorted(set(raw) - set(DEFAULT_GRID))
-    if unknown:
-        raise Invalid(f"grid has unknown keys {unknown}; allowed: i, j, k", field="grid")
+    raw = grid_object(raw)
     space: dict[str, Any] = {}
     for key in DEFAULT_GRID:
         value = raw.get(key, DEFAULT_GRID[key])

@@ -52,7 +52,7 @@ def store_image(settings: Settings, source: Path, sha256: str, extension: str) -
     return target
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path | str, target: Path | str) -> None:
     try:
         os.link(source, target)
     except OSError:  # another file system, or links not allowed: a copy costs more but works
@@ -69,7 +69,7 @@ def build_snapshot(settings: Settings, experiment_id: int,
         for source, label in images:
             folder = staging / label if label else staging
             folder.mkdir(exist_ok=True)
-            _link_or_copy(source, folder / source.name)
+            link_or_copy(source, folder / source.name)
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

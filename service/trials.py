@@ -4,9 +4,10 @@ made with the experiment; a TPE search's are asked for as results arrive, never 
 
 from __future__ import annotations
 
-from service.db import is_sqlite, write_transaction
+from service.db import write_transaction
 from service.grid import GridPoint, expand_grid
 from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
+from service.rows import row_by_id
 from service.sampling import TrialRecord, ask, first_configurations
 from service.search import GRID, TPE
 
@@ -56,13 +57,6 @@ def trial_history(experiment_id: int) -> list[TrialRecord]:
     return [records[trial] for trial in sorted(records)]
 
 
-def _locked_experiment(experiment_id: int) -> Experiment | None:
-    query = Experiment.select().where(Experiment.id == experiment_id)
-    if not is_sqlite():  # one asker at a time per experiment; SQLite's lock already is one
-        query = query.for_update()
-    return query.first()
-
-
 def extend_search(experiment_id: int) -> list[int]:
     """Ask TPE for as many configurations as `parallel` leaves room for; the new runs' ids.
     The experiment is marked unpublished with them, so they are sent even after a crash."""
@@ -70,7 +64,8 @@ def extend_search(experiment_id: int) -> list[int]:
     if not search or search["strategy"] != TPE:  # read first: no write lock for a grid
         return []
     with write_transaction():
-        experiment = _locked_experiment(experiment_id)
+        # one asker at a time per experiment (SQLite's IMMEDIATE transaction already is)
+        experiment = row_by_id(Experiment, experiment_id, for_update=True)
         search = experiment.search if experiment else None
         if not search or search["strategy"] != TPE:
             return []
