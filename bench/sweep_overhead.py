@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.common import SLEEP_SCRIPT, Result, children, cpu_times, running_stack
+from bench.common import SLEEP_SCRIPT, Result, children, cpu_seconds, running_stack
 from service.grid import expand_grid
 from tests.e2e_support import Stack
 
@@ -62,7 +62,7 @@ def service_cpu(stack: Stack) -> tuple[float, float]:
     """CPU seconds so far of the API, and of the worker (its master and worker processes)."""
     assert stack.api is not None and stack.worker is not None
     workers = [stack.worker.pid, *children(stack.worker.pid)]
-    return sum(cpu_times(stack.api.pid)), sum(sum(cpu_times(pid)) for pid in workers)
+    return cpu_seconds(stack.api.pid), sum(cpu_seconds(pid) for pid in workers)
 
 
 def compare(stack: Stack, grid: dict, sleep: float,

@@ -8,7 +8,7 @@ from service.grid import GridPoint
 from service.models import Experiment, MLModel, Run, RunStatus
 from service.runstate import transition
 from service.trials import add_runs, first_points
-from service.viewcache import experiment_view_bytes
+from service.viewcache import experiment_view_bytes, kept_view_bytes
 
 GRID = {"i": [0.1], "j": [1, 2], "k": [5]}
 
@@ -45,3 +45,17 @@ def test_the_kept_view_equals_a_fresh_one(db):
     experiment_view_bytes(experiment.id)
     kept = json.loads(experiment_view_bytes(experiment.id))
     assert kept == json.loads(json.dumps(experiment_json(Experiment.get_by_id(experiment.id))))
+
+
+def test_the_quick_check_answers_only_while_the_kept_view_is_current(db):
+    """What the API answers on the event loop itself: the kept bytes or nothing (then the
+    view is built in a thread)."""
+    experiment = _experiment()
+    assert kept_view_bytes(experiment.id) is None  # never built
+    first = experiment_view_bytes(experiment.id)
+    assert kept_view_bytes(experiment.id) is first
+    run = Run.select().where(Run.experiment == experiment.id).first()
+    transition(run.id, RunStatus.RUNNING, actor="test", expect={RunStatus.QUEUED})
+    assert kept_view_bytes(experiment.id) is None  # stale
+    Experiment.delete_by_id(experiment.id)
+    assert kept_view_bytes(experiment.id) is None  # gone

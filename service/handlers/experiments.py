@@ -19,12 +19,13 @@ from service.handlers.common import (
     in_db,
     path_id,
     publish,
+    quick_read,
     read_json,
     settings_of,
     shared_read,
 )
 from service.models import Experiment
-from service.viewcache import experiment_view_bytes
+from service.viewcache import experiment_view_bytes, kept_view_bytes
 from service.views import experiment_json
 
 EXPERIMENT_FIELDS = ("grid", "timeout_s", "start", "objective", "repeats", "search",
@@ -75,7 +76,9 @@ async def list_for_model(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.Response:
-    body = await shared_read(request, experiment_view_bytes, path_id(request))
+    experiment_id = path_id(request)
+    body = quick_read(kept_view_bytes, experiment_id) or await shared_read(
+        request, experiment_view_bytes, experiment_id)
     return web.Response(body=body, content_type="application/json")
 
 
