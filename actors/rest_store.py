@@ -9,11 +9,13 @@ costs a wait, never a result.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import shutil
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -139,37 +141,32 @@ class RestStore(RunStore):
         return logs
 
     def finish(self, spec: RunSpec, attempt: int, worker: str, outcome: Outcome) -> bool:
-        """Send the folder, then the outcome; the run counts only once both arrived."""
+        """Send the outcome and the folder in one request; the run counts only once both
+        arrived (the API puts the folder in place, then records the outcome)."""
         self.sent.pop((spec.run_id, attempt), None)
         run_dir = self.run_dir(spec.run_id)
+        request = run_dir.parent / f".{spec.run_id}-{attempt}.result"
+        boundary = uuid.uuid4().hex
         try:
-            self._send_folder(spec.run_id, attempt, worker, run_dir)
-            recorded = self.patiently("POST", f"/runs/{spec.run_id}/result", json={
+            _write_result_request(request, boundary, run_dir, {
                 "attempt": attempt, "worker": worker, "status": outcome.status.value,
                 "accuracy": outcome.accuracy, "value": outcome.value,
                 "exit_code": outcome.exit_code,
                 "error": outcome.error, "duration_s": outcome.duration_s,
                 "script_sha256": outcome.script_sha256,
-            }).json()["recorded"]
+            })
+            recorded = self.patiently(
+                "POST", f"/runs/{spec.run_id}/result", body=request,
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            ).json()["recorded"]
         except Refused as error:
             log.warning("run %s attempt %s: the API refused it (%s)", spec.run_id, attempt,
                         error)
             recorded = False
+        finally:
+            request.unlink(missing_ok=True)
         shutil.rmtree(run_dir, ignore_errors=True)  # it is on the API's host now, or moot
         return recorded
-
-    def _send_folder(self, run_id: int, attempt: int, worker: str, run_dir: Path) -> None:
-        archive = run_dir.parent / f".{run_id}-{attempt}.tar"
-        with tarfile.open(archive, "w") as tar:
-            for path in sorted(run_dir.rglob("*")):
-                if path.is_file() and not path.is_symlink():
-                    tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
-        try:
-            self.patiently("PUT", f"/runs/{run_id}/folder", body=archive,
-                           params={"attempt": attempt, "worker": worker},
-                           headers={"Content-Type": "application/x-tar"})
-        finally:
-            archive.unlink(missing_ok=True)
 
     def requeue(self, spec: RunSpec, attempt: int, worker: str) -> None:
         try:
@@ -192,6 +189,27 @@ class RestStore(RunStore):
             yield response.raw
         finally:
             response.close()
+
+
+def _write_result_request(target: Path, boundary: str, run_dir: Path,
+                          outcome: dict[str, Any]) -> None:
+    """The result request's multipart body, in a file (a run folder may be large): the
+    `outcome` part, then the `folder` part, an uncompressed tar of the run folder."""
+    with open(target, "wb") as body:
+        body.write(_part_head(boundary, 'name="outcome"', "application/json"))
+        body.write(json.dumps(outcome).encode())
+        body.write(b"\r\n" + _part_head(boundary, 'name="folder"; filename="folder.tar"',
+                                         "application/x-tar"))
+        with tarfile.open(fileobj=body, mode="w") as tar:
+            for path in sorted(run_dir.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
+        body.write(f"\r\n--{boundary}--\r\n".encode())
+
+
+def _part_head(boundary: str, disposition: str, content_type: str) -> bytes:
+    return (f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n"
+            f"Content-Type: {content_type}\r\n\r\n").encode()
 
 
 def _message(response: requests.Response) -> str:

@@ -10,7 +10,8 @@ import os
 import shutil
 import tarfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from service.settings import Settings
@@ -29,6 +30,16 @@ def new_temp_dir(settings: Settings, purpose: str) -> Path:
     path = settings.tmp_dir / f"{purpose}-{uuid.uuid4().hex}"
     path.mkdir(parents=True)
     return path
+
+
+@contextmanager
+def kept_temp_dir(settings: Settings, purpose: str) -> Iterator[Path]:
+    """A temporary folder of the data directory's, removed with what is left in it."""
+    path = new_temp_dir(settings, purpose)
+    try:
+        yield path
+    finally:
+        remove_tree(path)
 
 
 def clear_temp(settings: Settings) -> None:

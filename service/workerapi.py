@@ -8,6 +8,7 @@ run's status and attempt, so a late call from an attempt that was taken over cha
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tarfile
@@ -102,8 +103,9 @@ def fail_oversized(run_id: int, attempt: int, worker: str, limit: int) -> None:
     record_outcome(run_id, attempt, worker, Outcome(RunStatus.FAILED, error=reason))
 
 
-def keep_folder(settings: Settings, run_id: int, attempt: int, archive: Path) -> None:
-    """Unpack a run folder sent as a tar file and put it in place of `runs/<id>/`."""
+def keep_folder(settings: Settings, run_id: int, attempt: int, archive: Path | bytes) -> None:
+    """Unpack a run folder sent as a tar (a file, or its bytes) and put it in place of
+    `runs/<id>/`."""
     _current_attempt(run_id, attempt)
     incoming = settings.runs_dir / f".incoming-{run_id}-{uuid.uuid4().hex}"
     incoming.mkdir(parents=True)
@@ -115,15 +117,21 @@ def keep_folder(settings: Settings, run_id: int, attempt: int, archive: Path) ->
         remove_tree(incoming)
 
 
-def _unpack_folder(archive: Path, target: Path) -> None:
+def _unpack_folder(archive: Path | bytes, target: Path) -> None:
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with _open_tar(archive) as tar:
             for member in tar:
                 _check_member(member)  # plain files and folders inside: safe as they are
                 tar.extract(member, target, **EXTRACT_FILTER)
     except (tarfile.TarError, OSError) as error:
         raise Invalid(f"the run folder is not a readable tar archive: {error}",
                       field="folder") from None
+
+
+def _open_tar(archive: Path | bytes) -> tarfile.TarFile:
+    if isinstance(archive, bytes):
+        return tarfile.open(fileobj=io.BytesIO(archive), mode="r:*")
+    return tarfile.open(archive, "r:*")
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
@@ -155,6 +163,14 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
     experiment = row_by_id(Experiment, run.experiment_id)
     return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome,
                                 inline=experiment is not None and not aggregate_later(experiment))
+
+
+def keep_folder_and_finish(settings: Settings, run_id: int, attempt: int, worker: str,
+                           outcome: Outcome, archive: Path | bytes) -> bool:
+    """The folder and the outcome sent in one request: the folder put in place, then the
+    outcome recorded, exactly as when they come one after the other."""
+    keep_folder(settings, run_id, attempt, archive)
+    return finish_for(settings, run_id, attempt, worker, outcome)
 
 
 def requeue_for(run_id: int, attempt: int, worker: str) -> bool:

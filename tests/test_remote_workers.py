@@ -396,8 +396,9 @@ def test_a_partitioned_host_stops_its_script_and_its_late_result_is_refused(make
     # ...and its own late result of j=2 (its script ended during the cut) was refused too
     wait_for(lambda: f"run {late['id']} attempt 1: the API refused it" in host_a.log(), 45,
              "host-a's late result to be refused")
-    assert api_lines_from(lab, host_a, rf"/worker/runs/{late['id']}/folder\S*attempt=1\S* "
-                                        r"HTTP/1.1\" 409"), lab.stack.log("api.log")
+    # (its outcome and folder in one request, refused before the folder is read)
+    assert api_lines_from(lab, host_a, rf"/worker/runs/{late['id']}/result HTTP/1.1\" 409"), \
+        lab.stack.log("api.log")
     assert runs_of(lab, experiment_id) == done["runs"]
     assert terminal_events_per_run(lab.api_data) == {run["id"]: 1 for run in done["runs"]}
     for run in done["runs"]:  # the logs are host-b's attempt's alone
@@ -456,7 +457,7 @@ def test_the_api_restarted_mid_sweep_loses_no_remote_result(make_lab):
     done = finish(lab, experiment_id)
     # Then results that waited for the API were sent again, and every run has its one result,
     # from its first attempt
-    waited = re.compile(r"API unreachable \(PUT /runs/\d+/folder")
+    waited = re.compile(r"API unreachable \(POST /runs/\d+/result")
     assert any(waited.search(host.log()) for host in hosts), lab.logs()
     assert_each_run_once(lab, done)
     assert all(run["attempts"] == 1 for run in done["runs"]), \

@@ -9,9 +9,11 @@ import os
 import tarfile
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from actors.snapshot_cache import CorruptImage, SnapshotCache
+from service.keys import SETTINGS
 from service.models import Run, RunEvent
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
@@ -92,6 +94,80 @@ async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothin
     assert (await again.json()) == {"recorded": False}
     assert Run.get_by_id(run_id).accuracy == 0.9
     assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 1
+
+
+def one_request(tmp_path: Path, run_dir: Path, outcome: dict) -> tuple[bytes, dict]:
+    """The result request exactly as the remote worker builds it: outcome and folder."""
+    from actors.rest_store import _write_result_request
+
+    _write_result_request(tmp_path / "body", "b0undary", run_dir, outcome)
+    return (tmp_path / "body").read_bytes(), {
+        **WORKER, "Content-Type": "multipart/form-data; boundary=b0undary"}
+
+
+async def test_the_outcome_and_the_folder_in_one_request(api, tmp_path):
+    run_id = await claimed_run(api)
+    run_dir = tmp_path / "run"
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "model" / "weights.txt").write_bytes(b"weights")
+    result = {"attempt": 1, "worker": "h:1", "status": "succeeded", "accuracy": 0.9, "value": 0.9}
+    url = f"/api/v1/worker/runs/{run_id}/result"
+    stale, headers = one_request(tmp_path, run_dir, {**result, "attempt": 7})
+    assert (await api.post(url, data=stale, headers=headers)).status == 409
+    body, headers = one_request(tmp_path, run_dir, result)
+    done = await api.post(url, data=body, headers=headers)
+    assert (await done.json()) == {"recorded": True}
+    kept = Path(api.server.app[SETTINGS].runs_dir) / str(run_id) / "model" / "weights.txt"
+    assert kept.read_bytes() == b"weights"
+    again = await api.post(url, data=body, headers=headers)
+    assert again.status == 409  # that attempt is over: its folder is not taken again
+    assert Run.get_by_id(run_id).accuracy == 0.9
+    assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 1
+
+
+async def test_a_larger_folder_in_one_request_is_spooled_to_disk_first(api, tmp_path,
+                                                                        monkeypatch):
+    from service.handlers import worker
+
+    monkeypatch.setattr(worker, "SMALL_FOLDER", 1024)  # past this, not unpacked from memory
+    run_id = await claimed_run(api)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    weights = os.urandom(3000)  # a tar of about 10 KiB: past 1 KiB, within the 16 KiB limit
+    (run_dir / "weights.bin").write_bytes(weights)
+    body, headers = one_request(tmp_path, run_dir, {"attempt": 1, "worker": "h:1",
+                                                    "status": "failed", "error": "boom"})
+    done = await api.post(f"/api/v1/worker/runs/{run_id}/result", data=body, headers=headers)
+    assert (await done.json()) == {"recorded": True}
+    kept = Path(api.server.app[SETTINGS].runs_dir) / str(run_id) / "weights.bin"
+    assert kept.read_bytes() == weights
+    assert Run.get_by_id(run_id).error == "boom"
+
+
+async def test_a_one_request_result_that_is_wrong_changes_nothing(api, tmp_path):
+    run_id = await claimed_run(api)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "big.bin").write_bytes(os.urandom(20_000))
+    url = f"/api/v1/worker/runs/{run_id}/result"
+    bad, headers = one_request(tmp_path, run_dir, {"attempt": 1, "worker": "h:1",
+                                                   "status": "won"})
+    response = await api.post(url, data=bad, headers=headers)
+    assert (response.status, (await response.json())["error"]["field"]) == (422, "status")
+    form = aiohttp.FormData()
+    form.add_field("folder", b"x", filename="folder.tar", content_type="application/x-tar")
+    response = await api.post(url, data=form, headers=WORKER)  # the outcome must come first
+    assert (response.status, (await response.json())["error"]["field"]) == (400, "outcome")
+    cut = await api.post(url, data=b"--b0undary\r\nContent-Disp", headers={
+        **WORKER, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert cut.status == 400
+    assert Run.get_by_id(run_id).status == "running"
+    large, headers = one_request(tmp_path, run_dir, {"attempt": 1, "worker": "h:1",
+                                                     "status": "failed"})
+    response = await api.post(url, data=large, headers=headers)
+    assert response.status == 413
+    run = Run.get_by_id(run_id)
+    assert run.status == "failed" and "SWEEPLAB_MAX_RUN_FOLDER_BYTES" in run.error
 
 
 async def test_a_folder_past_the_limit_fails_the_run_saying_why(api):

@@ -102,6 +102,11 @@ async def read_json(request: web.Request, allowed: Iterable[str],
     if request.content_type != "application/json":
         raise UnsupportedMediaType(f"send the body as JSON with 'Content-Type: "
                                    f"application/json', not {request.content_type!r}")
+    return json_object(raw, allowed)
+
+
+def json_object(raw: bytes, allowed: Iterable[str]) -> dict[str, Any]:
+    """`raw` as a JSON object: 400 for broken JSON or another type, 422 naming unknown keys."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError):

@@ -12,17 +12,27 @@ import binascii
 import math
 import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiofiles
+import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
-from service.errors import Invalid, TooLarge
-from service.handlers.common import answer, in_db, path_id, read_json, settings_of
+from service.errors import BadRequest, Invalid, TooLarge
+from service.handlers.common import (
+    MAX_JSON_BYTES,
+    answer,
+    in_db,
+    json_object,
+    path_id,
+    read_json,
+    settings_of,
+)
 from service.models import RunStatus
-from service.storage import image_path, new_temp_dir, remove_tree
+from service.storage import image_path, kept_temp_dir
 from service.training import Outcome
 from service.workerapi import (
     LOG_NAMES,
@@ -32,11 +42,13 @@ from service.workerapi import (
     finish_for,
     heartbeat_for,
     keep_folder,
+    keep_folder_and_finish,
     manifest,
     requeue_for,
 )
 
 CHUNK = 1 << 20
+SMALL_FOLDER = 1 << 20  # a run folder (as a tar) no larger is unpacked from memory
 TAR_GROUP_BYTES = 4 << 20  # a big image alone may exceed it: it is still sent whole
 MAX_IMAGES_PER_FETCH = 1000
 RESULT_FIELDS = ("attempt", "worker", "status", "accuracy", "value", "exit_code", "error",
@@ -113,9 +125,48 @@ def _outcome(body: dict[str, Any]) -> Outcome:
 
 
 async def result(request: web.Request) -> web.Response:
+    """The outcome as JSON, its folder sent before (`PUT …/folder`); or, in one multipart
+    request, an `outcome` JSON part and then a `folder` tar part: a round trip less a run."""
+    if request.content_type.startswith("multipart/"):
+        return await _result_with_folder(request)
     body = await read_json(request, RESULT_FIELDS)
     recorded = await in_db(request, finish_for, settings_of(request), path_id(request),
                            _int(body, "attempt"), _text(body, "worker"), _outcome(body))
+    return answer({"recorded": recorded})
+
+
+async def _next_part(reader: aiohttp.MultipartReader, name: str) -> aiohttp.BodyPartReader:
+    part = await reader.next()
+    if not isinstance(part, aiohttp.BodyPartReader) or part.name != name:
+        raise BadRequest(f"expected the parts 'outcome' (JSON) and then 'folder' (a tar "
+                         f"stream); part {name!r} is missing or out of order", field=name)
+    return part
+
+
+async def _result_with_folder(request: web.Request) -> web.Response:
+    settings, run_id = settings_of(request), path_id(request)
+    try:
+        reader = await request.multipart()
+        raw = await (await _next_part(reader, "outcome")).read_chunk(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise TooLarge(f"the outcome part is larger than {MAX_JSON_BYTES} bytes")
+        body = json_object(raw, RESULT_FIELDS)
+        attempt, worker, outcome = _int(body, "attempt"), _text(body, "worker"), _outcome(body)
+        part = await _next_part(reader, "folder")
+        small = min(SMALL_FOLDER, settings.max_run_folder_bytes)
+        head = await _read_up_to(part.read_chunk, small + 1)
+        if len(head) <= small:  # the whole folder, in memory: one hop to a thread in all
+            recorded = await in_db(request, keep_folder_and_finish, settings, run_id,
+                                   attempt, worker, outcome, head)
+            return answer({"recorded": recorded})
+        await in_db(request, check_attempt, run_id, attempt)  # before reading the rest
+        with kept_temp_dir(settings, "folder") as temp_dir:
+            archive = await _folder_within_limit(request, part.read_chunk, temp_dir, attempt,
+                                                 worker, head)
+            recorded = await in_db(request, keep_folder_and_finish, settings, run_id,
+                                   attempt, worker, outcome, archive)
+    except (ValueError, BadHttpMessage) as error:  # aiohttp's word for a broken body
+        raise BadRequest(f"the multipart body is malformed: {error}") from None
     return answer({"recorded": recorded})
 
 
@@ -138,33 +189,46 @@ async def folder(request: web.Request) -> web.Response:
     settings, run_id = settings_of(request), path_id(request)
     attempt = _query_attempt(request)
     await in_db(request, check_attempt, run_id, attempt)
-    temp_dir = new_temp_dir(settings, "folder")
-    try:
-        archive = temp_dir / "folder.tar"
-        if not await _receive(request, archive, settings.max_run_folder_bytes):
-            await in_db(request, fail_oversized, run_id, attempt,
-                        request.query.get("worker", "worker"), settings.max_run_folder_bytes)
-            raise TooLarge(f"run folder larger than {settings.max_run_folder_bytes} bytes "
-                           f"(SWEEPLAB_MAX_RUN_FOLDER_BYTES); the run is failed with that "
-                           f"reason")
+    if request.content_length is not None and \
+            request.content_length > settings.max_run_folder_bytes:
+        await _fail_oversized(request, attempt, request.query.get("worker", "worker"))
+    with kept_temp_dir(settings, "folder") as temp_dir:
+        archive = await _folder_within_limit(request, request.content.read, temp_dir, attempt,
+                                             request.query.get("worker", "worker"))
         await in_db(request, keep_folder, settings, run_id, attempt, archive)
-    finally:
-        remove_tree(temp_dir)
     return web.Response(status=204)
 
 
-async def _receive(request: web.Request, target: Path, limit: int) -> bool:
-    """Stream the body to `target`; False (and stop reading) past `limit` bytes."""
-    if request.content_length is not None and request.content_length > limit:
-        return False
-    written = 0
-    async with aiofiles.open(target, "wb") as out:
-        while chunk := await request.content.read(CHUNK):
+async def _read_up_to(read: Callable[[int], Awaitable[bytes]], size: int) -> bytes:
+    """The first `size` bytes of a stream, or all of it if it is shorter."""
+    data = bytearray()
+    while len(data) < size and (chunk := await read(size - len(data))):
+        data += chunk
+    return bytes(data)
+
+
+async def _folder_within_limit(request: web.Request, read: Callable[[int], Awaitable[bytes]],
+                               temp_dir: Path, attempt: int, worker: str,
+                               head: bytes = b"") -> Path:
+    """Stream a run folder's tar (after its `head`, read already) to a file; past the limit
+    the run fails saying why (413)."""
+    archive = temp_dir / "folder.tar"
+    limit, written = settings_of(request).max_run_folder_bytes, 0
+    async with aiofiles.open(archive, "wb") as out:
+        while chunk := (head or await read(CHUNK)):
+            head = b""
             written += len(chunk)
             if written > limit:
-                return False
+                await _fail_oversized(request, attempt, worker)
             await out.write(chunk)
-    return True
+    return archive
+
+
+async def _fail_oversized(request: web.Request, attempt: int, worker: str) -> NoReturn:
+    limit = settings_of(request).max_run_folder_bytes
+    await in_db(request, fail_oversized, path_id(request), attempt, worker, limit)
+    raise TooLarge(f"run folder larger than {limit} bytes (SWEEPLAB_MAX_RUN_FOLDER_BYTES); "
+                   f"the run is failed with that reason")
 
 
 async def experiment_manifest(request: web.Request) -> web.Response:
