@@ -8,7 +8,6 @@ Each change is recorded in `run_event` with when and by whom.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from dataclasses import dataclass
@@ -156,15 +155,10 @@ def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
             "aggregate_later": aggregate_later(experiment)}
 
 
-INLINE_AGGREGATE_MAX_RUNS = 100
-
-
 def aggregate_later(experiment: Experiment) -> bool:
     """Whether a run's result is aggregated by the aggregate actor rather than in its own
-    transaction: a TPE search must ask for more configurations then; and a large sweep's
-    aggregates (each reads every result so far) are coalesced there, not repeated per run."""
-    search = experiment.search or {}
-    if search.get("strategy") == TPE:
-        return True
-    planned = search.get("runs") or math.prod(len(values) for values in experiment.grid.values())
-    return planned * experiment.repeats > INLINE_AGGREGATE_MAX_RUNS
+    transaction: only a TPE search's, which must ask for more configurations then. A large
+    sweep's are aggregated with each result too: handing them to the actor (one message and
+    one pass a result, competing with the runs for the worker's threads) measured 2.5 times
+    slower at 1,000 runs than the pass in the result's own transaction."""
+    return (experiment.search or {}).get("strategy") == TPE

@@ -130,7 +130,7 @@ def aggregate_experiment_skipped(experiment_id: int) -> bool:
     return outcome == [False]
 
 
-def test_large_sweeps_and_tpe_searches_are_aggregated_by_the_actor():
+def test_only_tpe_searches_are_aggregated_by_the_actor():
     from service.models import Experiment
     from service.runstate import aggregate_later
 
@@ -138,11 +138,9 @@ def test_large_sweeps_and_tpe_searches_are_aggregated_by_the_actor():
         return Experiment(grid=grid, repeats=repeats, search=search)
 
     default = {"i": [0.001, 0.01, 0.1], "j": [1, 2, 4], "k": [1000, 2000, 4000]}
-    assert not aggregate_later(experiment(default))  # 27 runs: with each result
-    assert aggregate_later(experiment(default, repeats=5))  # 135: coalesced by the actor
+    assert not aggregate_later(experiment(default))  # with each result
+    assert not aggregate_later(experiment(default, repeats=40))  # 1,080 runs: the same
     assert aggregate_later(experiment({"i": {"low": 0.1, "high": 1}},
                                       search={"strategy": "tpe", "runs": 5}))
-    assert not aggregate_later(experiment({"i": [0.1]}, search={"strategy": "random",
-                                                               "runs": 20}))
-    assert aggregate_later(experiment({"i": [0.1]}, repeats=3,
-                                      search={"strategy": "random", "runs": 40}))
+    assert not aggregate_later(experiment({"i": [0.1]}, repeats=3,
+                                          search={"strategy": "random", "runs": 40}))
