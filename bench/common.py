@@ -36,9 +36,11 @@ class Result:
 
 
 @contextmanager
-def running_stack(threads: int = 8, processes: int = 1, **env: str) -> Iterator[Stack]:
-    """API and worker processes on a throw-away virtual host, with a small labelled model."""
-    with tempfile.TemporaryDirectory() as folder, VirtualHost() as url:
+def running_stack(threads: int = 8, processes: int = 1, base: Path | None = None,
+                  **env: str) -> Iterator[Stack]:
+    """API and worker processes on a throw-away virtual host, with a small labelled model;
+    their data directory in a temporary folder (inside `base`, if given)."""
+    with tempfile.TemporaryDirectory(dir=base) as folder, VirtualHost() as url:
         stack = Stack(Path(folder) / "data", url, threads=threads, processes=processes,
                       **{"SWEEPLAB_TRAIN_SCRIPT": str(SLEEP_SCRIPT), **env})
         try:

@@ -20,7 +20,8 @@ def test_every_benchmark_runs_and_reports(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = out.read_text()
     for name in ("sweep overhead", "dispatch: POST to the script starting", "upload: one",
-                 "upload: 50 small images", "API under load", "memory: idle API",
+                 "upload: 50 small images", "a fresh journaled ext4", "API under load",
+                 "memory: idle API",
                  "memory: idle worker", "scaling: growth across sizes",
                  "remote: cold snapshot", "remote: warm snapshot", "HTTP path against",
                  "early stopping: median rule", "early stopping: successive halving rule",
