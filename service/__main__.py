@@ -8,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from service.accesslog import run_app_options
 from service.app import create_app
 from service.settings import load_settings
 
@@ -35,7 +36,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)  # a dozen lines per connection
     web.run_app(create_app(settings), host=args.host, port=args.port,
-                access_log_format='%a "%r" %s %b %Tfs')
+                **run_app_options(settings.access_log))
 
 
 if __name__ == "__main__":

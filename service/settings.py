@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# which requests the API's access log names (service.accesslog); the first is the default
+ACCESS_LOG_CHOICES = ("changes", "all", "off")
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,6 +50,7 @@ class Settings:
     worker_token: str | None = field(default=None, repr=False)
     max_predict_images: int = 64
     predict_idle_s: float = 300.0
+    access_log: str = ACCESS_LOG_CHOICES[0]
 
     @property
     def remote(self) -> bool:
@@ -106,6 +110,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_MAX_RUN_FOLDER_BYTES": ("1073741824", "largest run folder a remote worker may "
                                       "send back"),
     "SWEEPLAB_GPUS": ("", "worker: GPU ids, one per worker thread (CUDA_VISIBLE_DEVICES)"),
+    "SWEEPLAB_ACCESS_LOG": (ACCESS_LOG_CHOICES[0], "API: which requests the access log names: "
+                            "changes (all but successful reads), all, off"),
 }
 
 
@@ -118,6 +124,13 @@ def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) ->
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or DEFAULTS[name][0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _path(env: Mapping[str, str], name: str, base: Path) -> Path:
@@ -165,6 +178,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_run_folder_bytes=int(_number(env, "SWEEPLAB_MAX_RUN_FOLDER_BYTES", int)),
         gpus=_gpus(env.get("SWEEPLAB_GPUS", "")),
         api_url=(env.get("SWEEPLAB_API_URL") or "").rstrip("/") or None,
+        access_log=_choice(env, "SWEEPLAB_ACCESS_LOG", ACCESS_LOG_CHOICES),
     )
     if settings.api_url and not settings.worker_token:
         raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "
