@@ -9,6 +9,7 @@ costs a wait, never a result.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import shutil
@@ -31,6 +32,7 @@ from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 log = logging.getLogger("sweeplab.rest_store")
 TIMEOUT_S = 30
 MAX_LOG_CHUNK = 256 * 1024
+IN_MEMORY_FOLDER = 1 << 20  # a run folder this small is sent from memory
 GIVE_UP_AFTER_S = 24 * 3600  # a finished run's result waits this long for the API at most
 STREAMS = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
 
@@ -145,19 +147,25 @@ class RestStore(RunStore):
         arrived (the API puts the folder in place, then records the outcome)."""
         self.sent.pop((spec.run_id, attempt), None)
         run_dir = self.run_dir(spec.run_id)
+        files = [path for path in sorted(run_dir.rglob("*"))
+                 if path.is_file() and not path.is_symlink()]
+        # A folder of logs goes from memory; one with a model in it, through a file
+        spooled = sum(path.stat().st_size for path in files) > IN_MEMORY_FOLDER
         request = run_dir.parent / f".{spec.run_id}-{attempt}.result"
         boundary = uuid.uuid4().hex
+        outcome_json = {
+            "attempt": attempt, "worker": worker, "status": outcome.status.value,
+            "accuracy": outcome.accuracy, "value": outcome.value, "exit_code": outcome.exit_code,
+            "error": outcome.error, "duration_s": outcome.duration_s,
+            "script_sha256": outcome.script_sha256,
+        }
         try:
-            _write_result_request(request, boundary, run_dir, {
-                "attempt": attempt, "worker": worker, "status": outcome.status.value,
-                "accuracy": outcome.accuracy, "value": outcome.value,
-                "exit_code": outcome.exit_code,
-                "error": outcome.error, "duration_s": outcome.duration_s,
-                "script_sha256": outcome.script_sha256,
-            })
+            with open(request, "wb") if spooled else io.BytesIO() as body:
+                write_result_request(body, boundary, run_dir, files, outcome_json)
+                sent = {"body": request} if spooled else {"data": body.getvalue()}
             recorded = self.patiently(
-                "POST", f"/runs/{spec.run_id}/result", body=request,
-                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+                "POST", f"/runs/{spec.run_id}/result",
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}, **sent,
             ).json()["recorded"]
         except Refused as error:
             log.warning("run %s attempt %s: the API refused it (%s)", spec.run_id, attempt,
@@ -191,20 +199,18 @@ class RestStore(RunStore):
             response.close()
 
 
-def _write_result_request(target: Path, boundary: str, run_dir: Path,
-                          outcome: dict[str, Any]) -> None:
-    """The result request's multipart body, in a file (a run folder may be large): the
-    `outcome` part, then the `folder` part, an uncompressed tar of the run folder."""
-    with open(target, "wb") as body:
-        body.write(_part_head(boundary, 'name="outcome"', "application/json"))
-        body.write(json.dumps(outcome).encode())
-        body.write(b"\r\n" + _part_head(boundary, 'name="folder"; filename="folder.tar"',
-                                         "application/x-tar"))
-        with tarfile.open(fileobj=body, mode="w") as tar:
-            for path in sorted(run_dir.rglob("*")):
-                if path.is_file() and not path.is_symlink():
-                    tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
-        body.write(f"\r\n--{boundary}--\r\n".encode())
+def write_result_request(body: IO[bytes], boundary: str, run_dir: Path, files: list[Path],
+                         outcome: dict[str, Any]) -> None:
+    """The result request's multipart body: the `outcome` part, then the `folder` part, an
+    uncompressed tar of the run folder's `files`."""
+    body.write(_part_head(boundary, 'name="outcome"', "application/json"))
+    body.write(json.dumps(outcome).encode())
+    body.write(b"\r\n" + _part_head(boundary, 'name="folder"; filename="folder.tar"',
+                                     "application/x-tar"))
+    with tarfile.open(fileobj=body, mode="w") as tar:
+        for path in files:
+            tar.add(path, arcname=str(path.relative_to(run_dir)), recursive=False)
+    body.write(f"\r\n--{boundary}--\r\n".encode())
 
 
 def _part_head(boundary: str, disposition: str, content_type: str) -> bytes:

@@ -14,7 +14,7 @@ import pytest
 
 from actors.snapshot_cache import CorruptImage, SnapshotCache
 from service.keys import SETTINGS
-from service.models import Run, RunEvent
+from service.models import Run, RunEvent, RunStatus
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
 from tests.test_api import make_model, upload_two_labels
@@ -98,10 +98,12 @@ async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothin
 
 def one_request(tmp_path: Path, run_dir: Path, outcome: dict) -> tuple[bytes, dict]:
     """The result request exactly as the remote worker builds it: outcome and folder."""
-    from actors.rest_store import _write_result_request
+    from actors.rest_store import write_result_request
 
-    _write_result_request(tmp_path / "body", "b0undary", run_dir, outcome)
-    return (tmp_path / "body").read_bytes(), {
+    body = io.BytesIO()
+    files = sorted(path for path in run_dir.rglob("*") if path.is_file())
+    write_result_request(body, "b0undary", run_dir, files, outcome)
+    return body.getvalue(), {
         **WORKER, "Content-Type": "multipart/form-data; boundary=b0undary"}
 
 
@@ -234,3 +236,36 @@ async def test_folders_are_kept_and_checked_on_a_python_without_tar_filters(api,
     kept = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1",
                          data=tar_gz_bytes({"model.txt": b"w"}), headers=WORKER)
     assert kept.status == 204
+
+
+@pytest.mark.parametrize("in_memory_limit, from_file", [(1 << 20, False), (10, True)])
+def test_the_worker_sends_a_small_folder_from_memory_and_a_large_one_from_a_file(
+        tmp_path, monkeypatch, in_memory_limit, from_file):
+    from types import SimpleNamespace
+
+    from actors import rest_store
+    from actors.store import RunSpec
+    from service.settings import load_settings
+    from service.training import Outcome
+
+    store = rest_store.RestStore(load_settings({
+        "SWEEPLAB_DATA_DIR": str(tmp_path / "host"), "SWEEPLAB_API_URL": "http://127.0.0.1:9",
+        "SWEEPLAB_WORKER_TOKEN": "w-token"}))
+    sent = []
+
+    def fake_call(method: str, path: str, **kwargs) -> SimpleNamespace:
+        data = kwargs["data"]
+        sent.append((path, hasattr(data, "read"), data.read() if hasattr(data, "read") else data))
+        return SimpleNamespace(json=lambda: {"recorded": True})
+
+    monkeypatch.setattr(store, "call", fake_call)
+    monkeypatch.setattr(rest_store, "IN_MEMORY_FOLDER", in_memory_limit)
+    run_dir = store.run_dir(5)
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.bin").write_bytes(b"w" * 100)
+    outcome = Outcome(RunStatus.FAILED, error="boom", exit_code=1)
+    assert store.finish(RunSpec(5, 1, 0.1, 1, 1, 60.0), 1, "h:1", outcome) is True
+    [(path, was_file, body)] = sent
+    assert path == "/runs/5/result" and was_file is from_file
+    assert b'"error": "boom"' in body and b"model.bin" in body and b"w" * 100 in body
+    assert list(run_dir.parent.iterdir()) == []  # the folder and any spooled body are gone
