@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +19,12 @@ EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "BMP": "bmp", "TIFF": "
 
 
 SMALL_FILE = 1 << 20
+
+# The pixel limit is checked here, per call, right after the header is read and before any
+# pixel is decoded; Pillow's own check is off. (It was a global limit turned into an error by a
+# warnings filter: both process-wide state, which two uploads checked at once in two threads
+# could change under each other.)
+Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,12 @@ def sha256_of(path: Path) -> str:
 
 
 def _open_checked(source: Path | BinaryIO, max_pixels: int) -> tuple[str, int, int]:
-    with warnings.catch_warnings():
-        # Pillow warns past MAX_IMAGE_PIXELS and only raises past twice that: make both refuse.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(source) as image:
-            kind, (width, height) = image.format or "", image.size
-            if width * height > max_pixels:
-                raise NotAnImage(f"{width}x{height} pixels is more than {max_pixels}")
-            image.verify()
+    with Image.open(source) as image:  # reads the header: no pixel is decoded yet
+        kind, (width, height) = image.format or "", image.size
+        if width * height > max_pixels:
+            raise NotAnImage(f"{width}x{height} pixels is more than {max_pixels} "
+                             f"(decompression bomb guard)")
+        image.verify()
     return kind, width, height
 
 
@@ -60,7 +63,6 @@ def check_image(path: Path, max_pixels: int, data: bytes | None = None,
                 sha256: str | None = None) -> CheckedImage:
     """Open and verify the file (or `data`, its bytes, when the caller has them; `sha256`,
     their digest, when known); raise `NotAnImage` with a reason a person can act on."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
     size = len(data) if data is not None else path.stat().st_size
     if data is None and sha256 is None and size <= SMALL_FILE:
         data = path.read_bytes()  # read once, for Pillow and the hash alike
@@ -71,8 +73,6 @@ def check_image(path: Path, max_pixels: int, data: bytes | None = None,
         raise
     except UnidentifiedImageError:
         raise NotAnImage("not an image Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise NotAnImage(f"more than {max_pixels} pixels (decompression bomb guard)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise NotAnImage(f"damaged image: {error}") from None
     if kind not in EXTENSIONS:

@@ -108,3 +108,26 @@ def test_check_image_accepts_png_and_refuses_the_rest(tmp_path):
     truncated.write_bytes(png_bytes(size=64)[:60])
     with pytest.raises(NotAnImage):
         check_image(truncated, 10_000)
+
+
+def test_images_checked_at_once_in_threads_each_get_their_own_limit(tmp_path):
+    """No process-wide state (a warnings filter, Pillow's global limit) in the check: two
+    uploads checked at once, with other limits, never see each other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = png_bytes(size=20)  # 400 pixels
+
+    def verdict(limit: int) -> str:
+        try:
+            check_image(tmp_path / "unused", limit, data=data)
+            return "ok"
+        except NotAnImage as error:
+            return str(error)
+
+    limits = [100, 10_000] * 200
+    with ThreadPoolExecutor(8) as pool:
+        verdicts = list(pool.map(verdict, limits))
+    for limit, said in zip(limits, verdicts, strict=True):
+        expected = "ok" if limit == 10_000 else "20x20 pixels is more than 100 " \
+                                                "(decompression bomb guard)"
+        assert said == expected, (limit, said)
