@@ -4,6 +4,7 @@ their hash."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import tarfile
@@ -125,6 +126,26 @@ async def test_the_outcome_and_the_folder_in_one_request(api, tmp_path):
     assert again.status == 409  # that attempt is over: its folder is not taken again
     assert Run.get_by_id(run_id).accuracy == 0.9
     assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 1
+
+
+async def test_a_one_request_result_arriving_in_small_pieces_is_read_whole(api, tmp_path):
+    run_id = await claimed_run(api)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "stderr.log").write_bytes(b"Traceback ...\n" * 100)
+    error = "ValueError: " + "x" * 15_000  # a long error: the outcome part spans many pieces
+    body, headers = one_request(tmp_path, run_dir, {"attempt": 1, "worker": "h:1",
+                                                    "status": "failed", "error": error})
+
+    async def in_pieces():  # sent chunked, 512 bytes at a time, as a slow link delivers it
+        for start in range(0, len(body), 512):
+            yield body[start:start + 512]
+            await asyncio.sleep(0.002)
+
+    done = await api.post(f"/api/v1/worker/runs/{run_id}/result", data=in_pieces(),
+                          headers=headers)
+    assert (await done.json()) == {"recorded": True}
+    assert Run.get_by_id(run_id).error == error
 
 
 async def test_a_larger_folder_in_one_request_is_spooled_to_disk_first(api, tmp_path,

@@ -147,7 +147,8 @@ async def _result_with_folder(request: web.Request) -> web.Response:
     settings, run_id = settings_of(request), path_id(request)
     try:
         reader = await request.multipart()
-        raw = await (await _next_part(reader, "outcome")).read_chunk(MAX_JSON_BYTES + 1)
+        raw = await _read_up_to((await _next_part(reader, "outcome")).read_chunk,
+                                MAX_JSON_BYTES + 1)
         if len(raw) > MAX_JSON_BYTES:
             raise TooLarge(f"the outcome part is larger than {MAX_JSON_BYTES} bytes")
         body = json_object(raw, RESULT_FIELDS)
