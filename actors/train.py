@@ -104,8 +104,8 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
                  "not recorded", spec.run_id, claim.attempt)
     if not recorded or spec.aggregate_later:
         # A recorded result was aggregated with it, unless its experiment is aggregated later
-        # (a TPE search, a large sweep); an attempt ended otherwise leaves its experiment to
-        # be looked at again.
+        # (a TPE search, which must ask for more); an attempt ended otherwise leaves its
+        # experiment to be looked at again.
         send_aggregate(dramatiq.get_broker(), spec.experiment_id)
 
 

@@ -65,11 +65,6 @@ def is_archive_head(head: bytes, original_name: str) -> bool:
     return head.startswith(b"PK\x03\x04") or head.startswith(b"\x1f\x8b")
 
 
-def is_archive(path: Path, original_name: str) -> bool:
-    with open(path, "rb") as handle:
-        return is_archive_head(handle.read(4), original_name)
-
-
 def _member_problem(name: str, seen: set[str]) -> str | None:
     path = PurePosixPath(name.replace("\\", "/"))
     if name.startswith(("/", "\\")) or (path.parts and ":" in path.parts[0]):

@@ -7,7 +7,6 @@ its worker sees that at its next heartbeat and stops the script, as for a cancel
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from service.db import write_transaction
 from service.models import Experiment, Run, RunStatus
 from service.rows import row_by_id
 from service.runstate import transition
+from service.sampling import quiet_optuna
 from service.timeutil import utcnow
 
 STATES = {RunStatus.SUCCEEDED: "COMPLETE", RunStatus.PRUNED: "PRUNED",
@@ -35,9 +35,7 @@ def make_pruner(rule: dict[str, Any]) -> Any:
 
 def _study(experiment: Experiment, run_id: int) -> tuple[Any, dict[int, int]]:
     """The experiment's runs as trials; and the trial number of each run."""
-    import optuna  # only with early stopping: it costs a process ~60 MB
-
-    optuna.logging.set_verbosity(logging.WARNING)
+    optuna = quiet_optuna()  # only with early stopping
     study = optuna.create_study(direction=experiment.objective_direction,
                                 pruner=make_pruner(experiment.early_stopping))
     curves = experiment_curves(experiment.id)

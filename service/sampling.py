@@ -35,8 +35,9 @@ class TrialRecord:
         return "PRUNED" if self.pruned_curve is not None else "FAIL"
 
 
-def _optuna() -> Any:
-    """Optuna, imported when a search first asks (it costs the process ~60 MB)."""
+def quiet_optuna() -> Any:
+    """Optuna, imported when a search or a pruner first needs it (it costs the process
+    ~60 MB), its per-trial log lines off."""
     import optuna
 
     optuna.logging.set_verbosity(logging.WARNING)  # a line per trial would flood the logs
@@ -47,7 +48,7 @@ def _sampler(search: dict, told: int) -> Any:
     # Seeded by the search's seed and how many trials came before: the same history gives the
     # same next configuration, so an experiment can be repeated.
     seed = search["seed"] + told
-    samplers = _optuna().samplers
+    samplers = quiet_optuna().samplers
     if search["strategy"] == TPE:
         return samplers.TPESampler(seed=seed, constant_liar=True)
     return samplers.RandomSampler(seed=seed)
@@ -56,7 +57,7 @@ def _sampler(search: dict, told: int) -> Any:
 def ask(search: dict, space: dict, direction: str, history: list[TrialRecord],
         count: int) -> list[GridPoint]:
     """`count` new configurations, given every trial so far."""
-    optuna = _optuna()
+    optuna = quiet_optuna()
     dists = distributions(space)
     study = optuna.create_study(direction=direction, sampler=_sampler(search, len(history)))
     for record in history:

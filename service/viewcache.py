@@ -41,19 +41,23 @@ def _version(experiment: Experiment) -> tuple[Any, ...]:
             tuple(_marks(experiment.id)))
 
 
+def _kept_if_current(experiment_id: int, version: tuple[Any, ...]) -> bytes | None:
+    with _lock:
+        kept = _kept.get(experiment_id)
+        if kept is None or kept[0] != version:
+            return None
+        _kept.move_to_end(experiment_id)
+        return kept[1]
+
+
 def kept_view_bytes(experiment_id: int) -> bytes | None:
     """The kept view if it is still the answer; None if it is stale, not kept or gone. Two
     queries of a few microseconds: cheap enough for the event loop itself (see show)."""
     with _lock:
-        kept = _kept.get(experiment_id)
-    if kept is None:
-        return None
+        if experiment_id not in _kept:
+            return None  # not even the queries
     experiment = row_by_id(Experiment, experiment_id)
-    if experiment is None or _version(experiment) != kept[0]:
-        return None
-    with _lock:
-        _kept.move_to_end(experiment_id)
-    return kept[1]
+    return None if experiment is None else _kept_if_current(experiment_id, _version(experiment))
 
 
 def experiment_view_bytes(experiment_id: int) -> bytes:
@@ -62,11 +66,9 @@ def experiment_view_bytes(experiment_id: int) -> bytes:
     if experiment is None:
         raise NotFound(f"experiment {experiment_id} does not exist")
     version = _version(experiment)
-    with _lock:
-        kept = _kept.get(experiment_id)
-        if kept is not None and kept[0] == version:
-            _kept.move_to_end(experiment_id)
-            return kept[1]
+    kept = _kept_if_current(experiment_id, version)
+    if kept is not None:
+        return kept
     body = json.dumps(experiment_json(experiment)).encode()
     with _lock:
         _kept[experiment_id] = (version, body)

@@ -33,7 +33,7 @@ _curves = CurveFollower()  # remote runs' curves, read from the output their hea
 
 
 def _existing(run_id: int) -> Run:
-    run = Run.get_or_none(Run.id == run_id)
+    run = row_by_id(Run, run_id)
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     return run
@@ -159,8 +159,9 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
         if run.attempts != attempt or run.status != RunStatus.RUNNING:
             return False
         raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
-    _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, _metric(run_id))
     experiment = row_by_id(Experiment, run.experiment_id)
+    metric = experiment.objective_metric if experiment is not None else None
+    _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, metric)
     return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome,
                                 inline=experiment is not None and not aggregate_later(experiment))
 

@@ -16,7 +16,7 @@ from service.labels import LabelError
 from service.models import Run
 from service.predict import PredictImage, predict_images
 from service.settings import Settings
-from service.storage import new_temp_dir, remove_tree
+from service.storage import kept_temp_dir
 from service.uploads import Received, check_uploads, receive_files, record_images
 from service.views import all_models_json, best_json, label_counts, model_json
 from service.warm import WARM_POOL
@@ -60,8 +60,7 @@ async def ingest_upload(request: web.Request, model_id: int) -> dict:
     """Stream, check and store the images of an upload request; the answer's body."""
     settings = settings_of(request)
     await in_db(request, get_model, model_id)
-    temp_dir = new_temp_dir(settings, "upload")
-    try:
+    with kept_temp_dir(settings, "upload") as temp_dir:
         received = await receive_files(request, settings, temp_dir, "images", labels=True)
         try:
             candidates, rejected = await in_db(request, check_uploads, settings, received,
@@ -74,8 +73,6 @@ async def ingest_upload(request: web.Request, model_id: int) -> dict:
                           extra={"rejected": rejected_json})
         recorded = await in_db(request, record_images, settings, model_id, candidates)
         image_count, labels = await in_db(request, label_counts, model_id)
-    finally:
-        remove_tree(temp_dir)
     return {"added": recorded.added, "duplicates": recorded.duplicates,
             "label_conflicts": recorded.label_conflicts, "rejected": rejected_json,
             "image_count": image_count, "labels": labels}
@@ -138,8 +135,7 @@ async def predict_upload(request: web.Request, model_id: int,
     `{"predictions": [...]}` in the parts' order, and a list of (file name, data URL)."""
     settings = settings_of(request)
     run = await in_db(request, _best_run, model_id)
-    temp_dir = new_temp_dir(settings, "predict")
-    try:
+    with kept_temp_dir(settings, "predict") as temp_dir:
         received = await receive_files(request, settings, temp_dir, "image")
         if len(received.files) > settings.max_predict_images:
             raise TooLarge(f"{len(received.files)} images in one request; at most "
@@ -148,8 +144,6 @@ async def predict_upload(request: web.Request, model_id: int,
         images, shown = await in_db(request, _check_predict_images, settings, received,
                                     temp_dir, previews)
         results = await predict_images(settings, request.app[WARM_POOL], model_id, run, images)
-    finally:
-        remove_tree(temp_dir)
     if len(results) == 1:
         return results[0], shown[0]
     names = [image.name for image in images]

@@ -188,14 +188,14 @@ def _query_attempt(request: web.Request) -> int:
 async def folder(request: web.Request) -> web.Response:
     """Receive the run folder as a tar stream, then put it in place of `runs/<id>/`."""
     settings, run_id = settings_of(request), path_id(request)
-    attempt = _query_attempt(request)
+    attempt, worker = _query_attempt(request), request.query.get("worker", "worker")
     await in_db(request, check_attempt, run_id, attempt)
     if request.content_length is not None and \
             request.content_length > settings.max_run_folder_bytes:
-        await _fail_oversized(request, attempt, request.query.get("worker", "worker"))
+        await _fail_oversized(request, attempt, worker)
     with kept_temp_dir(settings, "folder") as temp_dir:
         archive = await _folder_within_limit(request, request.content.read, temp_dir, attempt,
-                                             request.query.get("worker", "worker"))
+                                             worker)
         await in_db(request, keep_folder, settings, run_id, attempt, archive)
     return web.Response(status=204)
 
