@@ -25,17 +25,25 @@ from service.settings import Settings
 from service.storage import link_or_copy
 from service.timeutil import utcnow
 
-_digests: dict[tuple[str, int, int], str] = {}
+ScriptKey = tuple[str, int, int]  # path, mtime_ns, size: a changed script is a new one
+_digests: dict[ScriptKey, str] = {}
 _digests_lock = threading.Lock()
+
+
+def script_key(script: Path) -> ScriptKey | None:
+    """What names a script's version without reading it; None if it is gone."""
+    try:
+        stat = script.stat()
+    except OSError:
+        return None
+    return str(script), stat.st_mtime_ns, stat.st_size
 
 
 def script_sha256(path: Path) -> str | None:
     """The SHA-256 of a script's bytes (cached while its size and mtime stay); None if gone."""
-    try:
-        stat = path.stat()
-    except OSError:
+    key = script_key(path)
+    if key is None:
         return None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
     with _digests_lock:
         if key in _digests:
             return _digests[key]

@@ -32,6 +32,7 @@ from aiohttp import web
 from service.keys import SETTINGS
 from service.models import Run
 from service.parsing import parse_dict_line
+from service.reuse import ScriptKey, script_key
 from service.settings import Settings
 from service.supervise import kill_group, with_parent_death_signal
 from service.training import script_env
@@ -46,7 +47,6 @@ STDERR_KEEP = 8 * 1024  # of the process's standard error, the tail kept for the
 RETRY_AFTER_S = 60.0  # after a failed start, the same run and script predict cold this long
 MAX_WARM = 4  # processes alive at once; past it the least recently used idle one is stopped
 
-ScriptKey = tuple[str, int, int]  # path, mtime_ns, size: a changed script is a new one
 
 
 class WarmBroken(Exception):
@@ -62,14 +62,6 @@ class Reply:
     output: dict[str, Any]
     stdout: str
     duration_s: float
-
-
-def script_key(script: Path) -> ScriptKey | None:
-    try:
-        stat = script.stat()
-    except OSError:
-        return None
-    return str(script), stat.st_mtime_ns, stat.st_size
 
 
 def opts_in(script: Path) -> bool:
