@@ -13,14 +13,16 @@ it is read, its bytes still in memory, before it is written: one pass over the u
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from service.labels import LabelError, check_label
+from service.zipstream import LOCAL_HEADER, ZipStream, ZipStreamError, decoded_name
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
@@ -106,7 +108,12 @@ class _Budget:
                                   f"bytes (zip bomb guard)")
 
 
-def _take(source: IO[bytes], target: Path, budget: _Budget) -> tuple[str, bytes | None]:
+Chunks = Iterator[bytes]
+Entry = tuple[str, str | None, Chunks | None]  # name, why it is refused (or None), its bytes
+SPECIAL = "links and special files are refused"
+
+
+def _take(source: Chunks, target: Path, budget: _Budget) -> tuple[str, bytes | None]:
     """Read a member, hashing it on the way; its digest, and its bytes if small (not written
     yet: the check comes first); a larger one is streamed to `target` as it is read."""
     size = 0
@@ -114,7 +121,7 @@ def _take(source: IO[bytes], target: Path, budget: _Budget) -> tuple[str, bytes 
     blocks: list[bytes] = []
     out: IO[bytes] | None = None
     try:
-        while block := source.read(CHUNK):
+        for block in source:
             size += len(block)
             budget.add(len(block), size)
             digest.update(block)
@@ -131,43 +138,116 @@ def _take(source: IO[bytes], target: Path, budget: _Budget) -> tuple[str, bytes 
     return digest.hexdigest(), blocks[0] if len(blocks) == 1 else b"".join(blocks)
 
 
+def _drain(source: Chunks, budget: _Budget) -> None:
+    """A refused member's bytes, read past (a stream has no index to skip by) and counted."""
+    size = 0
+    for block in source:
+        size += len(block)
+        budget.add(len(block), size)
+
+
 def _write(target: Path, data: bytes) -> None:
     with open(target, "wb") as out:
         out.write(data)
 
 
-def _zip_entries(path: Path) -> Iterator[tuple[str, str | None, IO[bytes] | None]]:
-    """(name, why it is not a regular file or None, its stream) for each zip member."""
+def _blocks(stream: IO[bytes]) -> Chunks:
+    return iter(lambda: stream.read(CHUNK), b"")
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file that reads an iterator of chunks, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.left = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self.left:
+            self.left = memoryview(next(self.chunks, b""))
+        count = min(len(buffer), len(self.left))
+        buffer[:count] = self.left[:count]
+        self.left = self.left[count:]
+        return count
+
+
+class _Source:
+    """An archive's members, from a file on disk or from chunks as they arrive."""
+
+    def __init__(self, path: Path | None = None, chunks: Iterable[bytes] | None = None,
+                 kind: str | None = None) -> None:
+        self.path, self.chunks, self.kind = path, chunks, kind
+        self.zip_stream: ZipStream | None = None
+
+    def entries(self) -> Iterator[Entry]:
+        if self.chunks is not None and self.kind == "zip":
+            self.zip_stream = ZipStream(self.chunks)
+            return _zip_stream_entries(self.zip_stream)
+        if self.chunks is not None:
+            reader = io.BufferedReader(_ChunkReader(self.chunks), CHUNK)
+            return _tar_entries(tarfile.open(fileobj=reader, mode="r|*"))
+        assert self.path is not None
+        if zipfile.is_zipfile(self.path):
+            return _zip_entries(self.path)
+        if tarfile.is_tarfile(self.path):
+            return _tar_entries(tarfile.open(self.path, mode="r:*"))
+        raise ArchiveError("not a readable .zip or .tar.gz archive")
+
+    def special_names(self) -> set[str]:
+        """Members only the archive's index, read at its end, shows to be links."""
+        return self.zip_stream.special_names() if self.zip_stream is not None else set()
+
+
+def _zip_entries(path: Path) -> Iterator[Entry]:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
             if info.is_dir():
                 continue
             mode = info.external_attr >> 16
             if mode and (mode & 0o170000) not in (0, 0o100000):
-                yield info.filename, "links and special files are refused", None
+                yield info.filename, SPECIAL, None
                 continue
             with archive.open(info) as stream:
-                yield info.filename, None, stream
+                yield info.filename, None, _blocks(stream)
 
 
-def _tar_entries(path: Path) -> Iterator[tuple[str, str | None, IO[bytes] | None]]:
-    with tarfile.open(path, mode="r:*") as archive:
+def _zip_stream_entries(stream: ZipStream) -> Iterator[Entry]:
+    for raw_name, chunks in stream.members():
+        name = decoded_name(raw_name)
+        if name.endswith("/"):  # a folder: nothing to unpack
+            for _ in chunks:
+                pass
+            continue
+        yield name, None, chunks
+
+
+def _tar_entries(archive: tarfile.TarFile) -> Iterator[Entry]:
+    with archive:
         for info in archive:  # streams member by member, never loads the index whole
             if info.isdir():
                 continue
             if not info.isreg():
-                yield info.name, "links and special files are refused", None
+                yield info.name, SPECIAL, None
                 continue
             stream = archive.extractfile(info)
-            yield info.name, None, stream
+            yield info.name, None, _blocks(stream) if stream is not None else None
 
 
-def _entries(path: Path) -> Iterator[tuple[str, str | None, IO[bytes] | None]]:
-    if zipfile.is_zipfile(path):
-        return _zip_entries(path)
-    if tarfile.is_tarfile(path):
-        return _tar_entries(path)
-    raise ArchiveError("not a readable .zip or .tar.gz archive")
+def stream_kind(head: bytes, original_name: str) -> str | None:
+    """How an archive that starts with `head` is unpacked while it arrives: "zip" (its first
+    member's header), "tar" (gzip, or a tar by its name); None: written first, then read from
+    the file (a zip with something before its first member, a self-extracting one say)."""
+    if head.startswith(LOCAL_HEADER):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        return "tar"
+    lowered = original_name.lower()
+    if lowered.endswith((".tar", ".tgz", ".tar.gz")) and not head.startswith(b"PK"):
+        return "tar"
+    return None
 
 
 def _discard(folder: Path) -> None:
@@ -178,15 +258,30 @@ def _discard(folder: Path) -> None:
 def unpack(path: Path, into: Path, limits: ArchiveLimits, default_label: str | None,
            visit: Callable[[Member], bool] | None = None
            ) -> tuple[list[Member], list[Rejection]]:
-    """Unpack the archive's regular files into `into` as numbered files. `visit` sees each
-    member as soon as it is read (with its bytes, when small) and says whether its file is
+    """Unpack the archive file's regular files into `into` as numbered files. `visit` sees
+    each member as soon as it is read (with its bytes, when small) and says whether its file is
     wanted: a small member it refuses is never written."""
+    return _unpack_source(_Source(path=path), into, limits, default_label, visit)
+
+
+def unpack_stream(chunks: Iterable[bytes], kind: str, into: Path, limits: ArchiveLimits,
+                  default_label: str | None, visit: Callable[[Member], bool] | None = None
+                  ) -> tuple[list[Member], list[Rejection]]:
+    """`unpack` for an archive read from its chunks as they arrive (`kind` by `stream_kind`).
+    A member the zip's index, read last, shows to be a link is refused then: its file removed,
+    and left out of the members (a caller that kept it from `visit` must drop it too)."""
+    return _unpack_source(_Source(chunks=chunks, kind=kind), into, limits, default_label, visit)
+
+
+def _unpack_source(source: _Source, into: Path, limits: ArchiveLimits,
+                   default_label: str | None, visit: Callable[[Member], bool] | None
+                   ) -> tuple[list[Member], list[Rejection]]:
     budget = _Budget(limits)
     members: list[Member] = []
     rejected: list[Rejection] = []
     seen: set[str] = set()
     try:
-        for name, problem, stream in _entries(path):
+        for name, problem, chunks in source.entries():
             budget.count_member()
             problem = problem or _member_problem(name, seen)
             seen.add(name)
@@ -194,27 +289,44 @@ def unpack(path: Path, into: Path, limits: ArchiveLimits, default_label: str | N
                 label = None if problem else _label_of(name, default_label)
             except LabelError as error:
                 problem = f"bad label folder: {error}"
-            if problem or stream is None:
+            if problem or chunks is None:
                 rejected.append(Rejection(name, problem or "unreadable member"))
+                _drain(chunks or iter(()), budget)
                 continue
-            member = _unpack_member(stream, into / f"member-{budget.members:06d}", name,
+            member = _unpack_member(chunks, into / f"member-{budget.members:06d}", name,
                                     label, budget, visit)
             members.append(member)
+        members = _without_special(members, rejected, source.special_names())
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         _discard(into)
         raise ArchiveError(f"damaged archive: {error}") from None
+    except ZipStreamError as error:
+        _discard(into)
+        raise ArchiveError(str(error)) from None
     except ArchiveError:
         _discard(into)
         raise
     return members, rejected
 
 
-def _unpack_member(stream: IO[bytes], target: Path, name: str, label: str | None,
+def _without_special(members: list[Member], rejected: list[Rejection],
+                     special: set[str]) -> list[Member]:
+    kept = []
+    for member in members:
+        if member.name in special:
+            member.path.unlink(missing_ok=True)
+            rejected.append(Rejection(member.name, SPECIAL))
+        else:
+            kept.append(member)
+    return kept
+
+
+def _unpack_member(chunks: Chunks, target: Path, name: str, label: str | None,
                    budget: _Budget, visit: Callable[[Member], bool] | None) -> Member:
     """One member: read and hashed, checked from memory by `visit`, then written if wanted.
     (A writer thread overlapping the next member's read measured no faster on 2 busy cores:
     the copy into the page cache and the check both need the CPU.)"""
-    sha256, data = _take(stream, target, budget)
+    sha256, data = _take(chunks, target, budget)
     member = Member(target, name, label, sha256)
     wanted = visit(replace(member, data=data)) if visit is not None else True
     if data is not None and wanted:

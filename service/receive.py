@@ -27,9 +27,10 @@ import aiofiles.os
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from service.archives import is_archive_head
+from service.archives import is_archive_head, stream_kind
 from service.errors import BadRequest, Invalid, TooLarge
 from service.settings import Settings
+from service.unpacking import StreamedUnpack, Unpacker, UnpackFailed
 
 CHUNK = 1 << 20  # asked of read_chunk, which hands over what has arrived, up to this
 WRITE_SIZE = 1 << 20  # bytes a large part collects before one write: few thread hops
@@ -57,6 +58,7 @@ class ReceivedFile:
     archive: bool = False  # by its name or its first bytes: unpacked, not checked as an image
     sha256: str | None = None  # of its bytes, for a file that is not an archive
     data: bytes | None = None  # its bytes, for a small file within the request's budget
+    unpacked: Any = None  # an archive unpacked while it arrived (never written): what it held
 
 
 @dataclass
@@ -129,8 +131,10 @@ class _Writer:
 class _Part:
     """One file part on its way to disk: hashed, kept in memory while small, then streamed."""
 
-    def __init__(self, upload: ReceivedFile) -> None:
+    def __init__(self, upload: ReceivedFile, unpacker: Unpacker | None) -> None:
         self.upload = upload
+        self.unpacker = unpacker
+        self.unpacking: StreamedUnpack | None = None
         self.digest: Any = hashlib.sha256()
         self.head = b""  # the first bytes, until there are HEAD of them
         self.chunks: list[bytes] = []
@@ -148,6 +152,20 @@ class _Part:
         self.chunks.append(chunk)
         self.pending += len(chunk)
 
+    async def pass_on(self, writer: _Writer) -> None:
+        """What has gathered goes on: to the unpacker, once the head says it is an archive
+        one can unpack as it arrives; else to the part's file, past SMALL_PART."""
+        if self.unpacking is None and self.unpacker is not None and self.upload.archive:
+            kind = stream_kind(self.head, self.upload.name)
+            if kind is not None:
+                self.unpacking = StreamedUnpack(self.unpacker, self.upload, kind)
+        if self.unpacking is not None:
+            chunks, self.chunks, self.pending = self.chunks, [], 0
+            await self.unpacking.put(chunks)
+        elif self.pending >= WRITE_SIZE or (self.handle is None and
+                                            self.upload.size > SMALL_PART):
+            await self.stream(writer)
+
     async def stream(self, writer: _Writer) -> None:
         """Past SMALL_PART the part gets its own file; write what has gathered."""
         if self.handle is None:
@@ -157,6 +175,11 @@ class _Part:
 
     async def finish(self, writer: _Writer, budget: _RequestBudget) -> None:
         upload = self.upload
+        if self.unpacking is not None:
+            await self.unpacking.put(self.chunks)
+            unpacking, self.unpacking, self.chunks = self.unpacking, None, []
+            upload.unpacked = await unpacking.finish()
+            return
         upload.archive = upload.archive or is_archive_head(self.head, upload.name)
         if upload.archive:
             self.digest = None
@@ -171,6 +194,9 @@ class _Part:
         await self.close(writer)
 
     async def close(self, writer: _Writer) -> None:
+        if self.unpacking is not None:
+            unpacking, self.unpacking = self.unpacking, None
+            await unpacking.abandon()
         if self.handle is not None:
             await writer.wait()
             handle, self.handle = self.handle, None
@@ -187,15 +213,13 @@ def _disposition(part: BodyPartReader) -> tuple[str | None, str | None]:
 
 
 async def _save_part(part: BodyPartReader, upload: ReceivedFile, writer: _Writer,
-                     budget: _RequestBudget) -> None:
-    sink = _Part(upload)
+                     budget: _RequestBudget, unpacker: Unpacker | None) -> None:
+    sink = _Part(upload, unpacker)
     try:
         while chunk := await part.read_chunk(CHUNK):
             budget.add(len(chunk), upload.size + len(chunk), upload.name)
             sink.take(chunk)
-            if sink.pending >= WRITE_SIZE or (sink.handle is None and
-                                              upload.size > SMALL_PART):
-                await sink.stream(writer)
+            await sink.pass_on(writer)
         await sink.finish(writer, budget)
     finally:
         await sink.close(writer)
@@ -228,7 +252,7 @@ def _field_rule(file_field: str, labels: bool) -> str:
 
 async def _read_parts(reader: MultipartReader, temp_dir: Path, received: Received,
                       file_field: str, labels: bool, writer: _Writer,
-                      budget: _RequestBudget) -> None:
+                      budget: _RequestBudget, unpacker: Unpacker | None) -> None:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise BadRequest("nested multipart bodies are not accepted")
@@ -241,7 +265,7 @@ async def _read_parts(reader: MultipartReader, temp_dir: Path, received: Receive
             upload = ReceivedFile(temp_dir / f"part-{len(received.files):06d}",
                                   filename or "upload", received.label)
             received.files.append(upload)
-            await _save_part(part, upload, writer, budget)
+            await _save_part(part, upload, writer, budget, unpacker)
         elif labels and name == "label" and filename is None:
             received.label = await _read_text(part, name) or None
             received.label_unused = True
@@ -257,16 +281,21 @@ async def _read_parts(reader: MultipartReader, temp_dir: Path, received: Receive
 
 
 async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
-                        file_field: str, labels: bool = False) -> Received:
+                        file_field: str, labels: bool = False,
+                        unpacker: Unpacker | None = None) -> Received:
     """Stream every file part named `file_field` to disk, each into a file of its own; with
-    `labels`, each `label` text part labels the file parts after it."""
+    `labels`, each `label` text part labels the file parts after it. With `unpacker`, an
+    archive part is not written: its bytes go to `unpacker` in a thread as they arrive (see
+    service.unpacking), and what it returns is the part's `unpacked`."""
     received = Received()
     writer = _Writer()
     try:
         reader = await _multipart(request, settings)
         await _read_parts(reader, temp_dir, received, file_field, labels, writer,
-                          _RequestBudget(settings))
+                          _RequestBudget(settings), unpacker)
         await writer.flush_small()
+    except UnpackFailed as failed:
+        raise failed.error from None
     except (ValueError, BadHttpMessage) as error:  # aiohttp's word for a broken body
         raise BadRequest(f"the multipart body is malformed: {error}") from None
     finally:

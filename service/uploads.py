@@ -8,6 +8,7 @@ no file is read back only to be hashed, and small files are not read back at all
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from service.archives import (
     Member,
     Rejection,
     unpack,
+    unpack_stream,
 )
 from service.db import write_transaction
 from service.errors import TooLarge
@@ -30,9 +32,10 @@ from service.models import Image, ModelImage
 from service.receive import Received, ReceivedFile, receive_files
 from service.settings import Settings
 from service.storage import store_image
+from service.unpacking import Unpacker
 
 __all__ = ["Candidate", "Received", "ReceivedFile", "Recorded", "check_uploads",
-           "receive_files", "record_images"]
+           "receive_files", "record_images", "unpacker"]
 
 IN_BATCH = 500
 
@@ -71,10 +74,14 @@ def _unsupported_archive(name: str) -> str | None:
             f"{', '.join(ARCHIVE_SUFFIXES)} archive of them")
 
 
-def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
-                temp_dir: Path) -> tuple[list[Candidate], list[Rejection]]:
+Unpacked = tuple[list[Candidate], list[Rejection]]
+
+
+def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None, temp_dir: Path,
+                chunks: Iterable[bytes] | None = None, kind: str | None = None) -> Unpacked:
     """The archive's images, each checked as soon as it is read (its bytes still in memory,
-    written only if it is an image); its refusals: the unpacking's first, then the checks'."""
+    written only if it is an image); its refusals: the unpacking's first, then the checks'.
+    From its file, or from `chunks` as they arrive (`kind` by archives.stream_kind)."""
     folder = temp_dir / f"{upload.path.name}-unpacked"
     folder.mkdir()
     prefix = f"{upload.name}:"
@@ -86,12 +93,32 @@ def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None,
                member.data, member.sha256)
 
     try:
-        _, rejected = unpack(upload.path, folder, _limits(settings), label, visit)
+        if chunks is not None and kind is not None:
+            kept, rejected = unpack_stream(chunks, kind, folder, _limits(settings), label, visit)
+            found = _only_kept(found, kept)
+        else:
+            _, rejected = unpack(upload.path, folder, _limits(settings), label, visit)
     except ArchiveTooLarge as error:  # a limit: the whole request is refused, nothing kept
         raise TooLarge(f"archive {upload.name!r}: {error}") from None
     except ArchiveError as error:  # refused whole: the images checked so far go with it
         return [], [Rejection(upload.name, f"archive refused: {error}")]
     return found, [Rejection(prefix + r.name, r.reason) for r in rejected] + refused
+
+
+def _only_kept(found: list[Candidate], kept: list[Member]) -> list[Candidate]:
+    """Leave out what the unpacking refused after `visit` saw it (a link by a zip's index)."""
+    paths = {member.path for member in kept}
+    return [candidate for candidate in found if candidate.image.path in paths]
+
+
+def unpacker(settings: Settings, temp_dir: Path) -> Unpacker:
+    """For receive_files: an archive part unpacked and checked in a thread as it arrives."""
+
+    def unpack_part(upload: ReceivedFile, kind: str, chunks: Iterable[bytes]) -> Unpacked:
+        label = check_label(upload.label) if upload.label is not None else None
+        return _unpack_one(settings, upload, label, temp_dir, chunks, kind)
+
+    return unpack_part
 
 
 def check_uploads(settings: Settings, received: Received,
@@ -101,7 +128,11 @@ def check_uploads(settings: Settings, received: Received,
     rejected: list[Rejection] = []
     for upload in received.files:
         label = check_label(upload.label) if upload.label is not None else None
-        if upload.archive:
+        if upload.unpacked is not None:
+            found, refusals = upload.unpacked
+            candidates += found
+            rejected += refusals
+        elif upload.archive:
             found, refusals = _unpack_one(settings, upload, label, temp_dir)
             candidates += found
             rejected += refusals

@@ -17,7 +17,7 @@ from service.models import Run
 from service.predict import PredictImage, predict_images
 from service.settings import Settings
 from service.storage import kept_temp_dir
-from service.uploads import Received, check_uploads, receive_files, record_images
+from service.uploads import Received, check_uploads, receive_files, record_images, unpacker
 from service.views import all_models_json, best_json, label_counts, model_json
 from service.warm import WARM_POOL
 
@@ -61,8 +61,9 @@ async def ingest_upload(request: web.Request, model_id: int) -> dict:
     settings = settings_of(request)
     await in_db(request, get_model, model_id)
     with kept_temp_dir(settings, "upload") as temp_dir:
-        received = await receive_files(request, settings, temp_dir, "images", labels=True)
-        try:
+        try:  # a bad label is met by an archive unpacked as it arrives, or by the check
+            received = await receive_files(request, settings, temp_dir, "images", labels=True,
+                                           unpacker=unpacker(settings, temp_dir))
             candidates, rejected = await in_db(request, check_uploads, settings, received,
                                                temp_dir)
         except LabelError as error:
