@@ -16,6 +16,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +32,7 @@ NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", 
 CHUNK = 1 << 20
 KEEP_BYTES = 4 << 20  # a member no larger is read whole, checked, then written
 PENDING_WRITES = 4
+GZIP_WBITS = zlib.MAX_WBITS | 16  # zlib's name for a gzip header and trailer
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,25 @@ class _Writes:
                 self.pool = None
 
 
+def _gunzipped(chunks: Iterable[bytes]) -> Chunks:
+    """gzip's members inflated, each held to its trailer (CRC and size). tarfile's stream mode
+    does not check it, and so took a .tar.gz cut between two tar members for a whole one."""
+    inflate = zlib.decompressobj(GZIP_WBITS)
+    for chunk in chunks:
+        pending = chunk
+        while pending:
+            if inflate.eof:  # another gzip member follows (zero padding is not one)
+                pending = pending.lstrip(b"\0")
+                inflate = zlib.decompressobj(GZIP_WBITS) if pending else inflate
+                continue
+            inflated = inflate.decompress(pending, CHUNK)  # at most CHUNK: no gzip bomb
+            if inflated:
+                yield inflated
+            pending = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
+    if not inflate.eof:
+        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
+
 def _blocks(stream: IO[bytes]) -> Chunks:
     return iter(lambda: stream.read(CHUNK), b"")
 
@@ -220,6 +241,9 @@ class _Source:
         if self.chunks is not None and self.kind == "zip":
             self.zip_stream = ZipStream(self.chunks)
             return _zip_stream_entries(self.zip_stream)
+        if self.chunks is not None and self.kind == "tar.gz":
+            reader = io.BufferedReader(_ChunkReader(_gunzipped(self.chunks)), CHUNK)
+            return _tar_entries(tarfile.open(fileobj=reader, mode="r|"))
         if self.chunks is not None:
             reader = io.BufferedReader(_ChunkReader(self.chunks), CHUNK)
             return _tar_entries(tarfile.open(fileobj=reader, mode="r|*"))
@@ -272,12 +296,12 @@ def _tar_entries(archive: tarfile.TarFile) -> Iterator[Entry]:
 
 def stream_kind(head: bytes, original_name: str) -> str | None:
     """How an archive that starts with `head` is unpacked while it arrives: "zip" (its first
-    member's header), "tar" (gzip, or a tar by its name); None: written first, then read from
-    the file (a zip with something before its first member, a self-extracting one say)."""
+    member's header), "tar.gz" (gzip), "tar" (by its name); None: written first, then read
+    from the file (a zip with something before its first member, a self-extracting one say)."""
     if head.startswith(LOCAL_HEADER):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
-        return "tar"
+        return "tar.gz"
     lowered = original_name.lower()
     if lowered.endswith((".tar", ".tgz", ".tar.gz")) and not head.startswith(b"PK"):
         return "tar"
@@ -317,7 +341,7 @@ def _unpack_source(source: _Source, into: Path, limits: ArchiveLimits,
         members, rejected = _unpack_entries(source, into, limits, default_label, visit, writes)
         writes.finish()
         return _without_special(members, rejected, source.special_names()), rejected
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as error:
         _discard(into, writes)
         raise ArchiveError(f"damaged archive: {error}") from None
     except ZipStreamError as error:

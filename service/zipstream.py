@@ -16,6 +16,7 @@ import struct
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 
 from stream_unzip import (
     MissingPasswordError,
@@ -27,11 +28,12 @@ from stream_unzip import (
 )
 
 LOCAL_HEADER = b"PK\x03\x04"
+DESCRIPTOR = b"PK\x07\x08"
 _DIRECTORY_ENTRY = struct.Struct("<4s6H3I5H2I")  # a central directory file header, 46 bytes
 _END = struct.Struct("<4s4H2IH")  # end of central directory record, 22 bytes
 _END64 = struct.Struct("<4sQ2H2I4Q")  # zip64 end of central directory record, 56 bytes
 _END64_LOCATOR = 20
-RECENT_BYTES = 64  # more than a data descriptor (24 bytes) and a signature (4)
+RECENT_BYTES = 64  # more than a zip64 data descriptor with its signature (24) and a signature (4)
 MAX_INDEX_BYTES = 64 << 20  # more than the member limit's directory would ever need
 _LINK_TYPES = (0o120000, 0o020000, 0o060000, 0o010000, 0o140000)  # link, devices, fifo, socket
 
@@ -63,7 +65,7 @@ class _Recorder:
         self.source = iter(chunks)
         self.recent: deque[bytes] = deque()  # the last RECENT_BYTES or more, read ahead of us
         self.recent_bytes = 0
-        self.kept: list[bytes] | None = None
+        self.kept: list[bytes] | None = []  # from the start: the first member's header
         self.kept_bytes = 0
 
     def __iter__(self) -> Iterator[bytes]:
@@ -77,9 +79,11 @@ class _Recorder:
             yield chunk
 
     def _remember(self, chunk: bytes) -> None:
+        """Keep the newest chunk and RECENT_BYTES before it: the reader may be anywhere in the
+        newest one, having read up to a data descriptor and a signature past a member's end."""
         self.recent.append(chunk)
         self.recent_bytes += len(chunk)
-        while self.recent_bytes - len(self.recent[0]) >= RECENT_BYTES:
+        while self.recent_bytes - len(self.recent[0]) - len(chunk) >= RECENT_BYTES:
             self.recent_bytes -= len(self.recent.popleft())
 
     def member_started(self) -> None:
@@ -92,6 +96,17 @@ class _Recorder:
 
     def tail(self) -> bytes:
         return b"".join(self.kept or [])
+
+    def held_at_least(self, size: int) -> bytes:
+        """The kept bytes, with more taken from the source until there are `size` (or no
+        more): a look past what the reader took, once it has stopped."""
+        while self.kept is not None and self.kept_bytes < size:
+            chunk = next(self.source, None)
+            if chunk is None:
+                break
+            self.kept.append(chunk)
+            self.kept_bytes += len(chunk)
+        return self.tail()
 
 
 def _reason(error: UnzipError) -> str:
@@ -125,14 +140,44 @@ class ZipStream:
     def members(self) -> Iterator[tuple[bytes, Iterator[bytes]]]:
         """(raw name, its unpacked chunks) of each member; each member's chunks must be read
         to their end before the next member comes."""
+        while True:
+            try:
+                yield from self._read_on()
+                return
+            except NotStreamUnzippable as stuck:
+                name = stuck.args[0] if stuck.args else b""
+                self._step_over_empty(name)
+                self.names.append(name)
+                yield name, iter(())
+
+    def _read_on(self) -> Iterator[tuple[bytes, Iterator[bytes]]]:
         try:
             for raw_name, _size, unpacked in stream_unzip(self.recorder, chunk_size=1 << 20):
                 self.recorder.member_started()
                 self.names.append(raw_name)
                 yield raw_name, _translated(unpacked)
                 self.recorder.member_ended()
+        except NotStreamUnzippable:
+            raise
         except UnzipError as error:
             raise ZipStreamError(_reason(error)) from None
+
+    def _step_over_empty(self, name: bytes) -> None:
+        """stream-unzip stops at a stored member whose sizes come after its data: it cannot
+        tell where the data ends. Folders and empty files are such members in zips written to
+        a pipe, or by macOS's Finder: their data descriptor, all zeros, follows the header at
+        once. Step over one of those and read on with a new reader; refuse any other."""
+        held = self.recorder.tail()
+        at = _stuck_header(held, name)
+        end = None
+        if at is not None:
+            name_length, extra_length = struct.unpack_from("<HH", held, at + 26)
+            data_at = at + 30 + name_length + extra_length
+            held = self.recorder.held_at_least(data_at + 24 + 2)
+            end = _empty_descriptor_end(held, data_at)
+        if end is None:
+            raise ZipStreamError(_reason(NotStreamUnzippable(name)))
+        self.recorder = _Recorder(chain([held[end:]], self.recorder.source))
 
     def special_names(self) -> set[str]:
         """Once every member is read: the names the index marks as links or special files;
@@ -141,6 +186,33 @@ class ZipStream:
         special = check_against_index(self.names, index)
         return {decoded_name(name) for name, is_special in zip(self.names, special, strict=True)
                 if is_special}
+
+
+def _stuck_header(held: bytes, name: bytes) -> int | None:
+    """Where the local header of the stored, sized-after-its-data member `name` starts."""
+    at = held.find(LOCAL_HEADER)
+    while 0 <= at <= len(held) - 30:
+        flags, method = struct.unpack_from("<HH", held, at + 6)
+        compressed_size, name_length = struct.unpack_from("<I", held, at + 18)[0], \
+            struct.unpack_from("<H", held, at + 26)[0]
+        if (flags & 0x08 and method == 0 and compressed_size == 0
+                and held[at + 30:at + 30 + name_length] == name):
+            return at
+        at = held.find(LOCAL_HEADER, at + 1)
+    return None
+
+
+def _empty_descriptor_end(held: bytes, data_at: int) -> int | None:
+    """Where an empty member's data descriptor (no data before it) ends, if one is there: with
+    its signature (zip32 or zip64 sizes) or without, all zeros, and a signature after it."""
+    for signature, length in ((DESCRIPTOR, 16), (DESCRIPTOR, 24), (b"", 12)):
+        descriptor = held[data_at:data_at + length]
+        zeros = descriptor[len(signature):]
+        if (len(descriptor) == length and descriptor.startswith(signature)
+                and zeros == bytes(len(zeros))
+                and held[data_at + length:data_at + length + 2] == b"PK"):
+            return data_at + length
+    return None
 
 
 def _end_record(tail: bytes) -> tuple[int, int]:

@@ -255,7 +255,34 @@ def test_a_corrupted_member_refuses_the_archive(tmp_path):
 
 def test_the_stream_kind_comes_from_the_head():
     assert stream_kind(b"PK\x03\x04", "x.tar.gz") == "zip"
-    assert stream_kind(b"\x1f\x8b\x08\x00", "x.zip") == "tar"
+    assert stream_kind(b"\x1f\x8b\x08\x00", "x.zip") == "tar.gz"
     assert stream_kind(b"abcd", "x.tar") == "tar"
     assert stream_kind(b"MZ\x90\x00", "self-extracting.zip") is None  # read from its file
     assert stream_kind(b"PK\x05\x06", "empty.zip") is None
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_folders_and_empty_files_sized_after_their_data_are_stepped_over(tmp_path, where):
+    """Written to a pipe (or by macOS's Finder), a folder or an empty file is a stored member
+    whose sizes follow its (empty) data: stream-unzip stops there; we step over it."""
+    sink = _Unseekable()
+    images = [("1/a.png", png_bytes(1)), ("2/b.png", png_bytes(2))]
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as archive:
+        empty = zipfile.ZipInfo("notes/empty.txt")
+        empty.compress_type = zipfile.ZIP_STORED
+        entries = {"first": 0, "middle": 1, "last": 2}[where]
+        for position in range(3):
+            if position == entries:
+                archive.mkdir("1")
+                archive.writestr(empty, b"")
+            if position < 2:
+                archive.writestr(*images[position])
+    data = bytes(sink.written)
+    # every file sized after its data (zipfile's mkdir writes a folder's sizes before)
+    assert data.count(b"PK\x07\x08") == 3
+    for size in (1, 7, 1 << 20):
+        (tmp_path / str(size)).mkdir()
+        (members, rejected), _ = _stream(tmp_path / str(size), data, size)
+        assert sorted((m.name, m.label) for m in members) == [
+            ("1/a.png", "1"), ("2/b.png", "2"), ("notes/empty.txt", "notes")]
+        assert rejected == []
