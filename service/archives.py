@@ -13,7 +13,6 @@ it is read, its bytes still in memory, before it is written: one pass over the u
 from __future__ import annotations
 
 import hashlib
-import io
 import tarfile
 import zipfile
 import zlib
@@ -22,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
 from service.labels import LabelError, check_label
+from service.tarstream import tar_stream
 from service.zipstream import LOCAL_HEADER, ZipStream, ZipStreamError, decoded_name
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
@@ -32,7 +32,6 @@ NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", 
 CHUNK = 1 << 20
 KEEP_BYTES = 4 << 20  # a member no larger is read whole, checked, then written
 PENDING_WRITES = 4
-GZIP_WBITS = zlib.MAX_WBITS | 16  # zlib's name for a gzip header and trailer
 
 
 @dataclass(frozen=True)
@@ -187,46 +186,8 @@ class _Writes:
                 self.pool = None
 
 
-def _gunzipped(chunks: Iterable[bytes]) -> Chunks:
-    """gzip's members inflated, each held to its trailer (CRC and size). tarfile's stream mode
-    does not check it, and so took a .tar.gz cut between two tar members for a whole one."""
-    inflate = zlib.decompressobj(GZIP_WBITS)
-    for chunk in chunks:
-        pending = chunk
-        while pending:
-            if inflate.eof:  # another gzip member follows (zero padding is not one)
-                pending = pending.lstrip(b"\0")
-                inflate = zlib.decompressobj(GZIP_WBITS) if pending else inflate
-                continue
-            inflated = inflate.decompress(pending, CHUNK)  # at most CHUNK: no gzip bomb
-            if inflated:
-                yield inflated
-            pending = inflate.unused_data if inflate.eof else inflate.unconsumed_tail
-    if not inflate.eof:
-        raise EOFError("Compressed file ended before the end-of-stream marker was reached")
-
-
 def _blocks(stream: IO[bytes]) -> Chunks:
     return iter(lambda: stream.read(CHUNK), b"")
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file that reads an iterator of chunks, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self.chunks = iter(chunks)
-        self.left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self.left:
-            self.left = memoryview(next(self.chunks, b""))
-        count = min(len(buffer), len(self.left))
-        buffer[:count] = self.left[:count]
-        self.left = self.left[count:]
-        return count
 
 
 class _Source:
@@ -241,12 +202,8 @@ class _Source:
         if self.chunks is not None and self.kind == "zip":
             self.zip_stream = ZipStream(self.chunks)
             return _zip_stream_entries(self.zip_stream)
-        if self.chunks is not None and self.kind == "tar.gz":
-            reader = io.BufferedReader(_ChunkReader(_gunzipped(self.chunks)), CHUNK)
-            return _tar_entries(tarfile.open(fileobj=reader, mode="r|"))
         if self.chunks is not None:
-            reader = io.BufferedReader(_ChunkReader(self.chunks), CHUNK)
-            return _tar_entries(tarfile.open(fileobj=reader, mode="r|*"))
+            return _tar_entries(tar_stream(self.chunks, gzipped=self.kind == "tar.gz"))
         assert self.path is not None
         if zipfile.is_zipfile(self.path):
             return _zip_entries(self.path)
