@@ -10,6 +10,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -86,6 +87,7 @@ def _both(tmp: Path, data: bytes, cut: int) -> tuple[object, object]:
     return from_file, streamed
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")  # duplicates are among the cases
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(members=MEMBERS, form=st.sampled_from(["zip", "zip to a pipe", "tar.gz"]),
