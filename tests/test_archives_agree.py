@@ -100,6 +100,7 @@ def test_file_and_stream_give_the_same_members_and_refusals(tmp_path_factory, me
     assert streamed == from_file
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(members=MEMBERS.filter(lambda m: len(m) > 0), form=st.sampled_from(["zip", "tar.gz"]),
