@@ -19,10 +19,12 @@ from service.db import database
 from service.errors import NotFound
 from service.models import Experiment
 from service.rows import row_by_id
-from service.views import experiment_json
+from service.views import experiment_json, run_rows, run_view
 
 KEPT = 64  # experiments whose view is kept: those being watched
 _kept: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+# each kept experiment's runs: run id -> (its row, its view, its JSON)
+_runs_kept: dict[int, dict[int, tuple[tuple[Any, ...], dict[str, Any], str]]] = {}
 _lock = threading.Lock()
 
 
@@ -36,8 +38,10 @@ def _marks(experiment_id: int) -> tuple[int, int | None]:
 
 
 def _version(experiment: Experiment) -> tuple[Any, ...]:
+    """The experiment's row as stored (`__data__`: a foreign key is its id there, where
+    getattr would read the model's row, a query more a poll) and its runs' marks."""
     fields = Experiment._meta.sorted_fields
-    return (tuple(getattr(experiment, field.name) for field in fields),
+    return (tuple(experiment.__data__.get(field.name) for field in fields),
             tuple(_marks(experiment.id)))
 
 
@@ -69,10 +73,32 @@ def experiment_view_bytes(experiment_id: int) -> bytes:
     kept = _kept_if_current(experiment_id, version)
     if kept is not None:
         return kept
-    body = json.dumps(experiment_json(experiment)).encode()
+    views, parts = _runs_with_json(experiment_id)
+    shown = experiment_json(experiment, runs=views)
+    del shown["runs"]  # spliced in below, from each run's own JSON
+    head = json.dumps(shown)
+    body = f'{head[:-1]}, "runs": [{", ".join(parts)}]}}'.encode()
     with _lock:
         _kept[experiment_id] = (version, body)
         _kept.move_to_end(experiment_id)
         while len(_kept) > KEPT:
-            _kept.popitem(last=False)
+            gone, _ = _kept.popitem(last=False)
+            _runs_kept.pop(gone, None)
     return body
+
+
+def _runs_with_json(experiment_id: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each run's view and its JSON, built again only for runs whose row changed: in a sweep
+    of 1,000 runs one ends between two polls, and building every run's view and JSON again
+    was two thirds of the API's time (11 ms a poll)."""
+    before = _runs_kept.get(experiment_id, {})
+    now: dict[int, tuple[tuple[Any, ...], dict[str, Any], str]] = {}
+    for row in run_rows(experiment_id):
+        kept = before.get(row[0])
+        if kept is None or kept[0] != row:
+            view = run_view(row)
+            kept = (row, view, json.dumps(view))
+        now[row[0]] = kept
+    with _lock:  # dropped with the experiment's kept view (at most KEPT experiments)
+        _runs_kept[experiment_id] = now  # never changed after: builds in other threads share it
+    return [kept[1] for kept in now.values()], [kept[2] for kept in now.values()]

@@ -60,11 +60,16 @@ def run_json(run: Run) -> dict[str, Any]:
     return run_view(tuple(getattr(run, name) for name in RUN_FIELDS))
 
 
-def runs_of(experiment_id: int) -> list[dict[str, Any]]:
+def run_rows(experiment_id: int) -> list[tuple[Any, ...]]:
+    """The experiment's runs as rows of RUN_FIELDS, in id order."""
     cursor = database.execute_sql(
         f"SELECT {', '.join(RUN_FIELDS)} FROM run WHERE experiment_id = {database.param} "
         f"ORDER BY id", (experiment_id,))
-    return [run_view(values) for values in cursor.fetchall()]
+    return cursor.fetchall()
+
+
+def runs_of(experiment_id: int) -> list[dict[str, Any]]:
+    return [run_view(values) for values in run_rows(experiment_id)]
 
 
 def best_of(runs: list[dict[str, Any]], best_run_id: int | None) -> dict[str, Any] | None:
@@ -112,7 +117,9 @@ def all_models_json() -> list[dict[str, Any]]:
     return [model_json(model) for model in MLModel.select().order_by(MLModel.id)]
 
 
-def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str, Any]:
+def experiment_json(experiment: Experiment, with_runs: bool = True,
+                    runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The experiment's view; with `runs`, those views of its runs (already read) in it."""
     body: dict[str, Any] = {
         "id": experiment.id,
         "model_id": experiment.model_id,
@@ -135,7 +142,7 @@ def experiment_json(experiment: Experiment, with_runs: bool = True) -> dict[str,
     if not with_runs:
         return {**body, "counts": status_counts(experiment.id),
                 "best": best_json(experiment.best_run_id)}
-    runs = runs_of(experiment.id)
+    runs = runs if runs is not None else runs_of(experiment.id)
     counts = {status.value: 0 for status in RunStatus}
     for run in runs:
         counts[run["status"]] += 1

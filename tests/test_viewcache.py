@@ -59,3 +59,29 @@ def test_the_quick_check_answers_only_while_the_kept_view_is_current(db):
     assert kept_view_bytes(experiment.id) is None  # stale
     Experiment.delete_by_id(experiment.id)
     assert kept_view_bytes(experiment.id) is None  # gone
+
+
+def test_only_changed_runs_are_built_again_and_the_view_equals_a_fresh_one(db, monkeypatch):
+    """Each run's view and JSON are kept with its row: a rebuild after one run changed builds
+    that one run again, and the spliced JSON still equals the whole view built afresh."""
+    import service.viewcache as viewcache
+    from service.views import experiment_json
+
+    experiment = _experiment()
+    add_runs(Experiment.get_by_id(experiment.id), [GridPoint(0.3, 1, 5), GridPoint(0.3, 2, 5)],
+             first_trial=0)
+    experiment_view_bytes(experiment.id)
+    built: list[int] = []
+    real_run_view = viewcache.run_view
+
+    def counted(row):
+        built.append(row[0])
+        return real_run_view(row)
+
+    monkeypatch.setattr(viewcache, "run_view", counted)
+    run = Run.select().where(Run.experiment == experiment.id).order_by(Run.id).first()
+    transition(run.id, RunStatus.RUNNING, actor="test", expect={RunStatus.QUEUED})
+    spliced = json.loads(experiment_view_bytes(experiment.id))
+    assert built == [run.id]
+    assert spliced == json.loads(json.dumps(experiment_json(Experiment.get_by_id(experiment.id))))
+    assert [r["status"] for r in spliced["runs"]] == ["running", "queued", "queued", "queued"]
