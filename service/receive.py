@@ -5,11 +5,13 @@ it back for its SHA-256 (an archive is not hashed: its members are, as they are 
 A large part goes straight to its own file in 1 MiB aiofiles writes, one write in flight while
 the next bytes are parsed; small parts are written in batches, one thread hop for many files
 (a request of 2,000 small images would otherwise cost three hops a part), and kept in memory,
-within a per-request budget, so the check does not read them back either.
+within a per-request budget, so the check does not read them back either. An archive part,
+given an unpacker, is not written at all: its bytes go to the unpacker's thread as they arrive
+(service.unpacking), which writes only its members.
 
 Nothing is kept until the whole request has been read and checked: a request cut off half-way
 leaves only its temporary folder, which the caller removes (and which is cleared at start after
-a crash). No write is left running when `receive_files` returns or raises.
+a crash). No write, and no unpacking, is left running when `receive_files` returns or raises.
 """
 
 from __future__ import annotations
