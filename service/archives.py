@@ -219,6 +219,8 @@ class _Source:
 def _zip_entries(path: Path) -> Iterator[Entry]:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
+            if info.flag_bits & 0x1:  # zipfile would raise RuntimeError asking for a password
+                raise ArchiveError("encrypted members are not accepted")
             if info.is_dir():
                 continue
             mode = info.external_attr >> 16

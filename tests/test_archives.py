@@ -286,3 +286,13 @@ def test_folders_and_empty_files_sized_after_their_data_are_stepped_over(tmp_pat
         assert sorted((m.name, m.label) for m in members) == [
             ("1/a.png", "1"), ("2/b.png", "2"), ("notes/empty.txt", "notes")]
         assert rejected == []
+
+
+def test_an_encrypted_member_refuses_the_archive_both_ways(tmp_path, reading):
+    data = bytearray(zip_bytes({"1/a.png": png_bytes(1)}))
+    data[6] |= 1  # the member's local header: encrypted (ZipCrypto)
+    index = data.index(b"PK\x01\x02")
+    data[index + 8] |= 1  # and its index entry
+    with pytest.raises(ArchiveError, match="encrypted members are not accepted"):
+        _unpack(tmp_path, bytes(data), reading=reading)
+    assert list((tmp_path / "out").iterdir()) == []
