@@ -12,6 +12,7 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any
 
@@ -78,7 +79,12 @@ class StreamedUnpack:
     def __init__(self, unpacker: Unpacker, upload: Any, kind: str) -> None:
         loop = asyncio.get_running_loop()
         self.feed = ChunkFeed(loop)
-        self.job = loop.run_in_executor(None, self._run, unpacker, upload, kind)
+        # A thread of its own for as long as the part takes to arrive (a slow client's: many
+        # seconds), not one of the default pool's few, which aiofiles' writes and /health's
+        # broker probe need meanwhile.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="unpack")
+        self.job = loop.run_in_executor(pool, self._run, unpacker, upload, kind)
+        pool.shutdown(wait=False)  # the job runs on; its thread ends with it
 
     def _run(self, unpacker: Unpacker, upload: Any, kind: str) -> Any:
         try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from service.unpacking import ChunkFeed
+from service.unpacking import ChunkFeed, StreamedUnpack
 from service.uploads import check_uploads, receive_files, unpacker
 from tests.conftest import make_settings
 from tests.helpers import png_bytes, tar_gz_bytes, zip_bytes
@@ -189,3 +189,26 @@ async def test_a_bad_label_before_a_streamed_archive_is_422(client, db, settings
     assert response.status == 422, await response.text()
     assert (await response.json())["error"]["field"] == "label"
     assert list(settings.tmp_dir.iterdir()) == []
+
+
+def test_archives_arriving_slowly_leave_the_default_thread_pool_free():
+    """Each unpacking has a thread of its own while its part arrives: many slow uploads at
+    once do not take the default pool's threads, which aiofiles and /health's probe use."""
+    async def scenario():
+        loop = asyncio.get_running_loop()
+
+        def unpack(upload, kind, chunks):
+            return sum(len(chunk) for chunk in chunks)
+
+        slow = [StreamedUnpack(unpack, None, "zip") for _ in range(40)]  # none has ended
+        try:
+            for unpacking in slow:
+                await unpacking.put([b"PK\x03\x04"])
+            free = loop.run_in_executor(None, lambda: "free")
+            assert await asyncio.wait_for(free, 5) == "free"
+        finally:  # a failure must not leave threads waiting for chunks that never come
+            for unpacking in slow:
+                unpacking.feed.close()
+        assert [await unpacking.job for unpacking in slow] == [4] * 40
+
+    asyncio.run(scenario())
