@@ -87,28 +87,31 @@ def _unpack_one(settings: Settings, upload: ReceivedFile, label: str | None, tem
     prefix = f"{upload.name}:"
     found: list[Candidate] = []
     refused: list[Rejection] = []
+    refused_paths: list[Path] = []  # the member file of each of `refused`
 
     def visit(member: Member) -> bool:
-        return _check(settings, member.path, prefix + member.name, member.label, found, refused,
-               member.data, member.sha256)
+        wanted = _check(settings, member.path, prefix + member.name, member.label, found,
+                        refused, member.data, member.sha256)
+        if not wanted:
+            refused_paths.append(member.path)
+        return wanted
 
     try:
         if chunks is not None and kind is not None:
             kept, rejected = unpack_stream(chunks, kind, folder, _limits(settings), label, visit)
-            found = _only_kept(found, kept)
         else:
-            _, rejected = unpack(upload.path, folder, _limits(settings), label, visit)
+            kept, rejected = unpack(upload.path, folder, _limits(settings), label, visit)
     except ArchiveTooLarge as error:  # a limit: the whole request is refused, nothing kept
         raise TooLarge(f"archive {upload.name!r}: {error}") from None
     except ArchiveError as error:  # refused whole: the images checked so far go with it
         return [], [Rejection(upload.name, f"archive refused: {error}")]
-    return found, [Rejection(prefix + r.name, r.reason) for r in rejected] + refused
-
-
-def _only_kept(found: list[Candidate], kept: list[Member]) -> list[Candidate]:
-    """Leave out what the unpacking refused after `visit` saw it (a link by a zip's index)."""
+    # What the unpacking refused after `visit` saw it (a link, by a zip's index read last)
+    # has the unpacking's reason only, whatever `visit` made of its bytes.
     paths = {member.path for member in kept}
-    return [candidate for candidate in found if candidate.image.path in paths]
+    found = [candidate for candidate in found if candidate.image.path in paths]
+    refused = [rejection for rejection, path in zip(refused, refused_paths, strict=True)
+               if path in paths]
+    return found, [Rejection(prefix + r.name, r.reason) for r in rejected] + refused
 
 
 def unpacker(settings: Settings, temp_dir: Path) -> Unpacker:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from service.receive import ReceivedFile
 from service.unpacking import ChunkFeed, StreamedUnpack
 from service.uploads import check_uploads, receive_files, unpacker
 from tests.conftest import make_settings
@@ -212,3 +213,20 @@ def test_archives_arriving_slowly_leave_the_default_thread_pool_free():
         assert [await unpacking.job for unpacking in slow] == [4] * 40
 
     asyncio.run(scenario())
+
+
+def test_a_link_only_the_index_shows_is_refused_once_with_the_links_reason(tmp_path):
+    """A real link's bytes are its target's path: the check refuses them as no image while
+    the zip streams, then the index says it is a link. One refusal, the link's."""
+    link = zipfile.ZipInfo("2/link.png")
+    link.external_attr = 0o120777 << 16
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as handle:
+        handle.writestr("1/a.png", png_bytes(1))
+        handle.writestr(link, b"/etc/passwd")
+    settings = make_settings(tmp_path / "data")
+    upload = ReceivedFile(tmp_path / "part-000000", "t.zip")
+    found, refused = unpacker(settings, tmp_path)(upload, "zip", [buffer.getvalue()])
+    assert [candidate.name for candidate in found] == ["t.zip:1/a.png"]
+    assert [(r.name, r.reason) for r in refused] == [
+        ("t.zip:2/link.png", "links and special files are refused")]
