@@ -48,7 +48,6 @@ RETRY_AFTER_S = 60.0  # after a failed start, the same run and script predict co
 MAX_WARM = 4  # processes alive at once; past it the least recently used idle one is stopped
 
 
-
 class WarmBroken(Exception):
     """The process did not start, died, or broke the protocol; it has been killed."""
 

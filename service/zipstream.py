@@ -29,6 +29,7 @@ from stream_unzip import (
 
 LOCAL_HEADER = b"PK\x03\x04"
 DESCRIPTOR = b"PK\x07\x08"
+_LOCAL_ENTRY = struct.Struct("<4s5H3I2H")  # a local file header, 30 bytes
 _DIRECTORY_ENTRY = struct.Struct("<4s6H3I5H2I")  # a central directory file header, 46 bytes
 _END = struct.Struct("<4s4H2IH")  # end of central directory record, 22 bytes
 _END64 = struct.Struct("<4sQ2H2I4Q")  # zip64 end of central directory record, 56 bytes
@@ -167,12 +168,9 @@ class ZipStream:
         tell where the data ends. Folders and empty files are such members in zips written to
         a pipe, or by macOS's Finder: their data descriptor, all zeros, follows the header at
         once. Step over one of those and read on with a new reader; refuse any other."""
-        held = self.recorder.tail()
-        at = _stuck_header(held, name)
+        data_at = _stuck_member_data(self.recorder.tail(), name)
         end = None
-        if at is not None:
-            name_length, extra_length = struct.unpack_from("<HH", held, at + 26)
-            data_at = at + 30 + name_length + extra_length
+        if data_at is not None:
             held = self.recorder.held_at_least(data_at + 24 + 2)
             end = _empty_descriptor_end(held, data_at)
         if end is None:
@@ -188,16 +186,18 @@ class ZipStream:
                 if is_special}
 
 
-def _stuck_header(held: bytes, name: bytes) -> int | None:
-    """Where the local header of the stored, sized-after-its-data member `name` starts."""
+def _stuck_member_data(held: bytes, name: bytes) -> int | None:
+    """Where the data of the stored, sized-after-its-data member `name` starts (after its
+    local header, name and extra field)."""
     at = held.find(LOCAL_HEADER)
-    while 0 <= at <= len(held) - 30:
-        flags, method = struct.unpack_from("<HH", held, at + 6)
-        compressed_size, name_length = struct.unpack_from("<I", held, at + 18)[0], \
-            struct.unpack_from("<H", held, at + 26)[0]
+    while 0 <= at <= len(held) - _LOCAL_ENTRY.size:
+        fields = _LOCAL_ENTRY.unpack_from(held, at)
+        flags, method, compressed_size = fields[2], fields[3], fields[7]
+        name_length, extra_length = fields[9], fields[10]
+        name_at = at + _LOCAL_ENTRY.size
         if (flags & 0x08 and method == 0 and compressed_size == 0
-                and held[at + 30:at + 30 + name_length] == name):
-            return at
+                and held[name_at:name_at + name_length] == name):
+            return name_at + name_length + extra_length
         at = held.find(LOCAL_HEADER, at + 1)
     return None
 
