@@ -198,10 +198,10 @@ class _Source:
         self.path, self.chunks, self.kind = path, chunks, kind
         self.zip_stream: ZipStream | None = None
 
-    def entries(self) -> Iterator[Entry]:
+    def entries(self, budget: _Budget) -> Iterator[Entry]:
         if self.chunks is not None and self.kind == "zip":
             self.zip_stream = ZipStream(self.chunks)
-            return _zip_stream_entries(self.zip_stream)
+            return _zip_stream_entries(self.zip_stream, budget)
         if self.chunks is not None:
             return _tar_entries(tar_stream(self.chunks, gzipped=self.kind == "tar.gz"))
         assert self.path is not None
@@ -231,12 +231,11 @@ def _zip_entries(path: Path) -> Iterator[Entry]:
                 yield info.filename, None, _blocks(stream)
 
 
-def _zip_stream_entries(stream: ZipStream) -> Iterator[Entry]:
+def _zip_stream_entries(stream: ZipStream, budget: _Budget) -> Iterator[Entry]:
     for raw_name, chunks in stream.members():
         name = decoded_name(raw_name)
-        if name.endswith("/"):  # a folder: nothing to unpack
-            for _ in chunks:
-                pass
+        if name.endswith("/"):  # a folder: nothing to unpack, but what it holds is read past
+            _drain(chunks, budget)  # and counted, as a bomb could hide there
             continue
         yield name, None, chunks
 
@@ -318,7 +317,7 @@ def _unpack_entries(source: _Source, into: Path, limits: ArchiveLimits,
     members: list[Member] = []
     rejected: list[Rejection] = []
     seen: set[str] = set()
-    for name, problem, chunks in source.entries():
+    for name, problem, chunks in source.entries(budget):
         budget.count_member()
         problem = problem or _member_problem(name, seen)
         seen.add(name)

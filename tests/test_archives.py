@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from service.archives import ArchiveError, ArchiveLimits, stream_kind, unpack, unpack_stream
+from service.archives import (
+    ArchiveError,
+    ArchiveLimits,
+    ArchiveTooLarge,
+    stream_kind,
+    unpack,
+    unpack_stream,
+)
 from service.imagecheck import NotAnImage, check_image
 from service.labels import LabelError, check_label
 from tests.helpers import png_bytes, tar_gz_bytes, zip_bytes
@@ -296,3 +303,14 @@ def test_an_encrypted_member_refuses_the_archive_both_ways(tmp_path, reading):
     with pytest.raises(ArchiveError, match="encrypted members are not accepted"):
         _unpack(tmp_path, bytes(data), reading=reading)
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_bomb_in_a_folder_entry_is_counted_as_it_is_read_past(tmp_path):
+    """A streamed zip's folder entries are read past (a stream cannot skip), so what one holds
+    counts against the unpacked-bytes limit like any member's bytes."""
+    folder = zipfile.ZipInfo("1/")
+    folder.compress_type = zipfile.ZIP_DEFLATED
+    data = _zip_with([(folder, b"\0" * (3 << 20)), (zipfile.ZipInfo("1/a.png"), png_bytes(1))])
+    assert len(data) < 20_000
+    with pytest.raises(ArchiveTooLarge, match="a member unpacks to more than 524288 bytes"):
+        _stream(tmp_path, data, 4096)
