@@ -7,8 +7,9 @@ matter how often, or in which order, the `aggregate` messages arrive.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
-from peewee import fn
+from peewee import Query, fn
 
 from service.configs import MAXIMIZE, Configuration, group, ranked
 from service.db import write_transaction
@@ -20,19 +21,27 @@ from service.models import (
     Run,
     RunStatus,
 )
-from service.rows import row_by_id
+from service.rows import row_by_id, run_kept
 from service.search import TPE
 
 
 def succeeded_runs(experiment: Experiment) -> list[tuple[int, float, int, int, float]]:
     """(id, i, j, k, objective value) of the experiment's succeeded runs."""
-    value = Run.value
-    if experiment.objective_metric == "accuracy":  # a row written only with its accuracy
-        value = fn.COALESCE(Run.value, Run.accuracy)
-    rows = (Run.select(Run.id, Run.param_i, Run.param_j, Run.param_k, value)
-            .where(Run.experiment == experiment.id, Run.status == RunStatus.SUCCEEDED.value)
-            .tuples())
+    only_value = experiment.objective_metric != "accuracy"
+    rows = run_kept(("succeeded_runs", only_value), _succeeded_runs_query(only_value),
+                    experiment.id).fetchall()
     return [row for row in rows if row[4] is not None]
+
+
+def _succeeded_runs_query(only_value: bool) -> Callable[[int], Query]:
+    value = Run.value if only_value else fn.COALESCE(Run.value, Run.accuracy)  # old rows:
+    # written with their accuracy only
+
+    def build(experiment_id: int) -> Query:
+        return (Run.select(Run.id, Run.param_i, Run.param_j, Run.param_k, value)
+                .where(Run.experiment == experiment_id,
+                       Run.status == RunStatus.SUCCEEDED.value))
+    return build
 
 
 def experiment_order(experiment: Experiment) -> list[Configuration]:
@@ -50,8 +59,9 @@ def best_of_experiment(experiment: Experiment) -> tuple[int, float] | None:
 
 def status_counts(experiment_id: int) -> dict[str, int]:
     counts = {status.value: 0 for status in RunStatus}
-    rows = (Run.select(Run.status, fn.COUNT(Run.id).alias("n"))
-            .where(Run.experiment == experiment_id).group_by(Run.status).tuples())
+    rows = run_kept("status_counts", lambda key: (
+        Run.select(Run.status, fn.COUNT(Run.id)).where(Run.experiment == key)
+        .group_by(Run.status)), experiment_id).fetchall()
     for status, number in rows:
         counts[status] = number
     return counts
@@ -128,12 +138,12 @@ def aggregate_in_transaction(experiment_id: int) -> bool:
     status = _next_status(experiment, counts)
     best = best_of_experiment(experiment)
     finished = status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
-    Experiment.update(
-        status=status.value,
-        best_run_id=best[0] if best else None,
-        finished_at=_finished_at(experiment_id) if finished else experiment.finished_at,
-    ).where(Experiment.id == experiment_id).execute()
-    aggregate_model(experiment.model_id)
+    run_kept("experiment_aggregate", lambda status, best_run, finished_at, key: (
+        Experiment.update(status=status, best_run_id=best_run, finished_at=finished_at)
+        .where(Experiment.id == key)),
+        status.value, best[0] if best else None,
+        _finished_at(experiment_id) if finished else experiment.finished_at, experiment_id)
+    aggregate_model(experiment.__data__["model"])  # its id, without reading the model's row
     return True
 
 
@@ -141,31 +151,25 @@ def aggregate_model(model_id: int) -> None:
     """The model's best follows the objective of its newest experiment that has a best: among
     its experiments with that same objective, the best configuration's best run. Two queries
     whatever the number of experiments: this runs with every result."""
-    newest = (Experiment.select(Experiment.objective_metric, Experiment.objective_direction)
-              .where(Experiment.model == model_id, Experiment.best_run_id.is_null(False))
-              .order_by(Experiment.id.desc()).first())
+    newest = run_kept("newest_objective", lambda key: (
+        Experiment.select(Experiment.objective_metric, Experiment.objective_direction)
+        .where(Experiment.model == key, Experiment.best_run_id.is_null(False))
+        .order_by(Experiment.id.desc()).limit(1)), model_id).fetchone()
     best_run_id = None
     if newest is not None:
-        means = _best_means(model_id, newest.objective_metric, newest.objective_direction)
-        sign = -1 if newest.objective_direction == MAXIMIZE else 1
+        metric, direction = newest
+        means = _best_means(model_id, metric, direction)
+        sign = -1 if direction == MAXIMIZE else 1
         if means:
             best_run_id = min(means, key=lambda pair: (sign * pair[1], pair[0]))[0]
-    MLModel.update(best_run_id=best_run_id).where(MLModel.id == model_id).execute()
+    run_kept("model_best", lambda best_run, key: (
+        MLModel.update(best_run_id=best_run).where(MLModel.id == key)), best_run_id, model_id)
 
 
 def _best_means(model_id: int, metric: str, direction: str) -> list[tuple[int, float]]:
     """(best run, its configuration's mean) of each of the model's experiments with this
     objective, from one grouped query over their succeeded runs."""
-    value = fn.AVG(fn.COALESCE(Run.value, Run.accuracy))  # old rows: only their accuracy
-    rows = (Run.select(Experiment.id, Experiment.best_run_id, value, fn.MIN(Run.id))
-            .join(Experiment)
-            .where(Experiment.model == model_id, Experiment.objective_metric == metric,
-                   Experiment.objective_direction == direction,
-                   Experiment.best_run_id.is_null(False),
-                   Run.status == RunStatus.SUCCEEDED.value)
-            .group_by(Experiment.id, Experiment.best_run_id, Run.param_i, Run.param_j,
-                      Run.param_k)
-            .tuples())
+    rows = run_kept("best_means", _best_means_query, model_id, metric, direction).fetchall()
     sign = -1 if direction == MAXIMIZE else 1
     best: dict[int, tuple[float, int, int]] = {}  # experiment: (ordering key, first run, best)
     for experiment_id, best_run_id, mean, first_run in rows:
@@ -175,3 +179,15 @@ def _best_means(model_id: int, metric: str, direction: str) -> list[tuple[int, f
         if experiment_id not in best or key < best[experiment_id]:
             best[experiment_id] = key
     return [(run_id, sign * key) for key, _, run_id in best.values()]
+
+
+def _best_means_query(model_id: int, metric: str, direction: str) -> Query:
+    value = fn.AVG(fn.COALESCE(Run.value, Run.accuracy))  # old rows: only their accuracy
+    return (Run.select(Experiment.id, Experiment.best_run_id, value, fn.MIN(Run.id))
+            .join(Experiment)
+            .where(Experiment.model == model_id, Experiment.objective_metric == metric,
+                   Experiment.objective_direction == direction,
+                   Experiment.best_run_id.is_null(False),
+                   Run.status == RunStatus.SUCCEEDED.value)
+            .group_by(Experiment.id, Experiment.best_run_id, Run.param_i, Run.param_j,
+                      Run.param_k))

@@ -1,46 +1,83 @@
-"""Reading one row by its key, without building its SQL every time.
+"""Queries whose SQL peewee builds once, run again with new values.
 
 Peewee builds a query's SQL from its expression tree on every execution; for a table of twenty
 columns that is most of the cost of reading one row (profiled: three quarters of the polled
-experiment view, a third of a claim). The hot reads go through here instead: the SQL peewee
-builds once per table (and database kind) is kept and run again with the new key, and the row
-becomes a model instance through each field's own conversion, as peewee would make it.
+experiment view, a third of a claim), and the handful of small queries a run's result and its
+aggregate make cost the worker about 3 ms a run that way. The hot queries go through here
+instead: peewee builds each one once per database kind, with stand-in values where the real
+ones go, and the SQL is kept and run again with the values of the call.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
-from peewee import Model
+from peewee import Model, Query
 
 from service.db import database, is_sqlite
 
 M = TypeVar("M", bound=Model)
-_SENTINEL = -7_654_321  # a key no row has: it marks where the real key goes
-_sql: dict[tuple[type[Model], bool, bool], str] = {}
-_sql_lock = threading.Lock()
+# Values no query of ours holds: they mark where each argument goes. A value reaches the SQL's
+# parameters through its field's conversion, which for a text field makes a string of it.
+_STAND_INS = tuple(-7_654_321 - n for n in range(32))
+_kept: dict[tuple[Hashable, bool], tuple[str, list[int | None], list[Any]]] = {}
+_kept_lock = threading.Lock()
 
 
-def _select_sql(model: type[Model], for_update: bool) -> str:
-    key = (model, for_update, is_sqlite())
-    with _sql_lock:
-        if key in _sql:
-            return _sql[key]
-    query = model.select().where(model._meta.primary_key == _SENTINEL)
-    if for_update and not is_sqlite():  # SQLite's IMMEDIATE transaction already locks
-        query = query.for_update()
-    sql, params = query.sql()
-    if params != [_SENTINEL]:
-        raise RuntimeError(f"unexpected parameters for {model.__name__}: {params}")
-    with _sql_lock:
-        _sql[key] = sql
-    return sql
+def _slot(param: Any, stand_ins: Sequence[int]) -> int | None:
+    """Which argument this parameter is, or None for a constant of the query itself."""
+    for index, stand_in in enumerate(stand_ins):
+        if (type(param) in (int, float) and param == stand_in) or param == str(stand_in):
+            return index
+    return None
+
+
+def _compile(build: Callable[..., Query], arity: int) -> tuple[str, list[int | None], list[Any]]:
+    stand_ins = _STAND_INS[:arity]
+    sql, params = build(*stand_ins).sql()
+    slots = [_slot(param, stand_ins) for param in params]
+    if sorted({slot for slot in slots if slot is not None}) != list(range(arity)):
+        raise RuntimeError(f"a kept query does not use each of its {arity} arguments: {sql}")
+    # A value the query makes itself as it is built (a field's default, the time) would be
+    # kept with its SQL and written again by every later call: refuse such a query.
+    if build(*stand_ins).sql() != (sql, params):
+        raise RuntimeError(f"a kept query holds a value that changes: {sql}")
+    return sql, slots, params
+
+
+def run_kept(key: Hashable, build: Callable[..., Query], *args: Any) -> Any:
+    """Run the query `build(*args)` would make, its SQL built once per `key` (which names its
+    shape) and database kind; the cursor. Arguments are passed to the driver as they are, so
+    each must be what its field would have made of it (a string, a number, a datetime, None),
+    and every value the query holds that is not an argument must be the same at each call."""
+    cache_key = (key, is_sqlite())
+    with _kept_lock:
+        kept = _kept.get(cache_key)
+    if kept is None:
+        kept = _compile(build, len(args))
+        with _kept_lock:
+            _kept[cache_key] = kept
+    sql, slots, constants = kept
+    values = [constant if slot is None else args[slot]
+              for slot, constant in zip(slots, constants, strict=True)]
+    return database.execute_sql(sql, values)
+
+
+def _select_by_key(model: type[Model], for_update: bool) -> Callable[[Any], Query]:
+    def build(key: Any) -> Query:
+        query = model.select().where(model._meta.primary_key == key)
+        if for_update and not is_sqlite():  # SQLite's IMMEDIATE transaction already locks
+            query = query.for_update()
+        return query
+    return build
 
 
 def row_by_id(model: type[M], key: Any, for_update: bool = False) -> M | None:
     """The row with this primary key as a model instance, or None."""
-    row = database.execute_sql(_select_sql(model, for_update), (key,)).fetchone()
+    cursor = run_kept(("row", model, for_update), _select_by_key(model, for_update), key)
+    row = cursor.fetchone()
     if row is None:
         return None
     fields = model._meta.sorted_fields

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from peewee import Query
 
 from service.db import write_transaction
 from service.models import (
@@ -25,7 +28,7 @@ from service.models import (
     RunPoint,
     RunStatus,
 )
-from service.rows import row_by_id
+from service.rows import row_by_id, run_kept
 from service.search import TPE
 from service.timeutil import utcnow
 
@@ -42,8 +45,28 @@ def _locked(run_id: int) -> Run | None:
 
 
 def _record(run: Run, to: RunStatus, actor: str, reason: str | None) -> None:
-    RunEvent.create(run=run.id, from_status=run.status, to_status=to.value, actor=actor,
-                    reason=reason)
+    run_kept("run_event", _event_insert, run.id, run.status, to.value, actor, reason, utcnow())
+
+
+def _event_insert(run_id: int, from_status: str, to_status: str, actor: str, reason: str | None,
+                  at: datetime) -> Query:
+    return RunEvent.insert(run=run_id, from_status=from_status, to_status=to_status,
+                           actor=actor, reason=reason, at=at)
+
+
+def _update(run_id: int, **changes: Any) -> None:
+    """`Run.update(**changes)` of one run, its SQL built once for each set of columns."""
+    names = tuple(changes)
+    fields = Run._meta.fields
+    values = [fields[name].db_value(value) for name, value in changes.items()]
+    run_kept(("run_update", names), _update_query(names), *values, run_id)
+
+
+def _update_query(names: tuple[str, ...]) -> Callable[..., Query]:
+    def build(*values_then_key: Any) -> Query:
+        *values, key = values_then_key
+        return Run.update(**dict(zip(names, values, strict=True))).where(Run.id == key)
+    return build
 
 
 def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus],
@@ -57,7 +80,7 @@ def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus]
         if attempt is not None and run.attempts != attempt:
             return False
         _record(run, to, actor, reason)
-        Run.update(status=to.value, **changes).where(Run.id == run_id).execute()
+        _update(run_id, status=to.value, **changes)
         return True
 
 
@@ -101,9 +124,9 @@ def _take(run: Run, worker: str, reason: str | None, spec: dict[str, Any]) -> Cl
     _record(run, RunStatus.RUNNING, worker, reason)
     if run.attempts:  # the new attempt's curve only (a first attempt has none to drop)
         RunPoint.delete().where(RunPoint.run == run.id).execute()
-    Run.update(status=RunStatus.RUNNING.value, attempts=attempt, worker=worker, child_pgid=None,
-               started_at=now, heartbeat_at=now, finished_at=None, error=None,
-               exit_code=None, accuracy=None, duration_s=None).where(Run.id == run.id).execute()
+    _update(run.id, status=RunStatus.RUNNING.value, attempts=attempt, worker=worker,
+            child_pgid=None, started_at=now, heartbeat_at=now, finished_at=None, error=None,
+            exit_code=None, accuracy=None, duration_s=None)
     return Claim(ClaimOutcome.CLAIMED, attempt, run.worker, run.child_pgid, spec)
 
 
