@@ -15,10 +15,11 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from service.db import database
+from peewee import Query, fn
+
 from service.errors import NotFound
-from service.models import Experiment
-from service.rows import row_by_id
+from service.models import Experiment, Run, RunEvent
+from service.rows import row_by_id, run_kept
 from service.views import experiment_json, run_rows, run_view
 
 KEPT = 64  # experiments whose view is kept: those being watched
@@ -28,21 +29,17 @@ _runs_kept: dict[int, dict[int, tuple[tuple[Any, ...], dict[str, Any], str]]] = 
 _lock = threading.Lock()
 
 
-def _marks(experiment_id: int) -> tuple[int, int | None]:
-    """How many runs the experiment has, and its newest run event."""
-    param = database.param
-    return database.execute_sql(
-        f"SELECT (SELECT COUNT(*) FROM run WHERE experiment_id = {param}), "
-        f"(SELECT MAX(run_event.id) FROM run_event JOIN run ON run.id = run_event.run_id "
-        f"WHERE run.experiment_id = {param})", (experiment_id, experiment_id)).fetchone()
+def _version_query(key: int) -> Query:
+    runs = Run.select(fn.COUNT(Run.id)).where(Run.experiment == key)
+    newest_event = RunEvent.select(fn.MAX(RunEvent.id)).join(Run).where(Run.experiment == key)
+    return Experiment.select(Experiment, runs, newest_event).where(Experiment.id == key)
 
 
-def _version(experiment: Experiment) -> tuple[Any, ...]:
-    """The experiment's row as stored (`__data__`: a foreign key is its id there, where
-    getattr would read the model's row, a query more a poll) and its runs' marks."""
-    fields = Experiment._meta.sorted_fields
-    return (tuple(experiment.__data__.get(field.name) for field in fields),
-            tuple(_marks(experiment.id)))
+def _stored_version(experiment_id: int) -> tuple[Any, ...] | None:
+    """The experiment's row as stored (not made into a model: its JSON fields would be parsed
+    on every poll), how many runs it has and its newest run event, in one query; None if it
+    is gone."""
+    return run_kept("experiment_version", _version_query, experiment_id).fetchone()
 
 
 def _kept_if_current(experiment_id: int, version: tuple[Any, ...]) -> bytes | None:
@@ -59,20 +56,21 @@ def kept_view_bytes(experiment_id: int) -> bytes | None:
     queries of a few microseconds: cheap enough for the event loop itself (see show)."""
     with _lock:
         if experiment_id not in _kept:
-            return None  # not even the queries
-    experiment = row_by_id(Experiment, experiment_id)
-    return None if experiment is None else _kept_if_current(experiment_id, _version(experiment))
+            return None  # not even the query
+    version = _stored_version(experiment_id)
+    return None if version is None else _kept_if_current(experiment_id, version)
 
 
 def experiment_view_bytes(experiment_id: int) -> bytes:
     """The experiment's JSON view, built again only when something in it changed."""
-    experiment = row_by_id(Experiment, experiment_id)
-    if experiment is None:
-        raise NotFound(f"experiment {experiment_id} does not exist")
-    version = _version(experiment)
-    kept = _kept_if_current(experiment_id, version)
+    version = _stored_version(experiment_id)
+    kept = None if version is None else _kept_if_current(experiment_id, version)
     if kept is not None:
         return kept
+    # Read after its version: a change in between is shown now and rebuilt at the next poll.
+    experiment = row_by_id(Experiment, experiment_id)
+    if version is None or experiment is None:
+        raise NotFound(f"experiment {experiment_id} does not exist")
     views, parts = _runs_with_json(experiment_id)
     shown = experiment_json(experiment, runs=views)
     del shown["runs"]  # spliced in below, from each run's own JSON
