@@ -78,8 +78,12 @@ def row_by_id(model: type[M], key: Any, for_update: bool = False) -> M | None:
     """The row with this primary key as a model instance, or None."""
     cursor = run_kept(("row", model, for_update), _select_by_key(model, for_update), key)
     row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else instance_of(model, row)
+
+
+def instance_of(model: type[M], row: tuple[Any, ...]) -> M:
+    """A model instance of a row as stored (its columns in the model's field order), through
+    each field's own conversion, as peewee would make it."""
     fields = model._meta.sorted_fields
     values = {field.name: None if value is None else field.python_value(value)
               for field, value in zip(fields, row, strict=True)}

@@ -19,7 +19,7 @@ from peewee import Query, fn
 
 from service.errors import NotFound
 from service.models import Experiment, Run, RunEvent
-from service.rows import row_by_id, run_kept
+from service.rows import instance_of, run_kept
 from service.views import experiment_json, run_rows, run_view
 
 KEPT = 64  # experiments whose view is kept: those being watched
@@ -64,13 +64,14 @@ def kept_view_bytes(experiment_id: int) -> bytes | None:
 def experiment_view_bytes(experiment_id: int) -> bytes:
     """The experiment's JSON view, built again only when something in it changed."""
     version = _stored_version(experiment_id)
-    kept = None if version is None else _kept_if_current(experiment_id, version)
+    if version is None:
+        raise NotFound(f"experiment {experiment_id} does not exist")
+    kept = _kept_if_current(experiment_id, version)
     if kept is not None:
         return kept
-    # Read after its version: a change in between is shown now and rebuilt at the next poll.
-    experiment = row_by_id(Experiment, experiment_id)
-    if version is None or experiment is None:
-        raise NotFound(f"experiment {experiment_id} does not exist")
+    # The experiment as its version read it; its runs read after: a change in between is
+    # shown now and built again at the next poll.
+    experiment = instance_of(Experiment, version[:len(Experiment._meta.sorted_fields)])
     views, parts = _runs_with_json(experiment_id)
     shown = experiment_json(experiment, runs=views)
     del shown["runs"]  # spliced in below, from each run's own JSON
