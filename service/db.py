@@ -6,9 +6,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from peewee import Database, DatabaseProxy, SqliteDatabase
-from playhouse.db_url import connect
+from peewee import Database, DatabaseProxy, Model, SqliteDatabase
+from playhouse.db_url import connect, parse
 
 database = DatabaseProxy()
 
@@ -22,14 +23,65 @@ SQLITE_PRAGMAS = {
 }
 
 
+class ReadRows:
+    """A cursor's whole result, read at once: what peewee needs of a cursor, without the
+    statement behind it."""
+
+    def __init__(self, cursor: Any) -> None:
+        self.rows = cursor.fetchall()
+        self.description = cursor.description
+        self.lastrowid = cursor.lastrowid
+        self.rowcount = cursor.rowcount
+        self._next = 0
+        cursor.close()
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        if self._next >= len(self.rows):
+            return None
+        self._next += 1
+        return self.rows[self._next - 1]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rest, self._next = self.rows[self._next:], len(self.rows)
+        return rest
+
+    def fetchmany(self, size: int = 1) -> list[tuple[Any, ...]]:
+        some = self.rows[self._next:self._next + size]
+        self._next += len(some)
+        return some
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def close(self) -> None:
+        self._next = len(self.rows)
+
+
+class SnapshotSafeSqliteDatabase(SqliteDatabase):
+    """SQLite whose queries never leave a statement open on their connection.
+
+    In WAL mode a statement still stepping (a query iterated part way, a cursor kept
+    somewhere) holds its connection's read snapshot. If any other connection commits
+    meanwhile, a write begun on this one can never see the newest data, and SQLite refuses it
+    at once with "database is locked" (SQLITE_BUSY_SNAPSHOT), without the busy timeout: a 500
+    for whichever request happened to reuse that thread's connection. Reading each result
+    whole as its query runs closes the statement at once, for every caller."""
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        cursor = super().execute_sql(sql, params)
+        return cursor if cursor.description is None else ReadRows(cursor)
+
+
 def open_database(url: str) -> Database:
     """Create the database for `url` and bind the proxy to it (it connects lazily)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         # IMMEDIATE: a read-then-write transaction takes the write lock up front, so two
         # writers never both read, then deadlock upgrading their locks.
-        db = connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
-                     check_same_thread=False, timeout=30)
+        db: Database = SnapshotSafeSqliteDatabase(
+            **parse(url), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE",
+            check_same_thread=False, timeout=30)
     else:
         db = connect(url)
     database.initialize(db)
@@ -51,6 +103,14 @@ def write_transaction() -> Iterator[None]:
         return
     with _write_lock, database.atomic():
         yield
+
+
+def insert_in_batches(model: type[Model], rows: list[dict[str, Any]], batch: int = 500,
+                      ignore_conflicts: bool = False) -> None:
+    """Insert many rows, a few hundred a statement (SQLite limits a statement's values)."""
+    for start in range(0, len(rows), batch):
+        query = model.insert_many(rows[start:start + batch])
+        (query.on_conflict_ignore() if ignore_conflicts else query).execute()
 
 
 def is_sqlite() -> bool:
