@@ -37,6 +37,7 @@ class RunSpec:
     metric: str = "accuracy"  # the experiment's objective
     seed: int = 0
     aggregate_later: bool = False  # by the aggregate actor, not with the result (runstate)
+    early_stopping: bool = False  # its experiment prunes: its curve is looked at as it grows
 
 
 class StoreUnreachable(Exception):

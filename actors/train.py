@@ -20,10 +20,13 @@ from service.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
 from service.runstate import Claim, ClaimOutcome, this_worker
 from service.settings import Settings
 from service.supervise import kill_leftovers
-from service.training import TrainingJob, run_training
+from service.training import STDOUT_NAME, TrainingJob, run_training
 
 log = logging.getLogger("sweeplab.train")
 HEARTBEAT_EVERY_S = 2.0
+# With early stopping, a heartbeat (which shows the pruner the curve) also goes out as soon as
+# the script printed more, at most this often: runs shorter than a heartbeat get judged too.
+CURVE_LOOK_EVERY_S = 0.25
 
 
 def _context() -> tuple[Settings, RunStore]:
@@ -42,6 +45,17 @@ class LeaseKeeper:
         self.store, self.spec, self.attempt, self.lease_s = store, spec, attempt, lease_s
         self.last_try = self.renewed = time.monotonic()  # the claim renewed it just now
         self.pgid: int | None = None  # the script's, until a heartbeat has recorded it
+        self.output_seen = 0  # bytes of its output when a heartbeat last went out
+
+    def _printed_more(self) -> bool:
+        """With early stopping: the script printed since the last heartbeat, a while ago."""
+        if not self.spec.early_stopping or time.monotonic() - self.last_try < CURVE_LOOK_EVERY_S:
+            return False
+        try:
+            size = (self.store.run_dir(self.spec.run_id) / STDOUT_NAME).stat().st_size
+        except OSError:
+            return False
+        return size > self.output_seen
 
     def __call__(self, pgid: int | None) -> bool:
         if pgid is not None:
@@ -50,9 +64,10 @@ class LeaseKeeper:
             # by its parent-death signal; the pgid only helps a later attempt clean up).
             self.pgid = pgid
             return True
-        if time.monotonic() - self.last_try < HEARTBEAT_EVERY_S:
+        if time.monotonic() - self.last_try < HEARTBEAT_EVERY_S and not self._printed_more():
             return True
         self.last_try = time.monotonic()
+        self._note_output()
         try:
             mine = self.store.heartbeat(self.spec, self.attempt, child_pgid=self.pgid)
         except StoreUnreachable as error:
@@ -64,6 +79,18 @@ class LeaseKeeper:
         self.renewed = time.monotonic()
         self.pgid = None  # recorded
         return mine
+
+
+    def _note_output(self) -> None:
+        try:
+            self.output_seen = (self.store.run_dir(self.spec.run_id) / STDOUT_NAME).stat().st_size
+        except OSError:
+            pass
+
+    @property
+    def poll_s(self) -> float:
+        """How often the supervisor should ask this keeper."""
+        return CURVE_LOOK_EVERY_S if self.spec.early_stopping else 1.0
 
 
 def _handle_unclaimed(claim: Claim, spec: RunSpec | None, lease_s: float) -> None:
@@ -87,12 +114,12 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
     except BaseException:  # no images (API unreachable, bad bytes): let another try begin
         store.requeue(spec, claim.attempt, worker)
         raise
+    keeper = LeaseKeeper(store, spec, claim.attempt, settings.lease_s)
     job = TrainingJob(spec.run_id, spec.i, spec.j, spec.k, images,
                       store.run_dir(spec.run_id), spec.timeout_s, gpu_env(), spec.metric,
-                      spec.seed)
+                      spec.seed, poll_s=keeper.poll_s)
     try:
-        outcome = run_training(settings, job, LeaseKeeper(store, spec, claim.attempt,
-                                                          settings.lease_s))
+        outcome = run_training(settings, job, keeper)
     except Shutdown:
         # A fresh message, not a Dramatiq retry, so restarts never use up the retry budget.
         store.requeue(spec, claim.attempt, worker)

@@ -175,7 +175,8 @@ def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
     return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
             "j": run.param_j, "k": run.param_k, "timeout_s": experiment.timeout_s,
             "metric": experiment.objective_metric, "seed": run.seed,
-            "aggregate_later": aggregate_later(experiment)}
+            "aggregate_later": aggregate_later(experiment),
+            "early_stopping": experiment.early_stopping is not None}
 
 
 def aggregate_later(experiment: Experiment) -> bool:

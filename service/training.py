@@ -107,6 +107,7 @@ class TrainingJob:
     extra_env: dict[str, str] = field(default_factory=dict)
     metric: str = "accuracy"
     seed: int = 0
+    poll_s: float = 1.0  # how often the supervisor asks `keep_going`
 
 
 def run_training(settings: Settings, job: TrainingJob,
@@ -124,5 +125,6 @@ def run_training(settings: Settings, job: TrainingJob,
     except OSError as error:
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
     keep_going(child.pid)
-    result = supervise(child, job.timeout_s, should_stop=lambda: not keep_going(None))
+    result = supervise(child, job.timeout_s, should_stop=lambda: not keep_going(None),
+                       poll_s=job.poll_s)
     return replace(judge(result, job.run_dir, job.timeout_s, job.metric), script_sha256=script)

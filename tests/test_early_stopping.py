@@ -58,3 +58,17 @@ def test_successive_halving_prunes_the_hopeless_and_never_the_best(make_stack): 
     # only the first runs to reach a rung can pass it unopposed
     assert sum(run["status"] == "pruned" for run in hopeless) >= 6
     assert {run["params"]["j"] for run in pruned} <= {1, 2}
+
+
+def test_runs_shorter_than_a_heartbeat_are_judged_too(make_stack):  # noqa: F811
+    # Given runs of ten points 0.1 s apart: each ends within a heartbeat (2 s)
+    stack = make_stack(threads=2, FAKE_TRAIN_MODE="hopeless", FAKE_TRAIN_SLEEP="0.1",
+                       **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments", {
+        "grid": GRID, "early_stopping": {"rule": "median", "min_step": 200}, "reuse": False})
+    assert status == 201, created
+    done = stack.wait_for_experiment(created["id"])
+    # Then the pruner still looked as their curves grew: hopeless runs were stopped early
+    pruned = _check_pruned_runs(done, 200)
+    assert sum(run["params"]["j"] == 1 for run in pruned) >= 3
