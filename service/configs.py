@@ -109,16 +109,23 @@ METRIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 
 
 def validate_objective(raw: Any) -> tuple[str, str]:
-    """`{"metric", "direction"}` with defaults (accuracy, maximize); 422 naming the field."""
+    """`{"metric", "direction"}`; the metric defaults to accuracy, whose direction defaults to
+    maximize. Any other metric must say its direction: maximising a loss by default would
+    silently pick the worst run. 422 naming the field."""
     if raw is None:
         return "accuracy", MAXIMIZE
     if not isinstance(raw, dict) or set(raw) - {"metric", "direction"}:
         raise Invalid("objective must be an object with keys metric and direction",
                       field="objective")
-    metric, direction = raw.get("metric", "accuracy"), raw.get("direction", MAXIMIZE)
+    metric = raw.get("metric", "accuracy")
     if not isinstance(metric, str) or not 0 < len(metric) <= 100 or set(metric) - METRIC_CHARS:
         raise Invalid("objective.metric must be a key the script prints: letters, digits, "
                       "_ . - (at most 100)", field="objective.metric")
+    if "direction" not in raw and metric != "accuracy":
+        raise Invalid(f"objective.direction is required for the metric {metric!r}: say "
+                      f"maximize or minimize (only accuracy defaults to maximize)",
+                      field="objective.direction")
+    direction = raw.get("direction", MAXIMIZE)
     if direction not in DIRECTIONS:
         raise Invalid("objective.direction must be maximize or minimize",
                       field="objective.direction")

@@ -38,11 +38,13 @@ MAX_DEAD_LETTERS = 3
 
 
 def publish_experiment(broker: dramatiq.Broker, experiment_id: int, settings: Settings) -> int:
-    """Move the experiment on: a TPE search asks for the configurations it has room for, a
-    message goes out for each queued run not sent yet, then the experiment is aggregated.
+    """Move the experiment on: runs not sent yet whose result is known take it, a TPE search
+    asks for the configurations it has room for, a message goes out for each queued run not
+    sent yet, then the experiment is aggregated.
     Raises BrokerUnavailable. Runs are marked sent only once sent (a crash in between sends
     them again, which costs a look), and the unpublished mark is cleared only when no run is
     left unsent (another process may have just added some)."""
+    reuse_known_results(settings, experiment_id)
     _ask_for_more(settings, experiment_id)
     experiment = Experiment.get_by_id(experiment_id)
     unsent = (Run.status == RunStatus.QUEUED.value) & Run.nudged_at.is_null()
@@ -62,8 +64,7 @@ def publish_experiment(broker: dramatiq.Broker, experiment_id: int, settings: Se
 
 def _ask_for_more(settings: Settings, experiment_id: int) -> None:
     """A TPE search's next configurations; again while known results complete them at once."""
-    while (run_ids := extend_search(experiment_id)) and reuse_known_results(
-            settings, experiment_id, run_ids):
+    while extend_search(experiment_id) and reuse_known_results(settings, experiment_id):
         pass
 
 

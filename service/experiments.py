@@ -8,7 +8,7 @@ from typing import Any
 
 from service.aggregate import aggregate_experiment
 from service.configs import validate_objective, validate_repeats
-from service.db import write_transaction
+from service.db import insert_in_batches, write_transaction
 from service.errors import Conflict, Invalid, NotFound
 from service.labels import has_control_characters
 from service.models import (
@@ -18,28 +18,30 @@ from service.models import (
     MLModel,
     ModelImage,
     Run,
+    RunEvent,
     RunStatus,
 )
-from service.reuse import images_sha256, reuse_known_results
+from service.reuse import images_sha256
 from service.rows import row_by_id
 from service.runstate import transition
 from service.search import (
     GRID,
+    check_run_count,
     validate_early_stopping,
     validate_reuse,
     validate_search,
     validate_space,
 )
 from service.settings import Settings
-from service.storage import build_snapshot, image_path, remove_tree
+from service.storage import image_path, remove_tree, staged_snapshot
 from service.timeutil import utcnow
 from service.trials import add_runs, first_points
 
 ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 
 
-def get_model(model_id: int) -> MLModel:
-    model = row_by_id(MLModel, model_id)
+def get_model(model_id: int, for_update: bool = False) -> MLModel:
+    model = row_by_id(MLModel, model_id, for_update=for_update)
     if model is None:
         raise NotFound(f"model {model_id} does not exist")
     return model
@@ -84,31 +86,30 @@ def _content_hash(images: list[tuple[Path, str | None]]) -> str:
 
 def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -> Experiment:
     """Validate the body, freeze the model's images as a snapshot, and add one run per
-    configuration and seed (a TPE search adds its first `parallel` configurations)."""
+    configuration and seed (a TPE search adds its first `parallel` configurations): one
+    transaction, with the snapshot renamed into place inside it, so nothing is half-made.
+    Known results are taken when it starts, not before (see dispatch.publish_experiment)."""
     get_model(model_id)
     search = validate_search(body.get("search"), settings.max_grid_points)
     space = validate_space(body.get("grid"), search["strategy"], settings.max_grid_points)
     timeout_s = _timeout(settings, body.get("timeout_s"))
     metric, direction = validate_objective(body.get("objective"))
     repeats = validate_repeats(body.get("repeats"))
+    check_run_count(search, space, repeats, settings.max_grid_points)
     early_stopping = validate_early_stopping(body.get("early_stopping"))
     reuse = validate_reuse(body.get("reuse"))
     images = _training_images(settings, model_id)
     if not images:
         raise Conflict(f"model {model_id} has no images yet; upload training images first")
-    with write_transaction():
+    with staged_snapshot(settings, images) as place_snapshot, write_transaction():
+        get_model(model_id, for_update=True)  # deleted meanwhile: 404, nothing made
         experiment = Experiment.create(
             model=model_id, grid=space, timeout_s=timeout_s, image_count=len(images),
             objective_metric=metric, objective_direction=direction, repeats=repeats,
             search=None if search["strategy"] == GRID else search,
             early_stopping=early_stopping, reuse=reuse, images_sha256=_content_hash(images))
-        run_ids = add_runs(experiment, first_points(experiment), first_trial=0)
-    try:
-        build_snapshot(settings, experiment.id, images)
-    except BaseException:
-        experiment.delete_instance(recursive=True)
-        raise
-    reuse_known_results(settings, experiment.id, run_ids)
+        add_runs(experiment, first_points(experiment), first_trial=0)
+        place_snapshot(experiment.id)  # last: a failure before it leaves no folder behind
     return experiment
 
 
@@ -175,6 +176,20 @@ def _delete_orphan_images(settings: Settings) -> list[Path]:
     return [image_path(settings, image.sha256, image.extension) for image in orphans]
 
 
+def _mark_reusers_of_deleted(run_ids: list[int], model_id: int) -> None:
+    """Runs of other models reused from these keep their result, folder and curve (their
+    own copies) and say that the run they were reused from is gone; the event also tells
+    the kept views that these runs changed."""
+    reusers = Run.select(Run.id, Run.reused_from, Run.status).where(
+        Run.reused_from.in_(run_ids), Run.reused_from_deleted == False)  # noqa: E712 (SQL)
+    events = [{"run": run.id, "from_status": run.status, "to_status": run.status,
+               "actor": "api", "at": utcnow(),
+               "reason": f"run {run.reused_from}, whose result it reused, was deleted with "
+                         f"model {model_id}"} for run in reusers]
+    insert_in_batches(RunEvent, events)
+    Run.update(reused_from_deleted=True).where(Run.id.in_([e["run"] for e in events])).execute()
+
+
 def delete_model(settings: Settings, model_id: int) -> None:
     with write_transaction():
         get_model(model_id)
@@ -183,6 +198,7 @@ def delete_model(settings: Settings, model_id: int) -> None:
                            f"experiments first")
         experiments = list(Experiment.select(Experiment.id).where(Experiment.model == model_id))
         runs = list(Run.select(Run.id).join(Experiment).where(Experiment.model == model_id))
+        _mark_reusers_of_deleted([run.id for run in runs], model_id)
         MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
         orphan_files = _delete_orphan_images(settings)
     for path in orphan_files:

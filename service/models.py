@@ -158,6 +158,7 @@ class Run(BaseModel):
     pruned_value = FloatField(null=True)
     pruner_state = JSONField(null=True)  # what Optuna's pruner noted of it (rungs reached)
     script_sha256 = CharField(max_length=64, null=True)  # of the train script that ran it
+    reused_from_deleted = BooleanField(default=False)  # the run it was reused from is gone
 
     class Meta:
         # Exactly one run per configuration and seed of an experiment, whoever inserts it.

@@ -1,8 +1,9 @@
 """Reuse: a configuration and seed whose result is already known, for the same training script
 (by content) on the same images (by content, with their labels) and the same objective metric,
 is not trained again. The run is recorded `succeeded` with `reused_from` naming the run that
-trained it, its folder hard-linked from that run's (so it serves predict, and outlives the
-original's deletion), and its curve copied.
+trained it, its folder hard-linked from that run's and its curve copied (so it serves predict,
+and outlives the original's deletion, after which `reused_from_deleted` says the original is
+gone).
 
 The script's hash is the one the worker recorded for the script it actually ran, so a host
 with another script never lends its results; the experiment looks for the hash of the API
@@ -18,8 +19,9 @@ import threading
 import uuid
 from pathlib import Path
 
-from service.db import write_transaction
-from service.models import Experiment, Run, RunPoint, RunStatus
+from service.db import insert_in_batches, write_transaction
+from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
+from service.rows import row_by_id
 from service.runstate import transition
 from service.settings import Settings
 from service.storage import link_or_copy
@@ -62,7 +64,8 @@ def images_sha256(images: list[tuple[str, str | None]]) -> str:
 def _source(experiment: Experiment, run: Run, script: str) -> Run | None:
     """The earliest succeeded run that trained this configuration and seed on the same images
     with the same script."""
-    return (Run.select(Run.id, Run.reused_from, Run.value, Run.accuracy, Run.exit_code)
+    return (Run.select(Run.id, Run.reused_from, Run.reused_from_deleted, Run.value, Run.accuracy,
+                       Run.exit_code)
             .join(Experiment)
             .where(Run.status == RunStatus.SUCCEEDED.value, Run.value.is_null(False),
                    Run.script_sha256 == script, Run.id != run.id,
@@ -89,7 +92,10 @@ def _link_folder(source: Path, target: Path) -> bool:
 
 
 def _take(run: Run, source: Run, script: str) -> bool:
-    origin = source.reused_from or source.id
+    # Attributed to the run that trained the result, while it exists; a source whose own
+    # origin was deleted holds the result itself (its folder and curve are its own).
+    origin = source.id if source.reused_from is None or source.reused_from_deleted \
+        else source.reused_from
     now = utcnow()
     with write_transaction():
         return _record_taken(run, source, origin, script, now)
@@ -101,22 +107,26 @@ def _record_taken(run: Run, source: Run, origin: int, script: str, now: object) 
                        expect={RunStatus.QUEUED}, reused_from=origin, value=source.value,
                        accuracy=source.accuracy, exit_code=source.exit_code,
                        script_sha256=script, started_at=now, finished_at=now, duration_s=0.0)
-    if taken:
-        points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == origin)
+    if taken:  # the source's own curve: a reused source holds a copy of its origin's
+        points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == source.id)
         rows = [{"run": run.id, "step": step, "value": value} for step, value in points.tuples()]
-        for start in range(0, len(rows), 500):
-            RunPoint.insert_many(rows[start:start + 500]).on_conflict_ignore().execute()
+        insert_in_batches(RunPoint, rows, ignore_conflicts=True)
     return taken
 
 
-def reuse_known_results(settings: Settings, experiment_id: int, run_ids: list[int]) -> int:
-    """Record as succeeded each of these queued runs whose result is known; how many."""
-    experiment = Experiment.get_or_none(Experiment.id == experiment_id)
+def reuse_known_results(settings: Settings, experiment_id: int) -> int:
+    """Record as succeeded each queued run of this running experiment, not yet sent to a
+    worker, whose result is known; how many. Called as the experiment's runs are sent, so
+    a reused run starts and ends after its experiment started."""
+    experiment = row_by_id(Experiment, experiment_id)
     script = script_sha256(settings.train_script)
-    if experiment is None or not experiment.reuse or script is None:
+    if experiment is None or not experiment.reuse or script is None \
+            or experiment.status != ExperimentStatus.RUNNING:
         return 0
+    unsent = Run.select().where(Run.experiment == experiment_id, Run.nudged_at.is_null(),
+                                Run.status == RunStatus.QUEUED.value)
     reused = 0
-    for run in Run.select().where(Run.id.in_(run_ids), Run.status == RunStatus.QUEUED.value):
+    for run in unsent:
         source = _source(experiment, run, script)
         if source is None:
             continue

@@ -9,11 +9,14 @@ still running are told as running: TPE's constant liar then keeps parallel asks 
 from __future__ import annotations
 
 import logging
+import math
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.grid import GridPoint
-from service.search import RANDOM, TPE, distributions
+from service.search import TPE, distributions, finite_values, space_size
 
 
 @dataclass
@@ -70,8 +73,42 @@ def ask(search: dict, space: dict, direction: str, history: list[TrialRecord],
     return [GridPoint(float(p["i"]), int(p["j"]), int(p["k"])) for p in asked]
 
 
+def _drawn_from_lists(values: dict[str, Sequence[float | int]], count: int,
+                      seed: int) -> list[GridPoint]:
+    """`count` distinct points of a finite space, uniformly, each index of the space's
+    product decoded into its values (the space is never laid out whole)."""
+    sizes = [len(values[key]) for key in ("i", "j", "k")]
+    points = []
+    for index in random.Random(seed).sample(range(math.prod(sizes)), count):
+        index, k = divmod(index, sizes[2])
+        i, j = divmod(index, sizes[1])
+        points.append(GridPoint(float(values["i"][i]), int(values["j"][j]),
+                                int(values["k"][k])))
+    return points
+
+
+def _distinct_random(search: dict, space: dict, direction: str, count: int) -> list[GridPoint]:
+    """Optuna's random draws, a configuration drawn before drawn again: with a range in the
+    space a repeat is rare (the space is large or endless), so few draws are wasted."""
+    drawn: dict[GridPoint, None] = {}
+    for _ in range(100):
+        for point in ask(search, space, direction, [], count):
+            drawn.setdefault(point)
+            if len(drawn) == count:
+                return list(drawn)
+        search = {**search, "seed": search["seed"] + 1}
+    raise RuntimeError(f"{count} distinct configurations were not found in 100 tries")
+
+
 def first_configurations(search: dict, space: dict, direction: str) -> list[GridPoint]:
-    """A random search's every configuration at once; a TPE search's first `parallel`."""
-    if search["strategy"] == RANDOM:
-        return ask(search, space, direction, [], search["runs"])
-    return ask(search, space, direction, [], min(search["parallel"], search["runs"]))
+    """A random search's every configuration at once, none twice; a TPE search's first
+    `parallel`. A random search over lists only (or one that would take most of a finite
+    space) draws without replacement from the space's points; with ranges, from Optuna's
+    random sampler, repeats drawn again."""
+    if search["strategy"] == TPE:
+        return ask(search, space, direction, [], min(search["parallel"], search["runs"]))
+    values = finite_values(space)
+    all_lists = all(isinstance(value, list) for value in space.values())
+    if values is not None and (all_lists or 2 * search["runs"] > space_size(space)):
+        return _drawn_from_lists(values, search["runs"], search["seed"])
+    return _distinct_random(search, space, direction, search["runs"])

@@ -4,7 +4,9 @@ the request body, each mistake a 422 naming the field."""
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from service.errors import Invalid
@@ -92,6 +94,54 @@ def validate_space(raw: Any, strategy: str, max_points: int) -> dict[str, Any]:
         value = raw.get(key, DEFAULT_GRID[key])
         space[key] = _range(key, value) if isinstance(value, dict) else _list(key, value)
     return space
+
+
+def finite_values(space: dict[str, Any]) -> dict[str, Sequence[float | int]] | None:
+    """Each parameter's possible values when all are finitely many (lists, whole-number
+    ranges); None when a range of floats makes the space endless."""
+    values: dict[str, Sequence[float | int]] = {}
+    for key, value in space.items():
+        if isinstance(value, list):
+            values[key] = value
+        elif key == "i":
+            return None
+        else:
+            values[key] = range(value["low"], value["high"] + 1)
+    return values
+
+
+def space_size(space: dict[str, Any]) -> int | None:
+    """How many configurations a search space holds; None when it is endless."""
+    values = finite_values(space)
+    return None if values is None else math.prod(len(v) for v in values.values())
+
+
+def check_run_count(search: dict[str, Any], space: dict[str, Any], repeats: int,
+                    max_runs: int) -> None:
+    """A random search draws each configuration at most once, so it cannot ask for more than
+    its space holds; and the limit is on runs (configurations times seeds), not
+    configurations."""
+    if search["strategy"] == GRID:
+        configurations = math.prod(len(values) for values in space.values())
+    else:
+        configurations = search["runs"]
+    size = space_size(space)
+    if search["strategy"] == RANDOM and size is not None and configurations > size:
+        raise Invalid(f"search.runs is {configurations} but the search space holds only "
+                      f"{size} configurations: a random search never draws one twice; ask for "
+                      f"at most {size}", field="search.runs")
+    runs = configurations * repeats
+    if runs > max_runs:
+        raise Invalid(f"this experiment would make {runs} runs ({configurations} "
+                      f"configurations x {repeats} seeds); at most {max_runs} runs are allowed "
+                      f"per experiment (SWEEPLAB_MAX_GRID_POINTS)",
+                      field=_run_count_field(search, repeats))
+
+
+def _run_count_field(search: dict[str, Any], repeats: int) -> str:
+    if repeats > 1:
+        return "repeats"
+    return "grid" if search["strategy"] == GRID else "search.runs"
 
 
 def distributions(space: dict[str, Any]) -> dict[str, Any]:

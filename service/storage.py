@@ -10,10 +10,11 @@ import os
 import shutil
 import tarfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from service.errors import Conflict
 from service.settings import Settings
 
 # Python's "data" extraction filter (PEP 706), where this Python has it: 3.11.4 and newer.
@@ -70,22 +71,40 @@ def link_or_copy(source: Path | str, target: Path | str) -> None:
         shutil.copy2(source, target)
 
 
-def build_snapshot(settings: Settings, experiment_id: int,
-                   images: Iterable[tuple[Path, str | None]]) -> Path:
-    """Lay out `<label>/<file>` for one experiment from hard links, then rename it into place."""
-    final = settings.snapshots_dir / str(experiment_id)
-    staging = settings.snapshots_dir / f".{experiment_id}-{uuid.uuid4().hex}"
+@contextmanager
+def staged_snapshot(settings: Settings, images: Iterable[tuple[Path, str | None]]
+                    ) -> Iterator[Callable[[int], Path]]:
+    """Lay out `<label>/<file>` from hard links in a staging folder, and give the function
+    that renames it into place as an experiment's snapshot: the caller does that inside the
+    transaction that creates the experiment, so either both exist or neither. A staging
+    folder never placed is removed."""
+    staging = settings.snapshots_dir / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
         for source, label in images:
             folder = staging / label if label else staging
             folder.mkdir(exist_ok=True)
-            link_or_copy(source, folder / source.name)
-        os.rename(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
+            try:
+                link_or_copy(source, folder / source.name)
+            except FileNotFoundError:
+                raise Conflict(f"image {source.stem} was deleted while the snapshot was being "
+                               f"made; try again") from None
+
+        def place(experiment_id: int) -> Path:
+            final = settings.snapshots_dir / str(experiment_id)
+            os.rename(staging, final)
+            return final
+
+        yield place
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already once placed
+
+
+def build_snapshot(settings: Settings, experiment_id: int,
+                   images: Iterable[tuple[Path, str | None]]) -> Path:
+    """Lay out one experiment's snapshot from hard links, then rename it into place."""
+    with staged_snapshot(settings, images) as place:
+        return place(experiment_id)
 
 
 def remove_tree(path: Path) -> None:

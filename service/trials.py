@@ -4,7 +4,9 @@ made with the experiment; a TPE search's are asked for as results arrive, never 
 
 from __future__ import annotations
 
-from service.db import write_transaction
+from peewee import fn
+
+from service.db import insert_in_batches, write_transaction
 from service.grid import GridPoint, expand_grid
 from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
 from service.rows import row_by_id
@@ -23,17 +25,33 @@ def first_points(experiment: Experiment) -> list[GridPoint]:
 
 def add_runs(experiment: Experiment, points: list[GridPoint], first_trial: int) -> list[int]:
     """Insert a queued run for each configuration and seed; their ids. A grid's trials are
-    all 0 (its parameters tell its configurations apart); a search's are numbered."""
+    all 0 (its parameters tell its configurations apart); a search's are numbered, and a
+    configuration a search asks for again is trained with the seeds after those it had, so
+    no configuration and seed is ever trained twice in one experiment."""
     numbered = (experiment.search or {}).get("strategy", GRID) != GRID
-    rows = [{"experiment": experiment.id, "param_i": p.i, "param_j": p.j, "param_k": p.k,
-             "seed": seed, "trial": first_trial + n if numbered else 0}
-            for n, p in enumerate(points) for seed in range(experiment.repeats)]
-    for start in range(0, len(rows), 500):
-        Run.insert_many(rows[start:start + 500]).execute()
+    next_seed: dict[GridPoint, int] = {}
+    rows = []
+    for n, point in enumerate(points):
+        if point not in next_seed:
+            next_seed[point] = _next_seed(experiment.id, point) if numbered else 0
+        first_seed = next_seed[point]
+        next_seed[point] += experiment.repeats
+        rows += [{"experiment": experiment.id, "param_i": point.i, "param_j": point.j,
+                  "param_k": point.k, "seed": seed, "trial": first_trial + n if numbered else 0}
+                 for seed in range(first_seed, first_seed + experiment.repeats)]
+    insert_in_batches(Run, rows)
     trials = {row["trial"] for row in rows}
     return [run.id for run in Run.select(Run.id).where(Run.experiment == experiment.id,
                                                        Run.trial.in_(trials),
                                                        Run.status == RunStatus.QUEUED.value)]
+
+
+def _next_seed(experiment_id: int, point: GridPoint) -> int:
+    """The first seed this configuration has not had in the experiment."""
+    highest = Run.select(fn.MAX(Run.seed)).where(
+        Run.experiment == experiment_id, Run.param_i == point.i, Run.param_j == point.j,
+        Run.param_k == point.k).scalar()
+    return 0 if highest is None else highest + 1
 
 
 def trial_history(experiment_id: int) -> list[TrialRecord]:

@@ -18,7 +18,8 @@ from service.trials import search_json
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.
 RUN_FIELDS = ("id", "experiment_id", "param_i", "param_j", "param_k", "status", "accuracy",
               "attempts", "started_at", "finished_at", "duration_s", "exit_code", "error",
-              "seed", "value", "trial", "reused_from", "pruned_step", "pruned_value")
+              "seed", "value", "trial", "reused_from", "reused_from_deleted", "pruned_step",
+              "pruned_value")
 
 
 def _iso_any(value: datetime | str | None) -> str | None:
@@ -46,6 +47,7 @@ def run_view(values: tuple[Any, ...]) -> dict[str, Any]:
         "error": row["error"],
         "trial": row["trial"],
         "reused_from": row["reused_from"],
+        "reused_from_deleted": bool(row["reused_from_deleted"]),
         # where a pruned run was stopped: its last step and the objective's value there
         "pruned_at": None if row["pruned_step"] is None else {
             "step": row["pruned_step"], "value": row["pruned_value"]},
@@ -72,18 +74,23 @@ def runs_of(experiment_id: int) -> list[dict[str, Any]]:
     return [run_view(values) for values in run_rows(experiment_id)]
 
 
-def best_of(runs: list[dict[str, Any]], best_run_id: int | None) -> dict[str, Any] | None:
+def best_of(runs: list[dict[str, Any]], best_run_id: int | None, metric: str,
+            direction: str) -> dict[str, Any] | None:
+    """The best run's summary, naming the objective it is best by (its experiment's)."""
     run = next((run for run in runs if run["id"] == best_run_id), None)
     if run is None:
         return None
     return {"run_id": run["id"], "experiment_id": run["experiment_id"],
             "params": run["params"], "seed": run["seed"], "accuracy": run["accuracy"],
-            "value": run["value"]}
+            "value": run["value"], "metric": metric, "direction": direction}
 
 
 def best_json(run_id: int | None) -> dict[str, Any] | None:
-    run = Run.get_or_none(Run.id == run_id) if run_id else None
-    return best_of([run_json(run)], run_id) if run else None
+    row = (Run.select(Run, Experiment.objective_metric, Experiment.objective_direction)
+           .join(Experiment).where(Run.id == run_id).objects().first()) if run_id else None
+    if row is None:
+        return None
+    return best_of([run_json(row)], run_id, row.objective_metric, row.objective_direction)
 
 
 def label_counts(model_id: int) -> tuple[int, dict[str, int]]:
@@ -147,7 +154,8 @@ def experiment_json(experiment: Experiment, with_runs: bool = True,
     for run in runs:
         counts[run["status"]] += 1
     return {**body, "counts": counts, "runs": runs,
-            "best": best_of(runs, experiment.best_run_id),
+            "best": best_of(runs, experiment.best_run_id, experiment.objective_metric,
+                            experiment.objective_direction),
             **configurations_json(runs, experiment.objective_metric,
                                   experiment.objective_direction)}
 

@@ -74,8 +74,9 @@ async def test_an_objective_to_minimise_picks_the_smallest(client, db, stub_work
 async def test_a_missing_objective_metric_fails_the_run_naming_it(client, db, stub_worker):
     model_id = await make_model(client)
     await upload_two_labels(client, model_id)
+    objective = {"metric": "f1", "direction": "maximize"}
     created = await client.post(f"/api/v1/models/{model_id}/experiments",
-                                json={"grid": SMALL, "objective": {"metric": "f1"}})
+                                json={"grid": SMALL, "objective": objective})
     done = await wait_for_status(client, (await created.json())["id"], {"failed"})
     assert done["runs"][0]["error"] == "no f1 found in the output"
 
