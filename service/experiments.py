@@ -8,7 +8,7 @@ from typing import Any
 
 from service.aggregate import aggregate_experiment
 from service.configs import validate_objective, validate_repeats
-from service.db import insert_in_batches, write_transaction
+from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
 from service.labels import has_control_characters
 from service.models import (
@@ -18,7 +18,6 @@ from service.models import (
     MLModel,
     ModelImage,
     Run,
-    RunEvent,
     RunStatus,
 )
 from service.reuse import images_sha256
@@ -33,7 +32,7 @@ from service.search import (
     validate_space,
 )
 from service.settings import Settings
-from service.storage import image_path, remove_tree, staged_snapshot
+from service.storage import image_path, staged_snapshot
 from service.timeutil import utcnow
 from service.trials import add_runs, first_points
 
@@ -160,53 +159,6 @@ def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
                        expect={RunStatus.QUEUED, RunStatus.RUNNING}, finished_at=utcnow())
     aggregate_experiment(experiment_id)
     return get_experiment(experiment_id)
-
-
-def _has_active_runs(model_id: int) -> bool:
-    return (Run.select().join(Experiment)
-            .where(Experiment.model == model_id, Run.status.in_(ACTIVE_RUN_STATES),
-                   Experiment.status == ExperimentStatus.RUNNING.value)
-            .exists())
-
-
-def _delete_orphan_images(settings: Settings) -> list[Path]:
-    """Delete the rows of images no model uses any more; return their files, to remove after."""
-    orphans = list(Image.select().where(~Image.sha256.in_(ModelImage.select(ModelImage.image))))
-    Image.delete().where(Image.sha256.in_([image.sha256 for image in orphans])).execute()
-    return [image_path(settings, image.sha256, image.extension) for image in orphans]
-
-
-def _mark_reusers_of_deleted(run_ids: list[int], model_id: int) -> None:
-    """Runs of other models reused from these keep their result, folder and curve (their
-    own copies) and say that the run they were reused from is gone; the event also tells
-    the kept views that these runs changed."""
-    reusers = Run.select(Run.id, Run.reused_from, Run.status).where(
-        Run.reused_from.in_(run_ids), Run.reused_from_deleted == False)  # noqa: E712 (SQL)
-    events = [{"run": run.id, "from_status": run.status, "to_status": run.status,
-               "actor": "api", "at": utcnow(),
-               "reason": f"run {run.reused_from}, whose result it reused, was deleted with "
-                         f"model {model_id}"} for run in reusers]
-    insert_in_batches(RunEvent, events)
-    Run.update(reused_from_deleted=True).where(Run.id.in_([e["run"] for e in events])).execute()
-
-
-def delete_model(settings: Settings, model_id: int) -> None:
-    with write_transaction():
-        get_model(model_id)
-        if _has_active_runs(model_id):
-            raise Conflict(f"model {model_id} has queued or running runs; cancel its "
-                           f"experiments first")
-        experiments = list(Experiment.select(Experiment.id).where(Experiment.model == model_id))
-        runs = list(Run.select(Run.id).join(Experiment).where(Experiment.model == model_id))
-        _mark_reusers_of_deleted([run.id for run in runs], model_id)
-        MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
-        orphan_files = _delete_orphan_images(settings)
-    for path in orphan_files:
-        path.unlink(missing_ok=True)
-    for experiment in experiments:
-        remove_tree(settings.snapshots_dir / str(experiment.id))
-    for run in runs:
-        remove_tree(settings.runs_dir / str(run.id))
 
 
 def create_model(body: dict[str, Any]) -> MLModel:

@@ -4,6 +4,7 @@ SQLite's "database is locked" reached clients as a 500 (issue 19); so would any 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -38,8 +39,9 @@ def _client_rounds(stack: Stack, client: int, model_id: int) -> list[tuple[str, 
     for n in range(ROUNDS):
         mine = call("create model", "POST", "/api/v1/models", {"name": f"c{client}-{n}"})
         call("create a duplicate model", "POST", "/api/v1/models", {"name": f"c{client}-{n}"})
-        archive = zip_bytes({f"{label}/{m}.png": png_bytes(rng.randrange(256))
-                             for label in (1, 2) for m in range(2)})
+        images = {f"{label}/{m}.png": png_bytes(rng.randrange(256))
+                  for label in (1, 2) for m in range(2)}
+        archive = zip_bytes(images)
         body, headers = multipart({"images": ("a.zip", archive)})
         call("upload", "POST", f"/api/v1/models/{mine['id']}/images", data=body,
              headers=headers)
@@ -51,6 +53,9 @@ def _client_rounds(stack: Stack, client: int, model_id: int) -> list[tuple[str, 
         call("cancel", "POST", f"/api/v1/experiments/{started['id']}/cancel")
         call("retry", "POST", f"/api/v1/experiments/{started['id']}/retry")
         call("cancel again", "POST", f"/api/v1/experiments/{started['id']}/cancel")
+        call("delete experiment", "DELETE", f"/api/v1/experiments/{started['id']}")
+        sha = hashlib.sha256(next(iter(images.values()))).hexdigest()
+        call("delete image", "DELETE", f"/api/v1/models/{mine['id']}/images/{sha}")
         call("delete model", "DELETE", f"/api/v1/models/{mine['id']}")
         call("dashboard: create model", "POST", "/models", data=f"name=d{client}-{n}".encode(),
              headers={"Content-Type": "application/x-www-form-urlencoded"})

@@ -183,3 +183,56 @@ async def test_the_best_names_the_objective_it_is_best_by(client, db, stub_worke
     for shown in (done["best"], model["best"], best):
         assert (shown["metric"], shown["direction"]) == ("loss", "minimize")
         assert shown["experiment_id"] == created["id"]
+
+
+async def test_an_experiment_is_deleted_unless_it_runs(client, db, settings, stub_worker):
+    # Given a finished experiment that holds the model's best, and one never started
+    model_id = await _model_with_images(client)
+    done = await (await _create(client, model_id, {"grid": SMALL})).json()
+    done = await wait_for_status(client, done["id"], {"completed"})
+    waiting = await (await _create(client, model_id, {"grid": SMALL, "start": False})).json()
+    # When both are deleted
+    for experiment in (done, waiting):
+        assert (await client.delete(f"/api/v1/experiments/{experiment['id']}")).status == 204
+    # Then their runs, folders and snapshots are gone, and the model has no best left
+    assert (await client.get(f"/api/v1/experiments/{done['id']}")).status == 404
+    assert Run.select().count() == 0
+    assert list(settings.snapshots_dir.iterdir()) == []
+    assert list(settings.runs_dir.iterdir()) == []
+    model = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert model["best"] is None and model["experiment_count"] == 0
+
+
+async def test_a_running_experiment_is_not_deleted(client, db, monkeypatch, stub_worker):
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "hang")
+    model_id = await _model_with_images(client)
+    running = await (await _create(client, model_id, {"grid": SMALL, "timeout_s": 30})).json()
+    response = await client.delete(f"/api/v1/experiments/{running['id']}")
+    assert response.status == 409
+    assert "cancel it first" in (await response.json())["error"]["message"]
+    assert (await client.post(f"/api/v1/experiments/{running['id']}/cancel")).status == 202
+    assert (await client.delete(f"/api/v1/experiments/{running['id']}")).status == 204
+
+
+async def test_an_image_deleted_from_a_model_stays_in_earlier_snapshots(client, db, settings):
+    # Given an experiment made with the model's six images
+    model_id = await _model_with_images(client)
+    before = await (await _create(client, model_id, {"grid": SMALL, "start": False})).json()
+    snapshot = settings.snapshots_dir / str(before["id"])
+    victim = next(snapshot.rglob("*.png"))
+    sha = victim.stem
+    # When one image is deleted from the model
+    response = await client.delete(f"/api/v1/models/{model_id}/images/{sha}")
+    assert response.status == 204
+    # Then the model has five, a new experiment sees five, the old snapshot keeps six, and
+    # the store keeps the file the old snapshot links (a remote worker fetches it from there)
+    model = await (await client.get(f"/api/v1/models/{model_id}")).json()
+    assert model["image_count"] == 5
+    after = await (await _create(client, model_id, {"grid": SMALL, "start": False})).json()
+    assert after["image_count"] == 5
+    assert len(list(snapshot.rglob("*.png"))) == 6
+    assert len(list(settings.images_dir.rglob(f"{sha}.*"))) == 1
+    # And deleting it again is a 404; once the old experiment goes, so does the file
+    assert (await client.delete(f"/api/v1/models/{model_id}/images/{sha}")).status == 404
+    assert (await client.delete(f"/api/v1/experiments/{before['id']}")).status == 204
+    assert list(settings.images_dir.rglob(f"{sha}.*")) == []

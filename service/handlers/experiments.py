@@ -1,4 +1,4 @@
-"""Experiments: create (and start), list, show, start, cancel."""
+"""Experiments: create (and start), list, show, start, cancel, retry, delete."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from service.handlers.common import (
     shared_read,
 )
 from service.models import Experiment
+from service.removal import delete_experiment
 from service.viewcache import experiment_view_bytes, kept_view_bytes
 from service.views import experiment_json
 
@@ -93,6 +94,11 @@ async def retry(request: web.Request) -> web.Response:
     await in_db(request, retry_experiment, experiment_id, "api")
     await send_queued_runs(request, experiment_id)
     return answer(await in_db(request, _view, experiment_id), status=202)
+
+
+async def delete(request: web.Request) -> web.Response:
+    await in_db(request, delete_experiment, settings_of(request), path_id(request))
+    return web.Response(status=204)
 
 
 async def cancel(request: web.Request) -> web.Response:

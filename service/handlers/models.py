@@ -9,12 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from service.errors import Conflict, Invalid, NotFound, TooLarge
-from service.experiments import create_model, delete_model, get_model
+from service.experiments import create_model, get_model
 from service.handlers.common import answer, in_db, path_id, read_json, settings_of, shared_read
 from service.imagecheck import NotAnImage, check_image
 from service.labels import LabelError
 from service.models import Run
 from service.predict import PredictImage, predict_images
+from service.removal import delete_model, delete_model_image
 from service.settings import Settings
 from service.storage import kept_temp_dir
 from service.uploads import Received, check_uploads, receive_files, record_images, unpacker
@@ -53,6 +54,12 @@ async def show(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     await in_db(request, delete_model, settings_of(request), path_id(request))
+    return web.Response(status=204)
+
+
+async def delete_image(request: web.Request) -> web.Response:
+    sha = request.match_info["sha"]
+    await in_db(request, delete_model_image, settings_of(request), path_id(request), sha)
     return web.Response(status=204)
 
 

@@ -1,0 +1,122 @@
+"""Deleting what a user made: a model, an experiment, an image of a model.
+
+Nothing a remaining experiment needs goes with it. A snapshot holds hard links to the image
+store, and a remote worker fetches a snapshot's images from the store by hash, so an image's
+file and row stay while any snapshot links it (its link count says so), even once no model
+uses it; it goes with the last snapshot. A run reused from a deleted run keeps its own result,
+folder (hard links) and curve, and says the run it was reused from is gone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.aggregate import aggregate_model
+from service.db import insert_in_batches, write_transaction
+from service.errors import Conflict, NotFound
+from service.experiments import ACTIVE_RUN_STATES, get_experiment, get_model
+from service.models import (
+    Experiment,
+    ExperimentStatus,
+    Image,
+    MLModel,
+    ModelImage,
+    Run,
+    RunEvent,
+)
+from service.settings import Settings
+from service.storage import image_path, remove_tree
+from service.timeutil import utcnow
+
+
+def _has_active_runs(model_id: int) -> bool:
+    return (Run.select().join(Experiment)
+            .where(Experiment.model == model_id, Run.status.in_(ACTIVE_RUN_STATES),
+                   Experiment.status == ExperimentStatus.RUNNING.value)
+            .exists())
+
+
+def _mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
+    """Runs reused from these keep their result, folder and curve (their own copies) and say
+    that the run they were reused from is gone; the event also tells the kept views that
+    these runs changed."""
+    reusers = Run.select(Run.id, Run.reused_from, Run.status).where(
+        Run.reused_from.in_(run_ids), Run.reused_from_deleted == False)  # noqa: E712 (SQL)
+    events = [{"run": run.id, "from_status": run.status, "to_status": run.status,
+               "actor": "api", "at": utcnow(),
+               "reason": f"run {run.reused_from}, whose result it reused, was deleted with "
+                         f"{whose}"} for run in reusers]
+    insert_in_batches(RunEvent, events)
+    Run.update(reused_from_deleted=True).where(Run.id.in_([e["run"] for e in events])).execute()
+
+
+def _collect_unused_images(settings: Settings) -> None:
+    """Delete the images no model uses and no snapshot links (the store's file is their only
+    link), rows and files. Called after snapshots were removed."""
+    with write_transaction():
+        unused = list(Image.select().where(
+            ~Image.sha256.in_(ModelImage.select(ModelImage.image))))
+        paths = {image.sha256: image_path(settings, image.sha256, image.extension)
+                 for image in unused}
+        gone = [sha for sha, path in paths.items() if _only_link(path)]
+        Image.delete().where(Image.sha256.in_(gone)).execute()
+        for sha in gone:  # inside the transaction: an upload of the same bytes waits for it
+            paths[sha].unlink(missing_ok=True)
+
+
+def _only_link(path: Path) -> bool:
+    try:
+        return path.stat().st_nlink <= 1
+    except FileNotFoundError:
+        return True
+
+
+def _remove_folders(settings: Settings, experiment_ids: list[int], run_ids: list[int]) -> None:
+    for experiment_id in experiment_ids:
+        remove_tree(settings.snapshots_dir / str(experiment_id))
+    for run_id in run_ids:
+        remove_tree(settings.runs_dir / str(run_id))
+
+
+def delete_model(settings: Settings, model_id: int) -> None:
+    """The model, its images' links, its experiments, runs and their folders. 409 while one
+    of its experiments runs."""
+    with write_transaction():
+        get_model(model_id)
+        if _has_active_runs(model_id):
+            raise Conflict(f"model {model_id} has queued or running runs; cancel its "
+                           f"experiments first")
+        experiments = [e.id for e in Experiment.select(Experiment.id)
+                       .where(Experiment.model == model_id)]
+        runs = [run.id for run in Run.select(Run.id).where(Run.experiment.in_(experiments))]
+        _mark_reusers_of_deleted(runs, f"model {model_id}")
+        MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
+    _remove_folders(settings, experiments, runs)
+    _collect_unused_images(settings)
+
+
+def delete_experiment(settings: Settings, experiment_id: int) -> None:
+    """An experiment that is not running, its runs and their folders; the model's best is
+    chosen again without it. 409 while it runs (cancel it first)."""
+    with write_transaction():
+        experiment = get_experiment(experiment_id)
+        if experiment.status == ExperimentStatus.RUNNING:
+            raise Conflict(f"experiment {experiment_id} is running; cancel it first")
+        runs = [run.id for run in Run.select(Run.id).where(Run.experiment == experiment_id)]
+        _mark_reusers_of_deleted(runs, f"experiment {experiment_id}")
+        Experiment.delete().where(Experiment.id == experiment_id).execute()  # cascades
+        aggregate_model(experiment.__data__["model"])
+    _remove_folders(settings, [experiment_id], runs)
+    _collect_unused_images(settings)
+
+
+def delete_model_image(settings: Settings, model_id: int, sha256: str) -> None:
+    """Take the image out of the model's training set: later experiments do not see it;
+    existing snapshots keep it."""
+    with write_transaction():
+        get_model(model_id)
+        deleted = ModelImage.delete().where(ModelImage.model == model_id,
+                                            ModelImage.image == sha256).execute()
+        if not deleted:
+            raise NotFound(f"model {model_id} has no image {sha256}")
+    _collect_unused_images(settings)
