@@ -313,9 +313,10 @@ async def test_repeats_show_each_configuration_with_its_interval(client, db, stu
     assert html.count('data-config="') == 2
     assert re.search(r"best vs runner-up: Welch p = 0\.00\d+ — distinguishable", html)
     # And the runs table has a seed column that sorts
-    assert '>Seed</a></th>' in html and html.count("<td class=\"num\" data-seed>") == 6
+    assert '>Seed</a></th>' in html
+    assert html.count('<td class="num" data-label="Seed" data-seed>') == 6
     by_seed = await (await client.get(f"/experiments/{done['id']}?sort=seed&dir=desc")).text()
-    seeds = re.findall(r'<td class="num" data-seed>(\d+)</td>', by_seed)
+    seeds = re.findall(r'<td class="num" data-label="Seed" data-seed>(\d+)</td>', by_seed)
     assert seeds == ["2", "2", "1", "1", "0", "0"]
     run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
     assert 'id="run-seed">2 ' in run_page
@@ -359,9 +360,9 @@ async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, st
     # And the runs table has a loss column, ascending first (best first), next to accuracy
     assert re.search(r'<a href="\?sort=value&amp;x=\w&amp;y=\w">loss</a>', html)
     by_loss = await (await client.get(f"/experiments/{done['id']}?sort=value")).text()
-    assert re.findall(r'<td class="num" data-value>([^<]*)</td>', by_loss) == [
+    assert re.findall(r'<td class="num" data-label="loss" data-value>([^<]*)</td>', by_loss) == [
         "1.000", "2.000", "3.000"]
-    assert html.count('<td class="num" data-accuracy>—</td>') == 3
+    assert html.count('<td class="num" data-label="Accuracy" data-accuracy>—</td>') == 3
     run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
     assert 'id="run-value">1.000 ' in run_page
     model_page = await (await client.get(f"/models/{done['model_id']}")).text()
