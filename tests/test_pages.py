@@ -118,7 +118,9 @@ async def test_finished_sweep_with_failures_shows_the_right_numbers(client, db, 
     live = await client.get(f"/runs/{failed['id']}/live")
     assert (await live.text()).startswith('<div data-status="failed" data-final="true">')
     model_page = await (await client.get("/models/1")).text()
-    assert f"accuracy <strong id=\"best-accuracy\">{done['best']['accuracy']:.3f}" in model_page
+    assert (f'<p class="big" id="best">Best accuracy (maximize) <strong class="best-value">'
+            f'{done["best"]["accuracy"]:.3f}</strong> — <a href="/experiments/1">experiment 1</a>'
+            in model_page)
 
 
 async def test_predict_form_shows_the_image_and_the_answer(client, db, stub_worker):
@@ -366,7 +368,7 @@ async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, st
     run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
     assert 'id="run-value">1.000 ' in run_page
     model_page = await (await client.get(f"/models/{done['model_id']}")).text()
-    assert 'loss <strong id="best-value">1.000</strong>' in model_page
+    assert 'Best loss (minimize) <strong class="best-value">1.000</strong>' in model_page
 
 
 def test_a_repeated_cell_in_progress_counts_its_runs():
@@ -398,3 +400,44 @@ def test_the_colour_scale_puts_the_better_end_right():
     assert loss.ticks() == ["3", "2", "1"]
     assert Scale().ticks() == ["0", "0.5", "1"] and Scale().score(0.75) == 0.75
     assert Scale("loss", "minimize", 2.0, 2.0).score(2.0) == 1.0  # one value: the best
+
+
+async def test_the_models_best_names_its_metric_direction_and_experiment(client, db):
+    from service.models import MLModel
+    from tests.test_charts import settle
+
+    # Given a model whose accuracy sweep reached 0.9, then a loss sweep whose best run (loss
+    # 0.123) has an accuracy of only 0.5: the model's best follows the newest objective
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    grid = {"i": [0.1], "j": [1], "k": [5]}
+    for body in ({"grid": grid}, {"grid": grid, "objective": {"metric": "loss",
+                                                              "direction": "minimize"}}):
+        created = await client.post("/api/v1/models/1/experiments", json={**body, "start": False})
+        assert created.status == 201
+    settle(1, {0: {"value": 0.9, "accuracy": 0.9}}, best=0, curves={})
+    (loss_run,) = settle(2, {0: {"value": 0.123, "accuracy": 0.5}}, best=0, curves={})
+    MLModel.update(best_run_id=loss_run).where(MLModel.id == 1).execute()
+    # When the models and the model are shown
+    index = await (await client.get("/")).text()
+    model = await (await client.get("/models/1")).text()
+    # Then both say the best is by the loss, minimised, and from experiment 2, not accuracy
+    said = ('loss (minimize) <strong class="best-value">0.123</strong> — '
+            '<a href="/experiments/2">experiment 2</a>')
+    assert f'<td data-label="Best">{said}</td>' in index
+    assert "Best accuracy" not in index and "0.500" not in index
+    assert f'<p class="big" id="best">Best {said}</p>' in model
+    assert f'<a href="/runs/{loss_run}">run {loss_run}</a> with i=0.1 · j=1 · k=5' in model
+
+
+def test_a_best_that_names_its_metric_is_shown_as_it_says(db):
+    from service.dashboard.data import best_view
+
+    # Given a best whose view already names its metric and direction (its experiment is not
+    # read: there is none)
+    best = {"run_id": 3, "experiment_id": 99, "params": {"i": 0.1, "j": 1, "k": 5},
+            "seed": 0, "accuracy": 0.8, "value": None, "metric": "accuracy",
+            "direction": "maximize"}
+    # Then the pages take them, and the accuracy is its value for the accuracy
+    assert best_view(best) == {**best, "shown": 0.8}
+    assert best_view(None) is None
