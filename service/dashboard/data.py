@@ -10,6 +10,7 @@ from service.curves import curve_json, experiment_curves
 from service.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
 from service.dashboard.heatmap import marginal_effects, panels
 from service.dashboard.scale import objective_value, scale_of
+from service.dashboard.sweepform import refill
 from service.experiments import get_experiment, get_model, get_run
 from service.models import Experiment, Image, ModelImage, RunStatus
 from service.settings import Settings
@@ -59,7 +60,7 @@ def model_page(model_id: int) -> dict[str, Any]:
     model["best"] = best_view(model["best"])
     experiments = Experiment.select().where(Experiment.model == model_id).order_by(
         Experiment.id.desc())
-    return {"model": model, "thumbnails": _thumbnails(model_id),
+    return {"model": model, "thumbnails": _thumbnails(model_id), "sweep": refill(None),
             "experiments": [experiment_json(e, with_runs=False) for e in experiments]}
 
 
