@@ -517,3 +517,17 @@ async def test_on_a_phone_every_value_of_the_runs_table_is_labelled(client, db):
         labels = re.findall(r'<td [^>]*data-label="([^"]+)"', row)
         assert labels == ["Run", "Trial", "i", "j", "k", "Status", "loss", "Accuracy",
                           "Duration", "Attempts"]
+
+
+async def test_grid_values_read_four_digits_on_the_heatmap_and_the_effects(client, db):
+    # Given a grid whose learning rates were typed with seven digits
+    experiment = await created(client, {"grid": {"i": [0.0050561, 0.0123456], "j": [1],
+                                                 "k": [5]}})
+    settle(experiment["id"], {0: {"value": 0.5, "accuracy": 0.5},
+                              1: {"value": 0.7, "accuracy": 0.7}}, best=1, curves={})
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    # Then the heatmap's axis and the marginal effects show four, the typed value as a tooltip
+    assert re.findall(r'class="axis">([^<]*)<title>([^<]*)</title></text>', html) == [
+        ("0.005056", "0.0050561"), ("0.01235", "0.0123456")]
+    assert '<th scope="row"><span title="0.0050561">0.005056</span></th>' in html
+    assert '<th scope="row">1</th>' in html and "<figcaption>k = 5</figcaption>" in html

@@ -97,4 +97,6 @@ def setup_templates(app: web.Application) -> None:
     environment.filters.update(acc=accuracy, percent=percent, params=params,
                                param=param, exact_params=exact_params,
                                duration=duration, when=age, num=number,
-                               mean_ci=config_mean, p_value=p_value, direction=direction)
+                               mean_ci=config_mean, p_value=p_value, direction=direction,
+                               param_text=param_text)
+    environment.tests.update(rounded=_rounded)
