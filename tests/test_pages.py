@@ -427,7 +427,7 @@ async def test_the_models_best_names_its_metric_direction_and_experiment(client,
     # Then both say the best is by the loss, minimised, and from experiment 2, not accuracy
     said = ('loss (minimize) <strong class="best-value">0.123</strong> — '
             '<a href="/experiments/2">experiment 2</a>')
-    assert f'<td data-label="Best">{said}</td>' in index
+    assert f'<td class="best-run" data-label="Best">{said}</td>' in index
     assert "Best accuracy" not in index and "0.500" not in index
     assert f'<p class="big" id="best">Best {said}</p>' in model
     assert f'<a href="/runs/{loss_run}">run {loss_run}</a> with i=0.1 · j=1 · k=5' in model
