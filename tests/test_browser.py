@@ -283,3 +283,53 @@ def test_the_overlay_of_learning_curves_greys_pruned_runs(make_stack, page):  # 
     assert set(greyed.values()) == {("rgb(175, 184, 193)", "1px")}
     assert STYLES["pruned"].colour == "#afb8c1"
     assert page.is_visible("text=pruned (stopped early)")
+
+
+LEGEND_LABELS = """svg => {
+  const box = svg.getBoundingClientRect();
+  return [...svg.querySelectorAll("text")].map(text => {
+    const r = text.getBoundingClientRect();
+    return [text.textContent, box.left <= r.left && r.right <= box.right];
+  });
+}"""
+
+
+def test_a_loss_sweep_from_the_form_reads_whole_on_a_phone(make_stack, page):  # noqa: F811
+    # Given a live service whose script prints a loss (10 x i), and a model with images
+    stack = make_stack(threads=2, FAKE_TRAIN_MODE="loss", **FAKE_SCRIPTS)
+    model_id = small_dataset(stack)
+    page.set_viewport_size({"width": 400, "height": 900})
+    page.goto(f"{stack.base}/models/{model_id}")
+    # When a random search is chosen its fields appear, and go again with the grid
+    assert page.is_hidden("#sweep-runs") and page.is_hidden("input[name=i_log]")
+    page.select_option("#sweep-strategy", "random")
+    assert page.is_visible("#sweep-runs") and page.is_visible("#sweep-seed")
+    assert page.is_hidden("#sweep-parallel")
+    page.select_option("#sweep-strategy", "grid")
+    assert page.is_hidden("#sweep-runs")
+    # And a metric other than the accuracy asks for its direction before the form goes
+    page.fill("#sweep-metric", "loss")
+    page.fill("#grid-i", "0.0123456, 0.0050561")
+    page.fill("#grid-j", "1")
+    page.fill("#grid-k", "5")
+    assert page.input_value("#sweep-direction") == ""
+    assert page.evaluate("document.getElementById('sweep-form').checkValidity()") is False
+    page.select_option("#sweep-direction", "minimize")
+    page.get_by_role("button", name="Start sweep").click()
+    page.wait_for_url(f"{stack.base}/experiments/*")
+    page.wait_for_function(
+        "document.getElementById('experiment-status')?.textContent === 'completed'",
+        timeout=120_000)
+    shot(page, "11-loss-sweep-phone")
+    experiment_id = int(re.search(r"/experiments/(\d+)", page.url).group(1))
+    experiment = api(stack, f"/api/v1/experiments/{experiment_id}")
+    assert experiment["objective"] == {"metric": "loss", "direction": "minimize"}
+    assert len(experiment["runs"]) == 2
+    # Then the colour legend's labels are whole, inside its picture (the worst was clipped)
+    labels = page.eval_on_selector("svg.legend", LEGEND_LABELS)
+    assert labels == [["0.1235", True], ["0.08701", True], ["0.05056", True],
+                      ["better →", True], ["failed", True]]
+    # And every value of the runs table is in view: none behind the table's scroll bar
+    assert_inside_the_viewport(page, "table.runs tbody td:not(:empty)")
+    assert page.evaluate("[...document.querySelectorAll('.scroll')].every("
+                         "s => s.scrollWidth <= s.clientWidth)")

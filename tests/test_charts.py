@@ -381,7 +381,7 @@ async def test_a_random_search_shows_its_plots_instead_of_a_heatmap(client, db, 
     assert len(re.findall(r'class="axis end"', history)) >= 3  # numbered value ticks
     # And the runs table numbers each configuration's trial
     assert '<a href="?sort=trial">Trial</a>' in html
-    assert re.findall(r"<td class=\"num\" data-trial>(\d+)</td>", html) == [str(n)
+    assert re.findall(r'<td class="num" data-label="Trial" data-trial>(\d+)</td>', html) == [str(n)
                                                                            for n in range(6)]
 
 
@@ -394,3 +394,140 @@ async def test_a_search_that_has_not_run_yet_says_so(client, db):
     assert 'data-chart="history"' not in html and '<g class="cell"' not in html
     live = await client.get(f"/experiments/{experiment['id']}/live?sort=trial&dir=desc")
     assert live.status == 200
+
+
+# --- numbers: parameters, integer axes, the legend, intervals ------------------------------------
+
+def test_integer_axes_tick_only_whole_numbers():
+    # Given runs over j in 1..2 (a whole-number range) with curves over steps 1..4
+    runs = [run(1, value=0.3, params={"i": 0.1, "j": 1, "k": 5}),
+            run(2, value=0.5, params={"i": 0.1, "j": 2, "k": 7})]
+    scatter = scatter_chart("j", runs, {"low": 1, "high": 2, "log": False}, "loss", 2)
+    curve = run_curve_chart(run(1), [{"step": s, "value": 1 / s} for s in (1, 2, 3, 4)], "loss")
+    overlay = overlay_chart(runs, {1: {1: 0.5, 2: 0.4, 3: 0.3}, 2: {1: 0.6, 4: 0.2}}, 2, "loss")
+    # Then no tick of a parameter of whole numbers or of a step falls between two of them
+    for axis in (scatter.x, curve.x, overlay.x):
+        assert all(float(tick.text).is_integer() for tick in axis.ticks()), axis.ticks()
+    assert [t.text for t in curve.x.ticks()] == ["1", "2", "3", "4"]
+    assert [t.text for t in scatter.x.ticks()] == ["1", "2"]
+
+
+def test_the_best_so_far_axis_ends_at_the_last_run():
+    # Given 16 runs that finished, one after another
+    runs = [run(n, value=1 / n, finished_at=finished(n)) for n in range(1, 17)]
+    chart = history_chart(runs, "loss", "minimize", best_id=16)
+    # Then the runs axis goes from the first run to the 16th, not on to 20
+    assert (chart.x.low, chart.x.high) == (1, 16)
+    assert [t.text for t in chart.x.ticks()] == ["1", "5", "10", "15"]
+    assert chart.dots[-1].x == chart.right  # the last run at the axis's end
+    # And a single run or a few get whole ticks around them
+    assert [t.text for t in history_chart(runs[:1], "loss", "minimize", 1).x.ticks()] == [
+        "0", "1", "2"]
+    assert [t.text for t in history_chart(runs[:3], "loss", "minimize", 3).x.ticks()] == [
+        "1", "2", "3"]
+
+
+async def test_a_parameter_drawn_from_a_range_shows_four_digits_its_exact_value_a_title(
+        client, db):
+    from service.models import Run
+
+    # Given a random search whose best run drew i = 0.0028760196660332984
+    exact = 0.0028760196660332984
+    experiment = await created(client, {"search": {"strategy": "random", "runs": 3, "seed": 1},
+                                        "grid": SPACE})
+    first = experiment["runs"][0]["id"]
+    Run.update(param_i=exact, param_j=2, param_k=300).where(Run.id == first).execute()
+    settle(experiment["id"], {0: {"value": 0.9}, 1: {"value": 0.5}, 2: {"value": 0.4}},
+           best=0, curves={})
+    # When its page and the best run's page are opened
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    run_page = await (await client.get(f"/runs/{first}")).text()
+    # Then i reads 0.002876, with the exact value as the title, in the runs table and the best
+    assert (f'<td class="num" data-label="i"><span title="{exact}">0.002876</span></td>'
+            in html)
+    exact_params = f"i={exact} · j=2 · k=300"
+    assert f'<span title="{exact_params}">i=0.002876 · j=2 · k=300</span>' in html
+    assert f'<dd><span title="{exact_params}">i=0.002876 · j=2 · k=300</span></dd>' in run_page
+    # And nowhere else are all its digits shown: only in titles (the scatter's dot says 0.002876)
+    for page in (html, run_page):
+        assert str(exact) not in re.sub(r'title="[^"]*"', "", page)
+    assert f"<title>run {first}: i=0.002876, accuracy 0.900</title>" in html
+    # And a value that four digits hold whole has no title
+    assert '<td class="num" data-label="j">2</td>' in html
+    # And the API keeps the exact value
+    shown = await (await client.get(f"/api/v1/runs/{first}")).json()
+    assert shown["params"]["i"] == exact
+
+
+def legend_texts(html: str) -> list[tuple[str, str, str]]:
+    """(x, class, text) of each label of the heatmap's colour legend."""
+    svg = re.search(r'<svg class="legend".*?</svg>', html, re.S).group(0)
+    return re.findall(r'<text x="([\d.]+)" y="28" class="([\w ]+)">([^<]*)</text>', svg)
+
+
+async def test_the_colour_legend_keeps_its_end_labels_inside_the_picture(client, db):
+    # Given a minimised loss whose best mean is 0.05056
+    experiment = await created(client, {"grid": {"i": [0.1, 0.2], "j": [1], "k": [5]},
+                                        "objective": {"metric": "loss",
+                                                      "direction": "minimize"}})
+    settle(experiment["id"], {0: {"value": 0.9}, 1: {"value": 0.05056}}, best=1, curves={})
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    # Then its labels start at the bar's left end and end at its right end: centred on the
+    # ends, the left one ran out of the picture ("05056")
+    assert legend_texts(html) == [("10", "axis start", "0.9"), ("110", "axis", "0.4753"),
+                                  ("210", "axis end", "0.05056"), ("304", "axis", "failed")]
+    assert 'class="value">0.051 ★</text>' in html
+
+
+async def test_an_interval_below_zero_is_written_with_plus_minus_everywhere(client, db):
+    # Given a loss repeated three times whose best configuration's interval reaches below 0
+    experiment = await created(client, {"grid": {"i": [0.1, 0.2], "j": [1], "k": [5]},
+                                        "repeats": 3, "objective": {"metric": "loss",
+                                                                    "direction": "minimize"}})
+    losses = [0.01, 0.02, 0.2, 0.5, 0.6, 0.7]  # runs in id order: i=0.1 seeds 0-2, then i=0.2
+    settle(experiment["id"], {n: {"value": v} for n, v in enumerate(losses)}, best=0,
+           curves={})
+    view = await (await client.get(f"/api/v1/experiments/{experiment['id']}")).json()
+    best = view["configurations"][0]
+    assert best["ci95"][0] < 0
+    text = f"{best['mean']:.3f} ± {(best['ci95'][1] - best['ci95'][0]) / 2:.3f}"
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    # Then the cell, the configurations table and the best line write it as mean ± half-width,
+    # and each says what the ± is
+    assert f'class="value">{text} ★</text>' in html
+    assert f'<td class="num config-mean">{text}</td>' in html
+    assert f'<strong id="experiment-best">{text}</strong> (mean ± 95% CI) over 3 runs' in html
+    assert re.search(rf"<title>[^<]*loss {re.escape(text)} \(mean ± 95% CI\)", html)
+    assert "mean loss ± 95% CI</th>" in html
+    assert re.search(r'id="ci-note">± is the half-width of the mean\'s 95% confidence '
+                     r"interval", html)
+    assert str(round(best["ci95"][0], 3)) not in html  # the low end is never written alone
+
+
+async def test_on_a_phone_every_value_of_the_runs_table_is_labelled(client, db):
+    # Given a finished random search of a loss
+    experiment = await created(client, {"search": {"strategy": "random", "runs": 2, "seed": 1},
+                                        "grid": SPACE, "objective": {"metric": "loss",
+                                                                     "direction": "minimize"}})
+    settle(experiment["id"], {0: {"value": 0.9}, 1: {"value": 0.5}}, best=1, curves={})
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    # Then each run's cells carry the label a phone shows beside them (a card per run)
+    table = re.search(r'<table class="runs">.*?</table>', html, re.S).group(0)
+    for row in re.findall(r"<tr (?:class=\"best\" )?data-run-id.*?</tr>", table, re.S):
+        labels = re.findall(r'<td [^>]*data-label="([^"]+)"', row)
+        assert labels == ["Run", "Trial", "i", "j", "k", "Status", "loss", "Accuracy",
+                          "Duration", "Attempts"]
+
+
+async def test_grid_values_read_four_digits_on_the_heatmap_and_the_effects(client, db):
+    # Given a grid whose learning rates were typed with seven digits
+    experiment = await created(client, {"grid": {"i": [0.0050561, 0.0123456], "j": [1],
+                                                 "k": [5]}})
+    settle(experiment["id"], {0: {"value": 0.5, "accuracy": 0.5},
+                              1: {"value": 0.7, "accuracy": 0.7}}, best=1, curves={})
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    # Then the heatmap's axis and the marginal effects show four, the typed value as a tooltip
+    assert re.findall(r'class="axis">([^<]*)<title>([^<]*)</title></text>', html) == [
+        ("0.005056", "0.0050561"), ("0.01235", "0.0123456")]
+    assert '<th scope="row"><span title="0.0050561">0.005056</span></th>' in html
+    assert '<th scope="row">1</th>' in html and "<figcaption>k = 5</figcaption>" in html

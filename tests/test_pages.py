@@ -4,8 +4,11 @@ data, the numbers they show, sign-in and forgery protection."""
 from __future__ import annotations
 
 import re
+from html import unescape
+from html.parser import HTMLParser
 
 import aiohttp
+import pytest
 
 from tests.helpers import png_bytes, zip_bytes
 from tests.test_api import upload_two_labels, wait_for_status
@@ -118,7 +121,9 @@ async def test_finished_sweep_with_failures_shows_the_right_numbers(client, db, 
     live = await client.get(f"/runs/{failed['id']}/live")
     assert (await live.text()).startswith('<div data-status="failed" data-final="true">')
     model_page = await (await client.get("/models/1")).text()
-    assert f"accuracy <strong id=\"best-accuracy\">{done['best']['accuracy']:.3f}" in model_page
+    assert (f'<p class="big" id="best">Best accuracy (maximize) <strong class="best-value">'
+            f'{done["best"]["accuracy"]:.3f}</strong> — <a href="/experiments/1">experiment 1</a>'
+            in model_page)
 
 
 async def test_predict_form_shows_the_image_and_the_answer(client, db, stub_worker):
@@ -313,9 +318,10 @@ async def test_repeats_show_each_configuration_with_its_interval(client, db, stu
     assert html.count('data-config="') == 2
     assert re.search(r"best vs runner-up: Welch p = 0\.00\d+ — distinguishable", html)
     # And the runs table has a seed column that sorts
-    assert '>Seed</a></th>' in html and html.count("<td class=\"num\" data-seed>") == 6
+    assert '>Seed</a></th>' in html
+    assert html.count('<td class="num" data-label="Seed" data-seed>') == 6
     by_seed = await (await client.get(f"/experiments/{done['id']}?sort=seed&dir=desc")).text()
-    seeds = re.findall(r'<td class="num" data-seed>(\d+)</td>', by_seed)
+    seeds = re.findall(r'<td class="num" data-label="Seed" data-seed>(\d+)</td>', by_seed)
     assert seeds == ["2", "2", "1", "1", "0", "0"]
     run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
     assert 'id="run-seed">2 ' in run_page
@@ -359,13 +365,13 @@ async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, st
     # And the runs table has a loss column, ascending first (best first), next to accuracy
     assert re.search(r'<a href="\?sort=value&amp;x=\w&amp;y=\w">loss</a>', html)
     by_loss = await (await client.get(f"/experiments/{done['id']}?sort=value")).text()
-    assert re.findall(r'<td class="num" data-value>([^<]*)</td>', by_loss) == [
+    assert re.findall(r'<td class="num" data-label="loss" data-value>([^<]*)</td>', by_loss) == [
         "1.000", "2.000", "3.000"]
-    assert html.count('<td class="num" data-accuracy>—</td>') == 3
+    assert html.count('<td class="num" data-label="Accuracy" data-accuracy>—</td>') == 3
     run_page = await (await client.get(f"/runs/{done['best']['run_id']}")).text()
     assert 'id="run-value">1.000 ' in run_page
     model_page = await (await client.get(f"/models/{done['model_id']}")).text()
-    assert 'loss <strong id="best-value">1.000</strong>' in model_page
+    assert 'Best loss (minimize) <strong class="best-value">1.000</strong>' in model_page
 
 
 def test_a_repeated_cell_in_progress_counts_its_runs():
@@ -397,3 +403,187 @@ def test_the_colour_scale_puts_the_better_end_right():
     assert loss.ticks() == ["3", "2", "1"]
     assert Scale().ticks() == ["0", "0.5", "1"] and Scale().score(0.75) == 0.75
     assert Scale("loss", "minimize", 2.0, 2.0).score(2.0) == 1.0  # one value: the best
+
+
+async def test_the_models_best_names_its_metric_direction_and_experiment(client, db):
+    from service.models import MLModel
+    from tests.test_charts import settle
+
+    # Given a model whose accuracy sweep reached 0.9, then a loss sweep whose best run (loss
+    # 0.123) has an accuracy of only 0.5: the model's best follows the newest objective
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    grid = {"i": [0.1], "j": [1], "k": [5]}
+    for body in ({"grid": grid}, {"grid": grid, "objective": {"metric": "loss",
+                                                              "direction": "minimize"}}):
+        created = await client.post("/api/v1/models/1/experiments", json={**body, "start": False})
+        assert created.status == 201
+    settle(1, {0: {"value": 0.9, "accuracy": 0.9}}, best=0, curves={})
+    (loss_run,) = settle(2, {0: {"value": 0.123, "accuracy": 0.5}}, best=0, curves={})
+    MLModel.update(best_run_id=loss_run).where(MLModel.id == 1).execute()
+    # When the models and the model are shown
+    index = await (await client.get("/")).text()
+    model = await (await client.get("/models/1")).text()
+    # Then both say the best is by the loss, minimised, and from experiment 2, not accuracy
+    said = ('loss (minimize) <strong class="best-value">0.123</strong> — '
+            '<a href="/experiments/2">experiment 2</a>')
+    assert f'<td class="best-run" data-label="Best">{said}</td>' in index
+    assert "Best accuracy" not in index and "0.500" not in index
+    assert f'<p class="big" id="best">Best {said}</p>' in model
+    assert f'<a href="/runs/{loss_run}">run {loss_run}</a> with i=0.1 · j=1 · k=5' in model
+
+
+def test_a_best_that_names_its_metric_is_shown_as_it_says(db):
+    from service.dashboard.data import best_view
+
+    # Given a best whose view already names its metric and direction (its experiment is not
+    # read: there is none)
+    best = {"run_id": 3, "experiment_id": 99, "params": {"i": 0.1, "j": 1, "k": 5},
+            "seed": 0, "accuracy": 0.8, "value": None, "metric": "accuracy",
+            "direction": "maximize"}
+    # Then the pages take them, and the accuracy is its value for the accuracy
+    assert best_view(best) == {**best, "shown": 0.8}
+    assert best_view(None) is None
+
+
+# --- the sweep form ---------------------------------------------------------------------------
+
+class FormFields(HTMLParser):
+    """The fields a browser without JavaScript sends for the form with id `form_id`."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.select = form_id, False, None
+        self.fields: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        found = dict(attrs)
+        if tag == "form":
+            self.inside = found.get("id") == self.form_id
+        elif self.inside and tag == "input" and found.get("name"):
+            if found.get("type") != "checkbox" or "checked" in found:
+                self.fields.append((found["name"], found.get("value", "")))
+        elif self.inside and tag == "select":
+            self.select = found["name"]
+        elif self.select and tag == "option" and "selected" in found:
+            self.fields.append((self.select, found["value"]))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside = self.inside and tag != "form"
+        self.select = None if tag == "select" else self.select
+
+
+def sweep_form_fields(html: str) -> list[tuple[str, str]]:
+    parser = FormFields("sweep-form")
+    parser.feed(html)
+    return parser.fields
+
+
+async def post_sweep(client, fields: dict[str, str]) -> aiohttp.ClientResponse:
+    """The model page's sweep form as shown, with `fields` typed in, posted without JS."""
+    shown = dict(sweep_form_fields(await (await client.get("/models/1")).text()))
+    return await client.post("/models/1/experiments", data={**shown, **fields},
+                             allow_redirects=False)
+
+
+SHOWN = ("grid", "search", "objective", "repeats", "early_stopping", "reuse", "timeout_s")
+
+
+async def test_the_sweep_form_as_shown_starts_the_default_grid(client, db):
+    # Given a model with images
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    # When its sweep form is sent as shown
+    html = await (await client.get("/models/1")).text()
+    fields = sweep_form_fields(html)
+    assert ("direction", "maximize") in fields and ("metric", "accuracy") in fields
+    started = await post_sweep(client, {})
+    # Then the default grid starts: the accuracy maximised, one run each, results reused
+    assert started.status == 303 and started.headers["Location"].startswith("/experiments/1?")
+    shown = await (await client.get("/api/v1/experiments/1")).json()
+    assert (shown["status"], len(shown["runs"])) == ("running", 27)
+    assert {key: shown[key] for key in SHOWN} == {
+        "grid": {"i": [0.001, 0.01, 0.1], "j": [1, 2, 4], "k": [1000, 2000, 4000]},
+        "search": {"strategy": "grid"}, "objective": {"metric": "accuracy",
+                                                      "direction": "maximize"},
+        "repeats": 1, "early_stopping": None, "reuse": True, "timeout_s": 1500.0}
+    await client.post("/api/v1/experiments/1/cancel")
+
+
+async def test_the_sweep_form_sends_what_the_api_takes(client, db):
+    # Given a model with images
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    # When a random search with every option is started from the form (a browser with
+    # JavaScript leaves out the fields of other strategies: parallel here)
+    started = await post_sweep(client, {
+        "strategy": "random", "runs": "3", "seed": "7", "parallel": "",
+        "i": "0.0001..0.1", "i_log": "1", "j": "1, 2", "k": "5 .. 9",
+        "metric": "loss", "direction": "minimize", "repeats": "2", "rule": "median",
+        "min_step": "2", "reuse": "false", "timeout_s": "60"})
+    assert started.status == 303, await started.text()
+    # Then the experiment is what the same JSON body makes through the API
+    body = {"search": {"strategy": "random", "runs": 3, "seed": 7},
+            "grid": {"i": {"low": 0.0001, "high": 0.1, "log": True}, "j": [1, 2],
+                     "k": {"low": 5, "high": 9}},
+            "objective": {"metric": "loss", "direction": "minimize"}, "repeats": 2,
+            "early_stopping": {"rule": "median", "min_step": 2}, "reuse": False,
+            "timeout_s": 60}
+    api = await client.post("/api/v1/models/1/experiments", json={**body, "start": False})
+    assert api.status == 201
+    from_api = await api.json()
+    from_form = await (await client.get("/api/v1/experiments/1")).json()
+    assert {key: from_form[key] for key in SHOWN} == {key: from_api[key] for key in SHOWN}
+    assert from_form["grid"]["k"] == {"low": 5, "high": 9, "log": False}
+    assert [run["params"] for run in from_form["runs"]] == [
+        run["params"] for run in from_api["runs"]]  # the same seed draws the same
+    assert (from_form["status"], len(from_form["runs"])) == ("running", 6)
+    await client.post("/api/v1/experiments/1/cancel")
+
+
+MISTAKES = [  # what is typed, the same mistake as a JSON body (None: the form's own), the input
+    ({"strategy": "random", "runs": "9999"}, {"search": {"strategy": "random", "runs": 9999}},
+     "runs"),
+    ({"strategy": "grid", "runs": "5"}, {"search": {"strategy": "grid", "runs": 5}},
+     "strategy"),
+    ({"i": "0.0001..0.1"}, {"grid": {"i": {"low": 0.0001, "high": 0.1, "log": False}}}, "i"),
+    ({"j": "1, two"}, {"grid": {"j": [1, "two"]}}, "j"),
+    ({"metric": "loss", "direction": ""}, {"objective": {"metric": "loss", "direction": ""}},
+     "direction"),
+    ({"repeats": "0"}, {"repeats": 0}, "repeats"),
+    ({"min_step": "5"}, {"early_stopping": {"min_step": 5}}, "rule"),
+    ({"timeout_s": "-1"}, {"timeout_s": -1}, "timeout_s"),
+    ({"strategy": "random", "runs": "4", "i": "0.001, 0.01", "i_log": "1"}, None, "i"),
+]
+
+
+@pytest.mark.parametrize(("typed", "body", "field"), MISTAKES)
+async def test_a_mistake_in_the_sweep_form_shows_the_apis_message(client, db, typed, body,
+                                                                   field):
+    # Given a model with images
+    await post_form(client, "/models", {"name": "digits"})
+    await upload_two_labels(client, 1)
+    # When the sweep form is sent with a mistake
+    page = await post_sweep(client, typed)
+    html = await page.text()
+    # Then the model page comes back with the API's message above the form, and no sweep
+    message = re.search(r'<p class="notice error" id="sweep-error" role="alert">([^<]*)</p>',
+                        html)
+    assert page.status == 422 and message, html
+    if body is not None:
+        api = await client.post("/api/v1/models/1/experiments", json=body)
+        assert api.status == 422
+        assert unescape(message.group(1)) == (await api.json())["error"]["message"]
+    else:
+        assert message.group(1) == "grid.i: a log scale needs a range (low..high), not a list"
+    assert (await (await client.get("/api/v1/models/1/experiments")).json()) == {
+        "experiments": []}
+    # And the input it is about is marked, and what was typed is still there
+    assert re.findall(r'name="(\w+)"[^>]*aria-invalid="true"', html) == [field]
+    for name, value in typed.items():
+        if name.endswith("_log"):
+            assert re.search(rf'name="{name}" value="1" checked', html)
+        elif name in ("strategy", "direction"):
+            assert re.search(rf'<option value="{value}" selected>', html)
+        else:
+            assert f'name="{name}" value="{value}"' in html

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from service.dashboard import data
 from service.dashboard.pages import render
-from service.errors import Invalid
+from service.dashboard.sweepform import error_context, experiment_body
+from service.errors import ApiError
 from service.experiments import (
     cancel_experiment,
     create_experiment,
@@ -41,26 +42,18 @@ async def upload(request: web.Request) -> web.Response:
                     f"{result['duplicates']} already there, {len(result['rejected'])} refused")
 
 
-def _number_list(raw: str, key: str) -> list[float]:
-    try:
-        return [float(part) for part in raw.replace(",", " ").split()]
-    except ValueError:
-        raise Invalid(f"grid.{key}: write numbers separated by commas, e.g. 0.001, 0.01",
-                      field=f"grid.{key}") from None
-
-
-def _experiment_body(form: dict) -> dict:
-    grid = {key: _number_list(str(form.get(key, "")), key) for key in ("i", "j", "k")}
-    body: dict = {"grid": {key: values for key, values in grid.items() if values}}
-    if str(form.get("timeout_s", "")).strip():
-        body["timeout_s"] = _number_list(str(form["timeout_s"]), "timeout_s")[0]
-    return body
-
-
 async def new_experiment(request: web.Request) -> web.Response:
+    """The sweep form: the API's experiment body through the API's creation, then started.
+    A mistake shows the model page again with the API's message and what was typed."""
     form = await request.post()
-    experiment = await in_db(request, create_experiment, settings_of(request),
-                             path_id(request), _experiment_body(dict(form)))
+    model_id = path_id(request)
+    try:
+        experiment = await in_db(request, create_experiment, settings_of(request), model_id,
+                                 experiment_body(form))
+    except ApiError as error:
+        context = await in_db(request, data.model_page, model_id)
+        return render(request, "model.html", {**context, **error_context(error, form)},
+                      status=error.status)
     await start_experiment(request, experiment.id)
     raise _redirect(f"/experiments/{experiment.id}", "Sweep started")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from service.configs import MAXIMIZE
 from service.dashboard.heatmap import PARAM_NAMES, PARAMS
-from service.dashboard.scale import number, objective_value
+from service.dashboard.scale import number, objective_value, param_text, significant
 
 # Pixels kept around the plot for the tick labels and the axis titles.
 LEFT, RIGHT, TOP, BOTTOM = 58, 24, 10, 40
@@ -45,13 +45,7 @@ class Tick:
 
 def tick_text(value: float) -> str:
     """A tick's label: short, with no float noise ("0.6", "1e-4", "2500")."""
-    if value == 0:
-        return "0"
-    text = f"{value:.6g}" if 1e-4 <= abs(value) < 1e6 else f"{value:.4g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
+    return significant(value, 6 if 1e-4 <= abs(value) < 1e6 else 4)
 
 
 def nice_step(span: float, count: int = 5) -> float:
@@ -86,8 +80,14 @@ class Axis:
             first, last = round(math.log10(self.low)), round(math.log10(self.high))
             every = max(1, math.ceil((last - first) / 6))  # at most about 7 labels
             return [10.0 ** e for e in range(first, last + 1, every)]
-        count = round((self.high - self.low) / self.step)
-        return [round(self.low + n * self.step, 12) for n in range(count + 1)]
+        first = math.ceil(self.low / self.step - 1e-9) * self.step
+        count = math.floor((self.high - first) / self.step + 1e-9)
+        values = [round(first + n * self.step, 12) for n in range(count + 1)]
+        # an axis that starts where its values do (a count of runs from 1) labels its start
+        # unless a round tick is close to it
+        if not values or values[0] - self.low >= self.step / 2:
+            values.insert(0, self.low)
+        return values
 
     def ticks(self) -> list[Tick]:
         return [Tick(self.at(value), tick_text(value)) for value in self.tick_values()]
@@ -109,6 +109,15 @@ def linear_axis(values: list[float], start: float, end: float, whole: bool = Fal
     step = max(1.0, step) if whole else step
     return Axis(math.floor(low / step + 1e-9) * step, math.ceil(high / step - 1e-9) * step,
                 start, end, step=step)
+
+
+def count_axis(count: int, start: float, end: float) -> Axis:
+    """1 to `count` (runs finished) with whole ticks, ending at `count`: not widened to a
+    round number, which drew an axis to 20 for 16 runs."""
+    if count <= 1:
+        return Axis(0.0, 2.0, start, end, step=1.0)
+    step = max(1.0, nice_step(count - 1, tick_count(start, end, X_TICK_PX)))
+    return Axis(1.0, float(count), start, end, step=step)
 
 
 def log_axis(values: list[float], start: float, end: float) -> Axis:
@@ -228,7 +237,8 @@ def run_curve_chart(run: dict[str, Any], curve: list[dict[str, Any]], metric: st
     if not pairs:
         return None
     extra = [stop] if stop else []
-    x, y = frame(width, height, [a for a, _ in pairs + extra], [b for _, b in pairs + extra])
+    x, y = frame(width, height, [a for a, _ in pairs + extra], [b for _, b in pairs + extra],
+                 x_whole=True)
     chart = Chart(width, height, x, y, "step", metric,
                   f"{metric} at each step of run {run['id']}", name="run-curve")
     chart.lines.append(Line(polyline(pairs, x, y), "run", STYLES["best"].colour, 2.0,
@@ -257,7 +267,7 @@ def overlay_chart(runs: list[dict[str, Any]], curves: dict[int, dict[int, float]
     stops = {run["id"]: stop for run in drawn if (stop := pruned_point(run))}
     every = [(float(s), float(v)) for run in drawn for s, v in curves[run["id"]].items()]
     every += list(stops.values())
-    x, y = frame(width, height, [a for a, _ in every], [b for _, b in every])
+    x, y = frame(width, height, [a for a, _ in every], [b for _, b in every], x_whole=True)
     chart = Chart(width, height, x, y, "step", metric,
                   f"{metric} by step of every run with a curve", name="overlay")
     for run in drawn:
@@ -327,8 +337,8 @@ def history_chart(runs: list[dict[str, Any]], metric: str, direction: str,
     scored = [(n, run, value) for n, run in enumerate(order, start=1)
               if run["status"] == "succeeded"
               and (value := objective_value(run, metric)) is not None]
-    x, y = frame(width, height, [1.0, float(len(order))], [v for _, _, v in scored],
-                 x_whole=True)
+    x = count_axis(len(order), LEFT, width - RIGHT)
+    y = make_axis([v for _, _, v in scored], height - BOTTOM, TOP, per_tick=Y_TICK_PX)
     chart = Chart(width, height, x, y, "runs finished", f"{metric}, best so far",
                   f"best {metric} so far after each run finished", name="history")
     for n, run, value in scored:
@@ -373,7 +383,7 @@ def scatter_chart(param: str, runs: list[dict[str, Any]], space: Any, metric: st
         return None
     xs = [a for a, _, _ in scored]
     x, y = frame(width, height, xs + space_ends(space), [b for _, b, _ in scored],
-                 log_param(param, space, xs + space_ends(space)))
+                 log_param(param, space, xs + space_ends(space)), x_whole=param != "i")
     chart = Chart(width, height, x, y, PARAM_NAMES[param], metric,
                   f"{metric} of each run that succeeded against {PARAM_NAMES[param]}"
                   f"{' (log scale)' if x.log else ''}", name=f"scatter-{param}")
@@ -381,7 +391,7 @@ def scatter_chart(param: str, runs: list[dict[str, Any]], space: Any, metric: st
     for a, b, run in sorted(scored, key=lambda s: s[2]["id"] == best_id):
         kind = "best" if run["id"] == best_id else "value"
         chart.dots.append(Dot(x.at(a), y.at(b), kind,
-                              f"run {run['id']}: {param}={run['params'][param]:g}, "
+                              f"run {run['id']}: {param}={param_text(run['params'][param])}, "
                               f"{metric} {number(b)}", run["id"]))
     return chart
 

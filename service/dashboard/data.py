@@ -9,13 +9,14 @@ from service.configs import MAXIMIZE
 from service.curves import curve_json, experiment_curves
 from service.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
 from service.dashboard.heatmap import marginal_effects, panels
-from service.dashboard.scale import scale_of
+from service.dashboard.scale import objective_value, scale_of
+from service.dashboard.sweepform import refill
 from service.experiments import get_experiment, get_model, get_run
 from service.models import Experiment, Image, ModelImage, RunStatus
 from service.settings import Settings
 from service.storage import image_path
 from service.training import STDERR_NAME, STDOUT_NAME, read_tail
-from service.views import experiment_json, model_json, run_json
+from service.views import all_models_json, experiment_json, model_json, run_json
 from service.workers import host_of
 
 THUMBNAILS_PER_LABEL = 4
@@ -37,11 +38,29 @@ def _thumbnails(model_id: int) -> dict[str | None, list[str]]:
     return shown
 
 
+def best_view(best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A model's best run as the pages say it: the metric and direction it is best by (the
+    view's when it names them, else its experiment's objective) and its value of that metric.
+    The model's best follows its newest experiment's objective, so it is not always accuracy."""
+    if best is None:
+        return None
+    if "metric" not in best or "direction" not in best:
+        experiment = get_experiment(best["experiment_id"])
+        best = {**best, "metric": experiment.objective_metric,
+                "direction": experiment.objective_direction}
+    return {**best, "shown": objective_value(best, best["metric"])}
+
+
+def models_page() -> list[dict[str, Any]]:
+    return [{**model, "best": best_view(model["best"])} for model in all_models_json()]
+
+
 def model_page(model_id: int) -> dict[str, Any]:
     model = model_json(get_model(model_id))
+    model["best"] = best_view(model["best"])
     experiments = Experiment.select().where(Experiment.model == model_id).order_by(
         Experiment.id.desc())
-    return {"model": model, "thumbnails": _thumbnails(model_id),
+    return {"model": model, "thumbnails": _thumbnails(model_id), "sweep": refill(None),
             "experiments": [experiment_json(e, with_runs=False) for e in experiments]}
 
 

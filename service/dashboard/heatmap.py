@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.configs import MAXIMIZE
-from service.dashboard.scale import Scale, colour, number, objective_value
+from service.dashboard.scale import Scale, colour, mean_ci, objective_value
 
 PARAMS = ("i", "j", "k")
 PARAM_NAMES = {"i": "learning rate (i)", "j": "layers (j)", "k": "steps (k)"}
@@ -33,7 +33,7 @@ class Cell:
     best: bool = False
     score: float = 0.0  # where the value sits on the colour scale, 1 the best end
     run_ids: list[int] = field(default_factory=list)
-    half: float | None = None  # the 95% interval's half-width
+    ci95: list[float] | None = None  # its configuration's 95% interval of the mean
     n: int = 0  # runs that succeeded
     ended: int = 0
     failed: int = 0
@@ -60,8 +60,7 @@ class Cell:
         if self.repeated and self.status == "running":
             return f"{self.ended}/{len(self.run_ids)} done"
         if self.status == "succeeded" and self.value is not None:
-            spread = f" ± {number(self.half)}" if self.half is not None else ""
-            return number(self.value) + spread
+            return mean_ci(self.value, self.ci95)
         return STATUS_TEXT.get(self.status, "")
 
     @property
@@ -156,13 +155,6 @@ def _lead_run(runs: list[dict[str, Any]], metric: str, direction: str) -> int:
     return max(scored, key=lambda pair: (sign * pair[0], -pair[1]))[1]
 
 
-def _half_width(config: dict[str, Any] | None) -> float | None:
-    if not config or not config["ci95"]:
-        return None
-    low, high = config["ci95"]
-    return (high - low) / 2
-
-
 def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: Scale,
               best_run_id: int | None) -> Cell:
     """The cell of one grid point from its runs and its configuration (None: none succeeded)."""
@@ -175,7 +167,7 @@ def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: 
                 accuracy=statistics.fmean(accuracies) if accuracies else None,
                 run_id=_lead_run(runs, scale.metric, scale.direction),
                 best=best_run_id in ids, score=scale.score(value), run_ids=ids,
-                half=_half_width(config), n=config["n"] if config else 0,
+                ci95=config["ci95"] if config else None, n=config["n"] if config else 0,
                 ended=sum(status not in UNFINISHED for status in statuses),
                 failed=statuses.count("failed"), pruned=statuses.count("pruned"),
                 reused=sum(run.get("reused_from") is not None for run in runs))

@@ -11,7 +11,6 @@ from aiohttp import web
 from service.dashboard import data
 from service.dashboard.security import SESSION_COOKIE, session_value, set_cookie, signed_in
 from service.handlers.common import in_db, path_id, settings_of
-from service.views import all_models_json
 from service.workers import list_workers
 
 LIVE_TEMPLATES = {"experiment": "_experiment_live.html", "run": "_run_live.html"}
@@ -23,7 +22,7 @@ def render(request: web.Request, template: str, context: dict[str, Any],
 
 
 async def index(request: web.Request) -> web.Response:
-    return render(request, "index.html", {"models": await in_db(request, all_models_json)})
+    return render(request, "index.html", {"models": await in_db(request, data.models_page)})
 
 
 async def model(request: web.Request) -> web.Response:

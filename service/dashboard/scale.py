@@ -30,11 +30,38 @@ def legend_stops() -> list[tuple[int, str]]:
     return [(round(offset * 100), colour(offset)) for offset, _ in STOPS]
 
 
+def significant(value: float, digits: int) -> str:
+    """`value` to so many significant digits, without float noise or a padded exponent
+    ("0.002876", "1e-5", "2500")."""
+    if value == 0:
+        return "0"
+    text = f"{value:.{digits}g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
+def param_text(value: float | int) -> str:
+    """A parameter's value for people: four significant digits (a range's draw such as
+    0.0028760196660332984 reads 0.002876); the exact value stays in the JSON and a title."""
+    return str(value) if isinstance(value, int) else significant(value, 4)
+
+
 def number(value: float | None) -> str:
     """A metric's value for people: three decimals, or four significant digits when large."""
     if value is None:
         return "—"
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
+
+
+def mean_ci(mean: float, ci95: list[float] | None) -> str:
+    """A mean, ± the half-width of its 95% interval when it has one: the one way the pages
+    write an interval (the t interval is symmetric; for a loss its low end may be below 0)."""
+    if not ci95:
+        return number(mean)
+    low, high = ci95
+    return f"{number(mean)} ± {number((high - low) / 2)}"
 
 
 def objective_value(run: dict[str, Any], metric: str) -> float | None:
@@ -67,7 +94,7 @@ class Scale:
     def ticks(self) -> list[str]:
         """The legend's three labels, left (worst) to right (best)."""
         worst, best = (self.high, self.low) if self.minimised else (self.low, self.high)
-        return [f"{v:.4g}" for v in (worst, (worst + best) / 2, best)]
+        return [significant(v, 4) for v in (worst, (worst + best) / 2, best)]
 
 
 def scale_of(experiment: dict[str, Any]) -> Scale:

@@ -8,11 +8,12 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from markupsafe import Markup, escape
 
 from service.configs import MAXIMIZE
 from service.dashboard.data import age
 from service.dashboard.heatmap import PARAM_NAMES
-from service.dashboard.scale import colour, legend_stops, number
+from service.dashboard.scale import colour, legend_stops, mean_ci, number, param_text
 from service.dashboard.security import csrf_token, signed_in
 from service.keys import SETTINGS
 
@@ -29,16 +30,37 @@ def percent(value: float | None) -> float:
     return round(100 * min(1.0, max(0.0, value or 0.0)), 1)
 
 
-def params(value: dict[str, Any]) -> str:
+def _rounded(value: float | int) -> bool:
+    """Whether four significant digits leave out digits of the value (a draw from a range:
+    0.0028760196660332984 shows as 0.002876)."""
+    return float(param_text(value)) != value
+
+
+def _titled(shown: str, exact: str | None) -> Markup:
+    """`shown`, with the exact text as its title (a tooltip) when there is one."""
+    if exact is None:
+        return escape(shown)
+    return Markup('<span title="{}">{}</span>').format(exact, shown)
+
+
+def param(value: float | int) -> Markup:
+    return _titled(param_text(value), str(value) if _rounded(value) else None)
+
+
+def exact_params(value: dict[str, Any]) -> str:
     return " · ".join(f"{key}={value[key]}" for key in ("i", "j", "k"))
 
 
-def mean_ci(config: dict[str, Any]) -> str:
+def params(value: dict[str, Any]) -> Markup:
+    """i=0.002876 · j=2 · k=300, the exact values as a title when rounded."""
+    shown = " · ".join(f"{key}={param_text(value[key])}" for key in ("i", "j", "k"))
+    rounded = any(_rounded(value[key]) for key in ("i", "j", "k"))
+    return _titled(shown, exact_params(value) if rounded else None)
+
+
+def config_mean(config: dict[str, Any]) -> str:
     """A configuration's mean, ± the half-width of its 95% interval when it has one."""
-    if not config["ci95"]:
-        return number(config["mean"])
-    low, high = config["ci95"]
-    return f"{number(config['mean'])} ± {number((high - low) / 2)}"
+    return mean_ci(config["mean"], config["ci95"])
 
 
 def p_value(value: float) -> str:
@@ -73,5 +95,8 @@ def setup_templates(app: web.Application) -> None:
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         context_processors=[_page_context], trim_blocks=True, lstrip_blocks=True)
     environment.filters.update(acc=accuracy, percent=percent, params=params,
+                               param=param, exact_params=exact_params,
                                duration=duration, when=age, num=number,
-                               mean_ci=mean_ci, p_value=p_value, direction=direction)
+                               mean_ci=config_mean, p_value=p_value, direction=direction,
+                               param_text=param_text)
+    environment.tests.update(rounded=_rounded)

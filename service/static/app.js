@@ -60,8 +60,33 @@ function uploadWithProgress(form) {
   });
 }
 
+function sweepForm(form) {
+  // Show (and send) only the fields the chosen search strategy takes.
+  const strategy = form.elements.strategy;
+  function follow() {
+    form.querySelectorAll("[data-strategies]").forEach((part) => {
+      const on = part.dataset.strategies.split(" ").includes(strategy.value);
+      part.hidden = !on;
+      part.querySelectorAll("input, select").forEach((input) => { input.disabled = !on; });
+    });
+  }
+  strategy.addEventListener("change", follow);
+  follow();
+  // A metric other than the accuracy has no default direction: until one is chosen, the
+  // direction asks for it (a loss left on "maximize" would be maximised).
+  const metric = form.elements.metric;
+  const direction = form.elements.direction;
+  let chosen = metric.value.trim() !== "accuracy";
+  direction.addEventListener("change", () => { chosen = true; });
+  metric.addEventListener("input", () => {
+    if (!chosen) direction.value = metric.value.trim() === "accuracy" ? "maximize" : "";
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach(followLive);
   const upload = document.getElementById("upload-form");
   if (upload) uploadWithProgress(upload);
+  const sweep = document.getElementById("sweep-form");
+  if (sweep) sweepForm(sweep);
 });
