@@ -34,9 +34,12 @@ def params(value: dict[str, Any]) -> str:
 
 
 def mean_ci(config: dict[str, Any]) -> str:
-    """A configuration's mean, ± the half-width of its 95% interval when it has one."""
+    """A configuration's mean, ± the half-width of its 95% interval when it has one (an
+    interval of no width says so: it is no certainty, its seeds all gave the same value)."""
     if not config["ci95"]:
         return number(config["mean"])
+    if config.get("no_variance"):
+        return f"{number(config['mean'])} ± 0 (every seed the same)"
     low, high = config["ci95"]
     return f"{number(config['mean'])} ± {number((high - low) / 2)}"
 
