@@ -5,7 +5,8 @@
 DIR holds one folder per label (`DIR/7/img001.png`); files elsewhere are ignored. The images are
 read with Pillow as greyscale, resized to a common square and scaled to [0, 1]. A scikit-learn
 MLPClassifier with J hidden layers of 64 units, learning rate I (Adam), is trained for exactly K
-mini-batch steps on 80% of the images and scored on the other 20% (stratified, fixed seed). The
+mini-batch steps on 80% of the images and scored on the other 20% (stratified). The run's seed
+(SWEEPLAB_SEED, default 0) draws that split, the initial weights and the mini-batches. The
 model is saved as `model.joblib` in the working directory, and the last line printed is a dict:
 {'i': '0.01', 'j': '2', 'k': '1000', 'images': 'DIR', 'accuracy': 0.97}
 """
@@ -30,9 +31,11 @@ SIDE = 8  # the side images are resized to: the bundled digits are 8 x 8 scans
 HIDDEN_UNITS = 64
 BATCH_SIZE = 32
 STEPS_PER_CALL = 200  # partial_fit takes one step per batch it is given: batch the calls
-SPLIT_SEED = 0  # the held-out 20% stay the same whatever the run's seed: scores compare
-# The run's seed (`repeats` in an experiment gives each repeat its own): it draws the initial
-# weights and the mini-batches.
+# The run's seed (`repeats` in an experiment gives each repeat its own): it draws the held-out
+# images, the initial weights and the mini-batches. With the held-out images fixed, repeats
+# measured only the optimiser's noise, and on the digits' 356 held-out images well-trained
+# models miss the same few hard ones: seeds 0-2 of i=0.01 j=4 k=2000 all scored 0.974719.
+# Configurations still compare on the same images within one seed.
 SEED = int(os.environ.get("SWEEPLAB_SEED", "0"))
 
 
@@ -56,7 +59,7 @@ def load_folder(images: Path) -> tuple[np.ndarray, np.ndarray]:
 def split(features: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
     counts = np.unique(labels, return_counts=True)[1]
     stratify = labels if counts.min() >= 2 else None
-    return train_test_split(features, labels, test_size=0.2, random_state=SPLIT_SEED,
+    return train_test_split(features, labels, test_size=0.2, random_state=SEED,
                             stratify=stratify)
 
 

@@ -7,7 +7,9 @@
 #   scripts/demo.sh stop     stop the API and the worker it started
 #
 # PORT (default 8080) and THREADS (worker threads, default: the number of cores) may be set;
-# every SWEEPLAB_* setting is honoured (data under ./data by default).
+# every SWEEPLAB_* setting is honoured (data under ./data by default), e.g. SWEEPLAB_BROKER_URL
+# naming another RabbitMQ virtual host. The pid files and logs live in SWEEPLAB_DATA_DIR/demo:
+# a second demo beside the first needs a data directory of its own, and `stop` the same one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,9 +52,12 @@ for _ in $(seq 1 60); do
     sleep 0.5
 done
 SAMPLE_DIR=sample_data scripts/api_test.sh "http://127.0.0.1:$port"
+stop_command="scripts/demo.sh stop"
+[[ $SWEEPLAB_DATA_DIR == "$PWD/data" ]] ||
+    stop_command="SWEEPLAB_DATA_DIR=$(printf %q "$SWEEPLAB_DATA_DIR") $stop_command"
 cat <<MSG
 
 sweeplab is running: open the dashboard at http://127.0.0.1:$port/ — the API is under
 http://127.0.0.1:$port/api/v1 (health: /healthz) — with a worker of $threads thread(s).
-Data and logs are under $SWEEPLAB_DATA_DIR. Stop both with: scripts/demo.sh stop
+Data and logs are under $SWEEPLAB_DATA_DIR. Stop both with: $stop_command
 MSG

@@ -49,6 +49,9 @@ POSTGRES_SCHEMES = ("postgres", "postgresql", "postgresext", "postgresqlext")
 LIBPQ_ENV = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD",
              "sslmode": "PGSSLMODE", "connect_timeout": "PGCONNECT_TIMEOUT"}
 COUNTED = ("model", "experiment", "run", "image")
+# The runs a restored service takes up (a never-started experiment's runs wait for its start)
+UNFINISHED_RUNS = ("SELECT COUNT(*) FROM run JOIN experiment ON experiment.id = run.experiment_id "
+                   "WHERE run.status IN ('queued', 'running') AND experiment.status = 'running'")
 
 
 class BackupError(Exception):
@@ -62,7 +65,7 @@ class Catalogue:
     migrations: list[str]
     counts: dict[str, int]
     needed: list[str]  # paths under the data directory
-    unfinished_runs: int
+    unfinished_runs: int  # queued or running runs of running experiments: taken up on restore
 
 
 def read_catalogue(query: Callable[[str], list[tuple]]) -> Catalogue:
@@ -73,8 +76,7 @@ def read_catalogue(query: Callable[[str], list[tuple]]) -> Catalogue:
     return Catalogue(
         migrations=sorted(version for (version,) in query("SELECT version FROM schema_migration")),
         counts={table: query(f"SELECT COUNT(*) FROM {table}")[0][0] for table in COUNTED},
-        needed=needed, unfinished_runs=query(
-            "SELECT COUNT(*) FROM run WHERE status IN ('queued', 'running')")[0][0])
+        needed=needed, unfinished_runs=query(UNFINISHED_RUNS)[0][0])
 
 
 def database_kind(url: str) -> str:
@@ -214,8 +216,9 @@ def summary(kind: str, catalogue: Catalogue, missing: list[str]) -> list[str]:
     lines = [f"database ({kind}): {counts['model']} models, {counts['experiment']} experiments, "
              f"{counts['run']} runs, {counts['image']} images"]
     if catalogue.unfinished_runs:
-        lines.append(f"note: {catalogue.unfinished_runs} runs were queued or running; their "
-                     f"folders may be partial, and the restored service runs them again")
+        lines.append(f"note: {catalogue.unfinished_runs} runs of running experiments were "
+                     f"queued or running: the restored service runs them (again, for those that "
+                     f"had started: their folders may be partial)")
     if missing:
         lines.append(f"warning: {len(missing)} files the database names are missing (removed "
                      f"while the backup ran?): {', '.join(missing[:10])}")

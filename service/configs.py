@@ -3,7 +3,11 @@
 With repeats, one run of a configuration is one sample of a noisy number; the best configuration
 is chosen by its mean (not by its luckiest seed), reported with a 95% confidence interval, and
 compared with the runner-up by Welch's t-test, which says whether the two are distinguishable
-at all. Pure functions of the succeeded runs: the aggregate and the views both call them.
+at all. Repeats that all gave the same value are no sample of noise: the script ignored its seed,
+or the result cannot vary (a diverged model answering one class). Their interval has no width
+and says nothing of certainty, and no test is made with them (a t statistic over no variance is
+infinite: "p < 0.001" from three identical values a side). Pure functions of the succeeded runs:
+the aggregate and the views both call them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ class Configuration:
     def std(self) -> float | None:
         """The sample standard deviation; None for a single run."""
         return statistics.stdev(self.values) if self.n > 1 else None
+
+    @property
+    def no_variance(self) -> bool:
+        """Two runs or more, every one with the same value."""
+        return self.n > 1 and len(set(self.values)) == 1
 
     def ci95(self) -> tuple[float, float] | None:
         """The 95% confidence interval of the mean (Student's t); None below two runs."""
@@ -78,30 +87,46 @@ def ranked(configs: list[Configuration], direction: str) -> list[Configuration]:
 
 
 def welch_p(best: Configuration, runner_up: Configuration) -> float | None:
-    """Welch's t-test p-value of the two means; None when either has fewer than two runs."""
-    if best.n < 2 or runner_up.n < 2:
+    """Welch's t-test p-value of the two means; None when either side has fewer than two runs
+    or no variance (see no_test_reason)."""
+    if no_test_reason(best, runner_up):
         return None
-    if best.std == 0 and runner_up.std == 0:
-        return 1.0 if best.mean == runner_up.mean else 0.0
     from scipy import stats  # only with repeats (see _t_quantile)
 
     return float(stats.ttest_ind(best.values, runner_up.values, equal_var=False).pvalue)
+
+
+def no_test_reason(best: Configuration, runner_up: Configuration) -> str | None:
+    """Why the best and the runner-up cannot be tested, in a sentence; None when they can."""
+    sides = (("the best", best), ("the runner-up", runner_up))
+    few = [name for name, config in sides if config.n < 2]
+    if few:
+        return (f"no test: Welch's test needs two runs or more of each, and "
+                f"{' and '.join(few)} {'have' if len(few) > 1 else 'has'} fewer")
+    same = [name for name, config in sides if config.no_variance]
+    if same:
+        return (f"no test: every seed gave the same value for {' and '.join(same)}: does the "
+                f"script use SWEEPLAB_SEED?")
+    return None
 
 
 def configuration_json(config: Configuration) -> dict[str, Any]:
     interval = config.ci95()
     return {"params": {"i": config.params[0], "j": config.params[1], "k": config.params[2]},
             "n": config.n, "mean": config.mean, "std": config.std,
-            "ci95": list(interval) if interval else None, "run_ids": config.run_ids}
+            "ci95": list(interval) if interval else None, "no_variance": config.no_variance,
+            "run_ids": config.run_ids}
 
 
 def comparison_json(order: list[Configuration]) -> dict[str, Any] | None:
-    """Whether the best configuration is distinguishable from the runner-up."""
+    """Whether the best configuration is distinguishable from the runner-up; `note` says why
+    no test was made."""
     if len(order) < 2:
         return None
     p_value = welch_p(order[0], order[1])
     return {"runner_up": configuration_json(order[1])["params"], "welch_p_value": p_value,
-            "distinguishable": None if p_value is None else p_value < 0.05}
+            "distinguishable": None if p_value is None else p_value < 0.05,
+            "note": no_test_reason(order[0], order[1])}
 
 
 MAX_REPEATS = 20

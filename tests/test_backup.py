@@ -123,6 +123,34 @@ def test_an_older_backup_is_migrated_on_restore(settings, tmp_path, monkeypatch)
     database.close()
 
 
+def test_the_note_counts_only_the_runs_a_restored_service_takes_up(settings, db, tmp_path):
+    # Given a finished sweep; a running one, with a run running and a run queued; and an
+    # experiment never started, its three runs queued
+    model = populate(settings).experiment.model
+    experiments = {status: Experiment.create(model=model, grid={"i": [0.1], "j": [1], "k": [1]},
+                                             timeout_s=10, image_count=2, status=status)
+                   for status in ("running", "created")}
+    for experiment in experiments.values():
+        (settings.snapshots_dir / str(experiment.id)).mkdir()
+    for k, status in enumerate(("running", "queued")):
+        Run.create(experiment=experiments["running"], param_i=0.1, param_j=1, param_k=k,
+                   status=status, attempts=1 if status == "running" else 0)
+    for k in range(3):
+        Run.create(experiment=experiments["created"], param_i=0.1, param_j=1, param_k=k)
+    # When it is backed up, then restored
+    archive = tmp_path / "host.tar.gz"
+    printed = create(settings, archive)
+    restored = restore(make_settings(tmp_path / "restored"), archive)
+    database.close()
+    # Then both say that the running sweep's two runs are taken up, and nothing of the others
+    note = ("note: 2 runs of running experiments were queued or running: the restored service "
+            "runs them (again, for those that had started: their folders may be partial)")
+    assert [line for line in printed if line.startswith("note:")] == [
+        note, "note: left out runs/1/elsewhere: a symbolic link or a special file"]
+    assert restored[2:] == [note]
+    assert printed[0] == "database (sqlite): 1 models, 3 experiments, 6 runs, 2 images"
+
+
 def test_restore_refuses_a_non_empty_data_directory(settings, db, tmp_path):
     # Given a backup, and a host whose data directory holds a file already
     archive = tmp_path / "host.tar.gz"

@@ -4,8 +4,17 @@ broker and a real worker thread running the fake script)."""
 
 from __future__ import annotations
 
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from scripts.make_sample_data import write_sample
+from service.configs import MAXIMIZE, comparison_json, group, ranked
+from tests.e2e_support import ROOT
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 from tests.test_api_edges import SMALL
 from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
@@ -42,6 +51,8 @@ async def test_repeats_run_each_configuration_once_per_seed_and_pick_the_best_me
     assert low < best["mean"] < high and high - low == pytest.approx(0.0393, abs=1e-3)
     assert runner_up["mean"] == pytest.approx(0.52)
     assert done["comparison"]["welch_p_value"] < 0.01 and done["comparison"]["distinguishable"]
+    assert done["comparison"]["note"] is None
+    assert [config["no_variance"] for config in done["configurations"]] == [False, False]
     # And the best run is the best configuration's best-scoring run (seed 4), also for predict
     best_run = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
     assert (best_run["params"]["j"], best_run["seed"]) == (2, 4)
@@ -57,6 +68,46 @@ async def test_a_random_script_with_repeats_reports_an_undecided_comparison(
     means = [config["mean"] for config in done["configurations"]]
     assert means == sorted(means, reverse=True)
     assert 0 <= done["comparison"]["welch_p_value"] <= 1
+
+
+async def test_repeats_that_all_gave_the_same_value_make_no_test_and_say_why(
+        client, db, stub_worker, monkeypatch):
+    # Given a script whose value ignores its seed (a function of i, j and k only)
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "smooth")
+    # When each configuration runs 3 times
+    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    # Then each configuration has its mean and an interval of no width, flagged as such
+    best, runner_up = done["configurations"]
+    assert (best["params"]["j"], best["n"], best["std"]) == (2, 3, 0.0)
+    assert best["ci95"] == [best["mean"], best["mean"]] and best["no_variance"] is True
+    assert runner_up["no_variance"] is True and runner_up["mean"] < best["mean"]
+    # And no test is made: the comparison says why instead of "distinguishable"
+    assert done["comparison"] == {
+        "runner_up": runner_up["params"], "welch_p_value": None, "distinguishable": None,
+        "note": "no test: every seed gave the same value for the best and the runner-up: "
+                "does the script use SWEEPLAB_SEED?"}
+
+
+def test_welch_s_test_needs_two_runs_and_some_variance_on_each_side():
+    def compare(best: list[float], runner_up: list[float]) -> dict:
+        runs = [(n, 0.1, 2, 5, value) for n, value in enumerate(best)]
+        runs += [(10 + n, 0.1, 1, 5, value) for n, value in enumerate(runner_up)]
+        return comparison_json(ranked(group(runs), MAXIMIZE))
+
+    # Only the runner-up's seeds agree: no test, naming it
+    one_side = compare([0.9, 0.95, 0.97], [0.5, 0.5, 0.5])
+    assert (one_side["welch_p_value"], one_side["distinguishable"]) == (None, None)
+    assert one_side["note"] == ("no test: every seed gave the same value for the runner-up: "
+                                "does the script use SWEEPLAB_SEED?")
+    # One run of the best: no test either
+    assert compare([0.9], [0.5, 0.6])["note"] == (
+        "no test: Welch's test needs two runs or more of each, and the best has fewer")
+    assert compare([0.9], [0.5])["note"] == ("no test: Welch's test needs two runs or more of "
+                                             "each, and the best and the runner-up have fewer")
+    # Variance on both sides: the test, and no note
+    tested = compare([0.9, 0.91, 0.92], [0.5, 0.52, 0.51])
+    assert tested["welch_p_value"] < 0.001 and tested["distinguishable"] is True
+    assert tested["note"] is None
 
 
 async def test_an_objective_to_minimise_picks_the_smallest(client, db, stub_worker,
@@ -106,3 +157,26 @@ def test_the_default_grid_five_times_over_with_an_assignment_style_script(make_s
     assert 0 <= done["comparison"]["welch_p_value"] <= 1
     best_run = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
     assert best_run["id"] in best["run_ids"] and best_run["value"] == values[-1]
+
+
+def test_our_train_py_scores_each_seed_on_held_out_images_of_its_own(tmp_path: Path):
+    # Given the bundled digits, and a configuration whose seeds 0, 1 and 2 all scored 0.974719
+    # while the seed drew only the weights and the batches (the same 356 held-out images)
+    write_sample(tmp_path / "sample")
+    argv = [sys.executable, str(ROOT / "train.py"), "--i", "0.01", "--j", "4", "--k", "2000",
+            "--images", str(tmp_path / "sample" / "train")]
+    # When our train.py trains it once per seed (each in a folder of its own, all at once)
+    children = []
+    for seed in range(3):
+        (tmp_path / str(seed)).mkdir()
+        children.append(subprocess.Popen(
+            argv, cwd=tmp_path / str(seed), env={**os.environ, "SWEEPLAB_SEED": str(seed)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    printed = [child.communicate(timeout=300) for child in children]
+    # Then each prints the dict it always printed, and the three accuracies differ
+    assert [child.returncode for child in children] == [0, 0, 0], printed
+    last = [ast.literal_eval(out.splitlines()[-1]) for out, _ in printed]
+    assert all(set(line) == {"i", "j", "k", "images", "accuracy"} for line in last)
+    assert [(line["i"], line["j"], line["k"]) for line in last] == [("0.01", "4", "2000")] * 3
+    accuracies = [line["accuracy"] for line in last]
+    assert len(set(accuracies)) == 3, accuracies

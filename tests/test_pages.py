@@ -338,6 +338,29 @@ async def test_repeats_show_each_configuration_with_its_interval(client, db, stu
         assert (said in text) if said else "best vs runner-up" not in text
 
 
+async def test_repeats_that_all_gave_the_same_value_are_shown_as_such_not_as_certain(
+        client, db, stub_worker, monkeypatch):
+    from tests.test_objective_repeats import TWO, sweep
+
+    # Given a script whose value ignores its seed, run 3 times per configuration
+    monkeypatch.setenv("FAKE_TRAIN_MODE", "smooth")
+    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    # When its page is opened
+    page = await client.get(f"/experiments/{done['id']}")
+    html = await page.text()
+    assert page.status == 200
+    # Then the comparison makes no claim and asks about the seed
+    assert "distinguishable" not in html and "Welch p" not in html
+    assert re.search(r"best vs runner-up: no test: every seed gave the same value for the "
+                     r"best and the runner-up: does the script use SWEEPLAB_SEED\?", html)
+    # And no mean is shown as certain: each says its seeds were all equal
+    assert html.count(" ± 0 (every seed the same)</td>") == 2
+    assert re.search(r'id="experiment-best">[\d.]+ ± 0 \(every seed the same\)</strong>', html)
+    cells = cell_details(html)
+    assert len(cells) == 2 and all(cell["lines"][1:] == ["n=3 · seeds equal"] for cell in cells)
+    assert html.count("3 succeeded, every seed gave the same value</title>") == 2
+
+
 async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, stub_worker,
                                                                  monkeypatch):
     from tests.test_objective_repeats import sweep

@@ -22,6 +22,8 @@ UNFINISHED = ("queued", "running")
 STATUS_TEXT = {"failed": "✗ failed", "cancelled": "cancelled", "running": "running…",
                "queued": "queued", "pruned": "✂ pruned"}
 PRUNED_MARK, REUSED_MARK = "✂", "↺"
+# Its interval has no width, which is no certainty: its seeds showed no noise at all.
+SAME_TEXT, SAME_TITLE = "seeds equal", "every seed gave the same value"
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Cell:
     failed: int = 0
     pruned: int = 0
     reused: int = 0  # runs that took a known result instead of training
+    same: bool = False  # two runs or more succeeded, all with the same value
 
     @property
     def repeated(self) -> bool:
@@ -69,6 +72,8 @@ class Cell:
         if not self.repeated:
             return ""
         parts = [f"n={self.n}"] if self.n else []
+        if self.same:
+            parts.append(SAME_TEXT)
         if self.failed:
             parts.append(f"{self.failed} failed")
         if self.pruned:
@@ -90,6 +95,8 @@ class Cell:
     def notes(self) -> str:
         """For the cell's title: ", 3 pruned, reused"."""
         parts = [f"{self.pruned} pruned"] if self.pruned and self.repeated else []
+        if self.same:
+            parts.append(SAME_TITLE)
         if self.reused:
             parts.append("reused" if not self.repeated else f"{self.reused} reused")
         return "".join(f", {part}" for part in parts)
@@ -170,7 +177,8 @@ def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: 
                 ci95=config["ci95"] if config else None, n=config["n"] if config else 0,
                 ended=sum(status not in UNFINISHED for status in statuses),
                 failed=statuses.count("failed"), pruned=statuses.count("pruned"),
-                reused=sum(run.get("reused_from") is not None for run in runs))
+                reused=sum(run.get("reused_from") is not None for run in runs),
+                same=bool(config and config.get("no_variance")))
 
 
 def grid_cells(experiment: dict[str, Any], scale: Scale) -> dict[tuple[Any, Any, Any], Cell]:

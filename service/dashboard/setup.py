@@ -59,7 +59,10 @@ def params(value: dict[str, Any]) -> Markup:
 
 
 def config_mean(config: dict[str, Any]) -> str:
-    """A configuration's mean, ± the half-width of its 95% interval when it has one."""
+    """A configuration's mean, ± the half-width of its 95% interval when it has one (an
+    interval of no width says so: it is no certainty, its seeds all gave the same value)."""
+    if config["ci95"] and config.get("no_variance"):
+        return f"{number(config['mean'])} ± 0 (every seed the same)"
     return mean_ci(config["mean"], config["ci95"])
 
 
