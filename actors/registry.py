@@ -2,7 +2,8 @@
 
 The report goes through the worker's store (the database for a local worker, the API over HTTP
 for a remote one), from a thread of its own: a worker busy with long trainings still reports,
-and one whose reports stop is shown lost once the lease has passed.
+and one whose reports stop is shown lost once the lease has passed. A remote worker registers
+before it takes any message, and refuses to start when the API refuses it or cannot be reached.
 """
 
 from __future__ import annotations
@@ -67,9 +68,17 @@ class WorkerRegistry(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         info = self.info(broker, worker)
+        if self.remote:
+            # Before any message: with a wrong token or an API it cannot reach, a remote worker
+            # could only fail and retry each message until it is dead-lettered. SystemExit
+            # passes Dramatiq's middleware hooks: the process exits non-zero, saying why.
+            try:
+                self.report(dict(info))
+            except Exception as error:
+                raise SystemExit(f"sweeplab worker refuses to start: {error}") from None
         stop = threading.Event()
-        thread = threading.Thread(target=self._keep_reporting, args=(info, stop), daemon=True,
-                                  name="sweeplab-worker-registry")
+        thread = threading.Thread(target=self._keep_reporting, args=(info, stop, self.remote),
+                                  daemon=True, name="sweeplab-worker-registry")
         self._stops[id(worker)] = (stop, thread)
         thread.start()
 
@@ -82,11 +91,15 @@ class WorkerRegistry(Middleware):
         # daemon, and the worker shows lost a lease later anyway.
         thread.join(timeout=1.0)
 
-    def _keep_reporting(self, info: dict[str, Any], stop: threading.Event) -> None:
-        while True:
-            try:
-                self.report(dict(info))
-            except Exception as error:  # the API may be down or restarting: try again later
-                logger.warning("could not report this worker (%s): %s", info["name"], error)
-            if stop.wait(self.every_s):
-                return
+    def _keep_reporting(self, info: dict[str, Any], stop: threading.Event,
+                        reported: bool) -> None:
+        if not reported:
+            self._try_report(info)
+        while not stop.wait(self.every_s):
+            self._try_report(info)
+
+    def _try_report(self, info: dict[str, Any]) -> None:
+        try:
+            self.report(dict(info))
+        except Exception as error:  # the API may be down or restarting: try again later
+            logger.warning("could not report this worker (%s): %s", info["name"], error)

@@ -24,8 +24,8 @@ def start_remote_worker(stack: Stack, data_dir: Path, name: str,
     """`dramatiq actors --queues sweeplab_train` knowing only broker, API URL and token."""
     remote_env = {key: value for key, value in stack.env.items()
                   if key not in ("SWEEPLAB_DATABASE_URL",)}
-    remote_env.update(SWEEPLAB_DATA_DIR=str(data_dir), SWEEPLAB_API_URL=stack.base,
-                      SWEEPLAB_WORKER_TOKEN=WORKER_TOKEN, **env)
+    remote_env.update({"SWEEPLAB_DATA_DIR": str(data_dir), "SWEEPLAB_API_URL": stack.base,
+                       "SWEEPLAB_WORKER_TOKEN": WORKER_TOKEN, **env})
     log = open(stack.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
     dramatiq = str(Path(sys.executable).parent / "dramatiq")
     return subprocess.Popen([dramatiq, "actors", "--queues", "sweeplab_train", "--processes",

@@ -313,3 +313,30 @@ def test_a_failing_report_is_logged_and_the_next_one_still_goes(stub_broker, db,
     assert "API unreachable" in caplog.text
     assert calls[-1]["queues"] == [TRAIN_QUEUE] and calls[-1]["gpus"] == []
     assert calls[-1]["remote"] is False
+
+
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_remote_worker_whose_first_report_fails_refuses_to_start(stub_broker, db, registered,
+                                                                   remote):
+    # Given a worker whose reports fail (the API refuses its token, or cannot be reached)
+    calls: list[dict] = []
+
+    def refused(report: dict) -> None:
+        calls.append(report)
+        raise ConnectionError("the API at http://api:8080 answers 401")
+
+    registered(WorkerRegistry(report=refused, every_s=0.02, remote=remote))
+    worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
+    if remote:
+        # When a remote one starts, it refuses to, saying why, before any worker thread runs
+        with pytest.raises(SystemExit, match="^sweeplab worker refuses to start: the API at "
+                                             "http://api:8080 answers 401$"):
+            worker.start()
+        assert worker.workers == [] and len(calls) == 1
+        return
+    # But a local one (its store is the database) starts, and tries again later
+    worker.start()
+    try:
+        wait_for(lambda: len(calls) >= 2)
+    finally:
+        worker.stop()
