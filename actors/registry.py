@@ -1,4 +1,5 @@
-"""Each worker process registers itself with the API and keeps saying it is alive.
+"""Each worker process registers itself with the API, keeps saying it is alive, and says it
+stopped when it stops cleanly.
 
 The report goes through the worker's store (the database for a local worker, the API over HTTP
 for a remote one), from a thread of its own: a worker busy with long trainings still reports,
@@ -25,6 +26,7 @@ from service.runstate import this_worker
 from service.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
+STOPPED_REPORT_WAIT_S = 5.0  # how long a stopped worker waits to say so, at most
 
 
 @cache
@@ -47,7 +49,8 @@ def consumed_queues(broker: dramatiq.Broker, worker: Any) -> list[str]:
 
 
 class WorkerRegistry(Middleware):
-    """Reports this worker process at boot, then every `every_s` seconds until it stops."""
+    """Reports this worker process at boot, then every `every_s` seconds until it stops, and
+    then that it stopped."""
 
     def __init__(self, report: Callable[[dict[str, Any]], None], every_s: float,
                  queues: list[str] | None = None, gpus: Sequence[str] = (),
@@ -82,14 +85,15 @@ class WorkerRegistry(Middleware):
         self._stops[id(worker)] = (stop, thread)
         thread.start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        """Once the worker has stopped (its runs put back), its last report says so."""
         stop, thread = self._stops.pop(id(worker), (None, None))
         if stop is None or thread is None:
             return
         stop.set()
         # A report stuck on an unreachable API must not hold up the stop: the thread is a
-        # daemon, and the worker shows lost a lease later anyway.
-        thread.join(timeout=1.0)
+        # daemon, and the worker shows lost a lease later instead of stopped.
+        thread.join(timeout=STOPPED_REPORT_WAIT_S)
 
     def _keep_reporting(self, info: dict[str, Any], stop: threading.Event,
                         reported: bool) -> None:
@@ -97,6 +101,8 @@ class WorkerRegistry(Middleware):
             self._try_report(info)
         while not stop.wait(self.every_s):
             self._try_report(info)
+        # from this thread too: the last report is never overtaken by one saying it is alive
+        self._try_report({**info, "stopped": True})
 
     def _try_report(self, info: dict[str, Any]) -> None:
         try:

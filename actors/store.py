@@ -130,7 +130,7 @@ class LocalStore(RunStore):
     def report_worker(self, info: dict[str, Any]) -> None:
         # a connection per report: the reporting thread must survive a database restart
         with database.connection_context():
-            report_worker(info)
+            report_worker(info, self.settings.worker_retention_s)
 
 
 def make_store(settings: Settings,

@@ -142,3 +142,27 @@ def test_a_remote_run_is_pruned_and_its_results_are_reused(remote_stack: Stack, 
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_workers_stopped_with_sigterm_are_listed_stopped(remote_stack: Stack, tmp_path: Path):
+    # Given a remote worker and the API host's own (aggregate) worker processes, all reporting
+    worker = start_remote_worker(remote_stack, tmp_path / "remote-data", "remote")
+    try:
+        deadline = time.monotonic() + 60
+        while {(w["remote"], w["status"]) for w in remote_stack.get(
+                "/api/v1/workers")[1]["workers"]} != {(False, "alive"), (True, "alive")}:
+            assert time.monotonic() < deadline, remote_stack.get("/api/v1/workers")
+            time.sleep(0.3)
+        # When each is stopped as systemd stops it (SIGTERM to Dramatiq's main process)
+        for process in (worker, remote_stack.worker):
+            assert process is not None
+            process.terminate()
+            assert process.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    # Then every one is listed stopped, not alive (nor lost once the lease has passed)
+    _, listed = remote_stack.get("/api/v1/workers")
+    assert {(w["remote"], w["status"]) for w in listed["workers"]} == {
+        (False, "stopped"), (True, "stopped")}, listed
