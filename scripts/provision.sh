@@ -528,7 +528,7 @@ check_worker() {
         die "sweeplab-worker.service is not running (its journal is above)"
     fi
     curl -fsS --max-time 10 "$API_URL/healthz" >/dev/null 2>&1 ||
-        warn "$API_URL/healthz does not answer from here; the worker keeps retrying: check the URL and the firewall"
+        warn "$API_URL/healthz does not answer from here; the worker refuses to start until it does (systemd tries again every 5 s): check the URL and the firewall"
 }
 
 # The API's address as workers would use it: the domain, else this host's first address.
