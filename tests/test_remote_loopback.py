@@ -3,6 +3,8 @@ path through every part. The namespaced hosts and their faults are in test_remot
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -159,8 +161,8 @@ def test_workers_stopped_with_sigterm_are_listed_stopped(remote_stack: Stack, tm
             process.terminate()
             assert process.wait(timeout=60) == 0
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        if worker.poll() is None:  # the whole group: a worker process must not outlive it
+            os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
     # Then every one is listed stopped, not alive (nor lost once the lease has passed)
     _, listed = remote_stack.get("/api/v1/workers")
