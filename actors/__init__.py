@@ -14,6 +14,7 @@ from actors.middleware import (
     GpuPerThread,
     PrefetchNoMoreThanThreads,
     RequireSchema,
+    StopWhenRefused,
 )
 from actors.registry import WorkerRegistry
 from actors.store import RunStore, make_store
@@ -30,7 +31,11 @@ if not settings.remote:  # a remote worker never opens the database: the API is 
     open_database(settings.database_url)
     broker.add_middleware(DatabaseConnection())
     broker.add_middleware(RequireSchema(settings.database_location))
-run_store: RunStore = make_store(settings)
+# Before the registry: a refused worker's last report is tried before it exits (the hooks
+# after a stop run in reverse order)
+refusals = StopWhenRefused()
+broker.add_middleware(refusals)
+run_store: RunStore = make_store(settings, on_refused=refusals.refused)
 # every `lease_s / 3`: a live worker is never shown as lost between two reports
 broker.add_middleware(WorkerRegistry(report=run_store.report_worker, every_s=settings.lease_s / 3,
                                      gpus=settings.gpus, remote=settings.remote))

@@ -12,19 +12,20 @@ import base64
 import io
 import json
 import logging
+import re
 import shutil
 import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import requests
 
 from actors.snapshot_cache import Manifest, SnapshotCache
-from actors.store import RunSpec, RunStore, StoreUnreachable
+from actors.store import Refused, RunSpec, RunStore, StoreUnreachable, WorkerRefused
 from service.runstate import Claim, ClaimOutcome
 from service.settings import Settings
 from service.training import STDERR_NAME, STDOUT_NAME, Outcome
@@ -37,18 +38,12 @@ GIVE_UP_AFTER_S = 24 * 3600  # a finished run's result waits this long for the A
 STREAMS = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
 
 
-class Refused(Exception):
-    """The API answered, and said no (4xx): retrying would not help."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-
-
 class RestStore(RunStore):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings,
+                 on_refused: Callable[[str], None] = lambda problem: None) -> None:
         assert settings.api_url and settings.worker_token
         self.settings = settings
+        self.on_refused = on_refused
         self.base = f"{settings.api_url}/api/v1/worker"
         self.headers = {"Authorization": f"Bearer {settings.worker_token}"}
         self.local = threading.local()
@@ -63,7 +58,8 @@ class RestStore(RunStore):
 
     def call(self, method: str, path: str, timeout: float = TIMEOUT_S,
              **kwargs: Any) -> requests.Response:
-        """One request; StoreUnreachable when the API cannot answer, Refused on a 4xx."""
+        """One request; StoreUnreachable when the API cannot answer, Refused on a 4xx
+        (WorkerRefused on a 401, which `on_refused` hears of too, wherever it was caught)."""
         try:
             response = self._session().request(method, self.base + path, timeout=timeout,
                                                **kwargs)
@@ -71,6 +67,10 @@ class RestStore(RunStore):
             raise StoreUnreachable(f"{method} {path}: {error}") from error
         if response.status_code >= 500:
             raise StoreUnreachable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code == 401:
+            raise self._refused(f"the API at {self.settings.api_url} answers 401 to "
+                                f"SWEEPLAB_WORKER_TOKEN: the token is wrong, or the API's was "
+                                f"changed")
         if response.status_code >= 400:
             raise Refused(response.status_code, _message(response))
         return response
@@ -185,7 +185,25 @@ class RestStore(RunStore):
             log.warning("run %s: could not put it back (%s)", spec.run_id, error)
 
     def report_worker(self, info: dict[str, Any]) -> None:
-        self.call("POST", "/processes", json=info)
+        """The report, or an error that says in one line what is wrong and where (a remote
+        worker whose first report fails refuses to start with it)."""
+        url = self.settings.api_url
+        try:
+            self.call("POST", "/processes", json=info)
+        except StoreUnreachable as error:
+            raise StoreUnreachable(f"cannot reach the API at {url} (SWEEPLAB_API_URL): "
+                                   f"{_reason(error)}") from error
+        except Refused as error:
+            if error.status != 404:
+                raise
+            # The worker routes exist only while the API has a worker token: without them
+            # this worker can do nothing, as with a wrong token.
+            raise self._refused(f"the API at {url} has no worker routes: set "
+                                f"SWEEPLAB_WORKER_TOKEN on the API's host too") from error
+
+    def _refused(self, problem: str) -> WorkerRefused:
+        self.on_refused(problem)
+        return WorkerRefused(problem)
 
     def _manifest(self, experiment_id: int) -> Manifest:
         return self.call("GET", f"/experiments/{experiment_id}/manifest").json()["images"]
@@ -216,6 +234,17 @@ def write_result_request(body: IO[bytes], boundary: str, run_dir: Path, files: l
 def _part_head(boundary: str, disposition: str, content_type: str) -> bytes:
     return (f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n"
             f"Content-Type: {content_type}\r\n\r\n").encode()
+
+
+def _reason(error: StoreUnreachable) -> str:
+    """What went wrong, without the layers of wrappers requests puts around it: the last
+    "[Errno N] ..." it names (connection refused, no such host), else its first 200 chars."""
+    cause = error.__cause__
+    if isinstance(cause, requests.Timeout):
+        return "no answer in time"
+    text = str(cause or error)
+    found = re.findall(r"\[Errno -?\d+\] [^'\")]+", text)
+    return found[-1].strip() if found else text[:200]
 
 
 def _message(response: requests.Response) -> str:

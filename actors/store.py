@@ -10,6 +10,7 @@ way for both (like MLflow's `RestStore` and `SqlAlchemyStore` behind `AbstractSt
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,24 @@ class RunSpec:
 
 class StoreUnreachable(Exception):
     """The store could not be asked (the API is restarting, the link is down): try again."""
+
+
+class Refused(Exception):
+    """The API answered, and said no (4xx): retrying would not help."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class WorkerRefused(Refused):
+    """The API refuses this worker itself (401: a wrong worker token, or one the API has since
+    changed). Nothing the worker asks will succeed: it stops taking messages
+    (actors.middleware.StopWhenRefused) and leaves them to a worker the API takes."""
+
+    def __init__(self, message: str) -> None:
+        Exception.__init__(self, message)
+        self.status = 401
 
 
 class RunStore(ABC):
@@ -112,14 +131,15 @@ class LocalStore(RunStore):
     def report_worker(self, info: dict[str, Any]) -> None:
         # a connection per report: the reporting thread must survive a database restart
         with database.connection_context():
-            report_worker(info)
+            report_worker(info, self.settings.worker_retention_s)
 
 
-
-def make_store(settings: Settings) -> RunStore:
-    """The API's worker routes for a remote worker, the database for a local one."""
+def make_store(settings: Settings,
+               on_refused: Callable[[str], None] = lambda problem: None) -> RunStore:
+    """The API's worker routes for a remote worker, the database for a local one.
+    `on_refused(problem)`: told each time the API refuses the remote worker itself."""
     if settings.remote:
         from actors.rest_store import RestStore  # requests is only needed there
 
-        return RestStore(settings)
+        return RestStore(settings, on_refused)
     return LocalStore(settings)

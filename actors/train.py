@@ -12,10 +12,10 @@ import logging
 import time
 
 import dramatiq
-from dramatiq.middleware import Shutdown
+from dramatiq.middleware import Shutdown, SkipMessage
 
 from actors.gpus import gpu_env
-from actors.store import RunSpec, RunStore, StoreUnreachable
+from actors.store import RunSpec, RunStore, StoreUnreachable, WorkerRefused
 from service.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
 from service.runstate import Claim, ClaimOutcome, this_worker
 from service.settings import Settings
@@ -149,8 +149,13 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
 def train(run_id: int) -> None:
     settings, store = _context()
     worker = this_worker()
-    claim, spec = store.claim(run_id, worker, settings.lease_s)
-    if claim.outcome != ClaimOutcome.CLAIMED or spec is None:
-        _handle_unclaimed(claim, spec, settings.lease_s)
-        return
-    _execute(settings, store, spec, claim, worker)
+    try:
+        claim, spec = store.claim(run_id, worker, settings.lease_s)
+        if claim.outcome != ClaimOutcome.CLAIMED or spec is None:
+            _handle_unclaimed(claim, spec, settings.lease_s)
+            return
+        _execute(settings, store, spec, claim, worker)
+    except WorkerRefused as refused:
+        # Not the run's failure, nor worth a retry: the API refuses this worker. The message
+        # goes back to the queue for another (actors.middleware.StopWhenRefused).
+        raise SkipMessage(str(refused)) from None

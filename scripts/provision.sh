@@ -238,16 +238,22 @@ env_value() {
     sed -n "s/^$1=//p" "$file" | tail -n 1 | sed -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
 }
 
-# Secrets: the flags', else the env file's, else new ones.
+# Secrets: the flags', else the env file's, else new ones. It only reads and checks, so a dry
+# run does it too, and both do it before anything is installed.
 resolve_secrets() {
     local url
     if [[ $ROLE == worker ]]; then
         [[ -n $API_URL ]] || API_URL=$(env_value SWEEPLAB_API_URL)
         [[ -n $BROKER_URL ]] || BROKER_URL=$(env_value SWEEPLAB_BROKER_URL)
         [[ -n $WORKER_TOKEN ]] || WORKER_TOKEN=$(env_value SWEEPLAB_WORKER_TOKEN)
-        [[ -n $API_URL && -n $BROKER_URL && -n $WORKER_TOKEN && $BROKER_URL != *CHANGE-ME* ]] ||
+        if [[ -z $API_URL || -z $BROKER_URL || -z $WORKER_TOKEN || $BROKER_URL == *CHANGE-ME* ]]; then
+            # A dry run as a user cannot read what an earlier run kept: say so, not "missing".
+            [[ ! -e $ENV_FILE || -r $ENV_FILE ]] ||
+                die "cannot read $ENV_FILE, where an earlier run kept --api-url, --broker-url and
+    --worker-token: run it as root, or pass all three"
             die "--role worker needs --api-url, --broker-url and --worker-token (on the API's host,
     sudo /opt/sweeplab/scripts/provision.sh --print-worker-command prints them)"
+        fi
     else
         API_TOKEN=$(env_value SWEEPLAB_API_TOKEN)
         [[ -n $API_TOKEN ]] || API_TOKEN=$(new_secret)
@@ -522,7 +528,7 @@ check_worker() {
         die "sweeplab-worker.service is not running (its journal is above)"
     fi
     curl -fsS --max-time 10 "$API_URL/healthz" >/dev/null 2>&1 ||
-        warn "$API_URL/healthz does not answer from here; the worker keeps retrying: check the URL and the firewall"
+        warn "$API_URL/healthz does not answer from here; the worker refuses to start until it does (systemd tries again every 5 s): check the URL and the firewall"
 }
 
 # The API's address as workers would use it: the domain, else this host's first address.
@@ -599,6 +605,7 @@ main() {
         exec 9>/run/sweeplab-provision.lock
         flock -n 9 || die "another provision.sh is running"
     fi
+    resolve_secrets
     [[ $SRC != "$PREFIX" ]] || die "run it from a clone of the repository, not from $PREFIX"
     case "$OS_ID $OS_VERSION" in
         "debian 12" | "ubuntu 22.04" | "ubuntu 24.04") ;;
@@ -609,7 +616,7 @@ main() {
     pick_python
     setup_user_and_dirs
     add_swap
-    if ((DRY_RUN)); then say "(dry run: secrets are read from $ENV_FILE or generated)"; else resolve_secrets; fi
+    if ((DRY_RUN)); then say "(dry run: secrets are read from $ENV_FILE or generated)"; fi
     write_env_file
     install_code
     install_venv

@@ -202,7 +202,8 @@ class SchemaMigration(BaseModel):
 
 
 class WorkerProcess(BaseModel):
-    """One worker process as it last reported itself; silent past the lease, it is shown lost."""
+    """One worker process as it last reported itself; silent past the lease, it is shown lost,
+    unless its last report said it stopped."""
 
     id = IdField()
     name = CharField(max_length=255, unique=True)  # "host:pid", as runs carry it in `worker`
@@ -215,6 +216,7 @@ class WorkerProcess(BaseModel):
     remote = BooleanField()
     started_at = DateTimeField(default=utcnow)
     last_seen_at = DateTimeField(default=utcnow)
+    stopped_at = DateTimeField(null=True)  # its last report said it stopped cleanly
 
     class Meta:
         table_name = "worker_process"

@@ -51,6 +51,7 @@ class Settings:
     max_predict_images: int = 64
     predict_idle_s: float = 300.0
     access_log: str = ACCESS_LOG_CHOICES[0]
+    worker_retention_s: float = 86400.0
 
     @property
     def remote(self) -> bool:
@@ -111,6 +112,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_MAX_RUN_FOLDER_BYTES": ("1073741824", "largest run folder a remote worker may "
                                       "send back"),
     "SWEEPLAB_GPUS": ("", "worker: GPU ids, one per worker thread (CUDA_VISIBLE_DEVICES)"),
+    "SWEEPLAB_WORKER_RETENTION_S": ("86400", "a worker stopped or lost this long is no longer "
+                                    "listed, and forgotten"),
     "SWEEPLAB_ACCESS_LOG": (ACCESS_LOG_CHOICES[0], "API: which requests the access log names: "
                             "changes (all but successful reads), all, off"),
 }
@@ -180,10 +183,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         gpus=_gpus(env.get("SWEEPLAB_GPUS", "")),
         api_url=(env.get("SWEEPLAB_API_URL") or "").rstrip("/") or None,
         access_log=_choice(env, "SWEEPLAB_ACCESS_LOG", ACCESS_LOG_CHOICES),
+        worker_retention_s=_number(env, "SWEEPLAB_WORKER_RETENTION_S", float),
     )
     if settings.api_url and not settings.worker_token:
         raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "
                             "SWEEPLAB_WORKER_TOKEN is not: the API's worker routes need it")
+    if settings.worker_retention_s < settings.lease_s:  # a live worker is never forgotten
+        raise SettingsError("SWEEPLAB_WORKER_RETENTION_S must be at least SWEEPLAB_LEASE_S")
     if settings.run_timeout_s > settings.max_run_timeout_s:
         raise SettingsError("SWEEPLAB_RUN_TIMEOUT_S must not exceed SWEEPLAB_MAX_RUN_TIMEOUT_S")
     return settings

@@ -1,5 +1,7 @@
 """The worker registry: each worker process reports itself every few seconds, and one silent
-past the lease is shown lost. Blocking: called in the DB threads.
+past the lease is shown lost; one whose last report said it stopped is shown stopped. Stopped
+and lost ones are listed for the retention (SWEEPLAB_WORKER_RETENTION_S) after they were last
+seen, then forgotten. Blocking: called in the DB threads.
 
 Remote workers send their report over HTTP, so it is checked field by field, as strictly as
 any other body the API accepts.
@@ -9,8 +11,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from peewee import Case
 
 from service.db import write_transaction
 from service.errors import Invalid
@@ -18,6 +22,8 @@ from service.models import Run, RunStatus, WorkerProcess
 from service.timeutil import iso, utcnow
 
 REPORT_KEYS = ("name", "host", "pid", "threads", "gpus", "version", "queues", "remote")
+# and optionally, in a worker's last report: "stopped": true
+REPORT_FIELDS = (*REPORT_KEYS, "stopped")
 MAX_LIST_ITEMS = 64
 MAX_ITEM_CHARS = 255
 MAX_PID = 2**31 - 1
@@ -54,7 +60,7 @@ def _checked(info: dict[str, Any]) -> dict[str, Any]:
     """The report's fields, or Invalid naming the first one that is wrong."""
     if not isinstance(info, dict):
         raise Invalid("a worker report must be a JSON object")
-    unknown = sorted(set(info) - set(REPORT_KEYS))
+    unknown = sorted(set(info) - set(REPORT_FIELDS))
     missing = [key for key in REPORT_KEYS if key not in info]
     if unknown or missing:
         raise Invalid(f"unknown fields {unknown}, missing fields {missing}; expected: "
@@ -66,31 +72,49 @@ def _checked(info: dict[str, Any]) -> dict[str, Any]:
               "gpus": _texts(info, "gpus"),
               "version": _text(info, "version", 100),
               "queues": _texts(info, "queues")}
-    if not isinstance(info["remote"], bool):
-        raise Invalid("remote must be true or false", field="remote")
+    for key in ("remote", "stopped"):
+        if not isinstance(info.get(key, False), bool):
+            raise Invalid(f"{key} must be true or false", field=key)
     # Runs name their worker "host:pid": a report under another name would never match them.
     if fields["name"] != f"{fields['host']}:{fields['pid']}":
         raise Invalid("name must be host:pid", field="name")
     return {**fields, "remote": info["remote"]}
 
 
-def report_worker(info: dict[str, Any]) -> None:
-    """Record a worker process's report: created on its first, updated (and seen now) after."""
+def report_worker(info: dict[str, Any], retention_s: float) -> None:
+    """Record a worker process's report: created on its first, updated (and seen now) after,
+    stopped by its last. A worker's first report forgets those past the retention."""
     fields = _checked(info)
     now = utcnow()
+    stopped_at = now if info.get("stopped") else None
     with write_transaction():
         # Update first: an insert that meets the existing row would still take a number from
         # PostgreSQL's sequence, one per report, forever.
-        updated = (WorkerProcess.update(**fields, last_seen_at=now)
+        changes: dict[str, Any] = {**fields, "last_seen_at": now, "stopped_at": stopped_at}
+        if stopped_at is None:
+            # A stopped process never reports again: a report under its name is a new process
+            # that was given the same pid, started now.
+            changes["started_at"] = Case(None, [(WorkerProcess.stopped_at.is_null(False), now)],
+                                         WorkerProcess.started_at)
+        updated = (WorkerProcess.update(**changes)
                    .where(WorkerProcess.name == fields["name"]).execute())
         if updated:
             return
+        # Stopped and lost workers pile up only as new ones start: cleared out here
+        WorkerProcess.delete().where(
+            WorkerProcess.last_seen_at < _kept_since(now, retention_s)).execute()
         # Two first reports may race (a retried HTTP request): the later one updates.
-        (WorkerProcess.insert(**fields, started_at=now, last_seen_at=now)
+        (WorkerProcess.insert(**fields, started_at=now, last_seen_at=now, stopped_at=stopped_at)
          .on_conflict(conflict_target=[WorkerProcess.name],
                       preserve=[*(getattr(WorkerProcess, key) for key in REPORT_KEYS),
-                                WorkerProcess.last_seen_at])
+                                WorkerProcess.last_seen_at, WorkerProcess.stopped_at])
          .execute())
+
+
+def _kept_since(now: datetime, retention_s: float) -> datetime:
+    """Workers last seen before this are forgotten (the retention is at least the lease, so
+    a live one never is)."""
+    return now - timedelta(seconds=retention_s)
 
 
 def _running_runs() -> dict[str, list[int]]:
@@ -104,12 +128,21 @@ def _running_runs() -> dict[str, list[int]]:
     return held
 
 
-def list_workers(lease_s: float) -> list[dict[str, Any]]:
-    """Every worker process, newest first; `lost` once silent for longer than `lease_s`."""
-    seen_since = utcnow() - timedelta(seconds=lease_s)
+def _status(worker: WorkerProcess, seen_since: datetime) -> str:
+    if worker.stopped_at is not None:
+        return "stopped"
+    return "alive" if worker.last_seen_at >= seen_since else "lost"
+
+
+def list_workers(lease_s: float, retention_s: float) -> list[dict[str, Any]]:
+    """Every worker process seen within the retention, newest first; `lost` once silent for
+    longer than `lease_s`, `stopped` once it said so."""
+    now = utcnow()
+    seen_since = now - timedelta(seconds=lease_s)
     held = _running_runs()
-    workers = WorkerProcess.select().order_by(WorkerProcess.started_at.desc(),
-                                              WorkerProcess.id.desc())
+    workers = (WorkerProcess.select()
+               .where(WorkerProcess.last_seen_at >= _kept_since(now, retention_s))
+               .order_by(WorkerProcess.started_at.desc(), WorkerProcess.id.desc()))
     return [{
         "name": worker.name,
         "host": worker.host,
@@ -121,7 +154,7 @@ def list_workers(lease_s: float) -> list[dict[str, Any]]:
         "remote": worker.remote,
         "started_at": iso(worker.started_at),
         "last_seen_at": iso(worker.last_seen_at),
-        "status": "alive" if worker.last_seen_at >= seen_since else "lost",
+        "status": _status(worker, seen_since),
         "runs": held.get(worker.name, []),
     } for worker in workers]
 

@@ -110,6 +110,14 @@ def test_dry_run_plans_each_role(args, units, rabbitmq):
     (("--role", "all", "--api-url", "http://x:8080"), "are for --role worker"),
     (("--role", "all", "--wheelhouse", "/nonexistent/wheels"), "--wheelhouse: no such directory"),
     (("--role", "all", "--colour", "blue"), "unknown option: --colour"),
+    # what the real run needs, the dry run asks for too (no env file here to read them from)
+    (("--role", "worker"), "--role worker needs --api-url, --broker-url and --worker-token"),
+    (("--role", "worker", "--api-url", "https://x.example.com", "--broker-url",
+      f"amqp://sweeplab:{SECRET}@10.0.0.5:5672/sweeplab"), "--role worker needs"),
+    (("--role", "worker", "--api-url", "https://x.example.com", "--worker-token", SECRET),
+     "--role worker needs"),
+    (("--role", "worker", "--broker-url", f"amqp://sweeplab:{SECRET}@10.0.0.5:5672/sweeplab",
+      "--worker-token", SECRET), "--role worker needs"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(args, message):
     done = provision(*args, "--dry-run")

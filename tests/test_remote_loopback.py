@@ -3,6 +3,8 @@ path through every part. The namespaced hosts and their faults are in test_remot
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,8 +26,8 @@ def start_remote_worker(stack: Stack, data_dir: Path, name: str,
     """`dramatiq actors --queues sweeplab_train` knowing only broker, API URL and token."""
     remote_env = {key: value for key, value in stack.env.items()
                   if key not in ("SWEEPLAB_DATABASE_URL",)}
-    remote_env.update(SWEEPLAB_DATA_DIR=str(data_dir), SWEEPLAB_API_URL=stack.base,
-                      SWEEPLAB_WORKER_TOKEN=WORKER_TOKEN, **env)
+    remote_env.update({"SWEEPLAB_DATA_DIR": str(data_dir), "SWEEPLAB_API_URL": stack.base,
+                       "SWEEPLAB_WORKER_TOKEN": WORKER_TOKEN, **env})
     log = open(stack.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
     dramatiq = str(Path(sys.executable).parent / "dramatiq")
     return subprocess.Popen([dramatiq, "actors", "--queues", "sweeplab_train", "--processes",
@@ -142,3 +144,27 @@ def test_a_remote_run_is_pruned_and_its_results_are_reused(remote_stack: Stack, 
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_workers_stopped_with_sigterm_are_listed_stopped(remote_stack: Stack, tmp_path: Path):
+    # Given a remote worker and the API host's own (aggregate) worker processes, all reporting
+    worker = start_remote_worker(remote_stack, tmp_path / "remote-data", "remote")
+    try:
+        deadline = time.monotonic() + 60
+        while {(w["remote"], w["status"]) for w in remote_stack.get(
+                "/api/v1/workers")[1]["workers"]} != {(False, "alive"), (True, "alive")}:
+            assert time.monotonic() < deadline, remote_stack.get("/api/v1/workers")
+            time.sleep(0.3)
+        # When each is stopped as systemd stops it (SIGTERM to Dramatiq's main process)
+        for process in (worker, remote_stack.worker):
+            assert process is not None
+            process.terminate()
+            assert process.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:  # the whole group: a worker process must not outlive it
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    # Then every one is listed stopped, not alive (nor lost once the lease has passed)
+    _, listed = remote_stack.get("/api/v1/workers")
+    assert {(w["remote"], w["status"]) for w in listed["workers"]} == {
+        (False, "stopped"), (True, "stopped")}, listed

@@ -307,3 +307,45 @@ def test_the_worker_sends_a_small_folder_from_memory_and_a_large_one_from_a_file
     assert path == "/runs/5/result" and was_file is from_file
     assert b'"error": "boom"' in body and b"model.bin" in body and b"w" * 100 in body
     assert list(run_dir.parent.iterdir()) == []  # the folder and any spooled body are gone
+
+
+REFUSED_401 = ("the API at http://api.test:8080 answers 401 to SWEEPLAB_WORKER_TOKEN: the token "
+               "is wrong, or the API's was changed")
+NO_ROUTES = ("the API at http://api.test:8080 has no worker routes: set SWEEPLAB_WORKER_TOKEN on "
+             "the API's host too")
+UNREACHABLE = ("cannot reach the API at http://api.test:8080 (SWEEPLAB_API_URL): [Errno 111] "
+               "Connection refused")
+
+
+@pytest.mark.parametrize(("answer", "message", "heard"), [
+    (401, REFUSED_401, True), (404, NO_ROUTES, True), ("refused", UNREACHABLE, False)])
+def test_a_report_the_api_refuses_or_cannot_take_says_why_and_a_refusal_is_heard(
+        tmp_path, monkeypatch, answer, message, heard):
+    import requests
+
+    from actors import rest_store
+    from actors.store import StoreUnreachable, WorkerRefused
+    from service.settings import load_settings
+
+    heard_of: list[str] = []
+    store = rest_store.RestStore(load_settings({
+        "SWEEPLAB_DATA_DIR": str(tmp_path / "host"), "SWEEPLAB_API_URL": "http://api.test:8080",
+        "SWEEPLAB_WORKER_TOKEN": "w-token"}), on_refused=heard_of.append)
+
+    def request(method: str, url: str, **kwargs) -> requests.Response:
+        assert (method, url) == ("POST", "http://api.test:8080/api/v1/worker/processes")
+        if answer == "refused":  # requests' words for it, wrapped as urllib3 wraps them
+            raise requests.ConnectionError(
+                "HTTPConnectionPool(host='api.test', port=8080): Max retries exceeded with url: "
+                "/api/v1/worker/processes (Caused by NewConnectionError(\"HTTPConnection(host="
+                "'api.test', port=8080): Failed to establish a new connection: [Errno 111] "
+                "Connection refused\"))")
+        response = requests.Response()
+        response.status_code, response._content = answer, b'{"error": {"message": "no"}}'
+        return response
+
+    monkeypatch.setattr(store._session(), "request", request)
+    with pytest.raises(WorkerRefused if heard else StoreUnreachable) as failed:
+        store.report_worker({"name": "h:1"})
+    assert str(failed.value) == message
+    assert heard_of == ([message] if heard else [])

@@ -17,11 +17,13 @@ from service.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
 from service.errors import Invalid
 from service.models import Experiment, MLModel, Run, WorkerProcess
 from service.runstate import this_worker
+from service.settings import SettingsError
 from service.timeutil import utcnow
 from service.workers import host_of, list_workers, report_worker
 from tests.conftest import make_settings
 
 LEASE_S = 30.0
+RETENTION_S = 86400.0
 T0 = datetime(2026, 1, 1, 12, 0, 0)
 WORKER_TOKEN = "w0rker-t0ken"
 
@@ -52,12 +54,12 @@ def make_runs(*specs: tuple[str, str | None]) -> list[int]:
 
 def test_a_report_registers_the_worker_and_the_next_one_updates_it(db, clock):
     # Given a worker's first report
-    report_worker(info())
+    report_worker(info(), RETENTION_S)
     # When it reports again later, with other details
     clock[0] = T0 + timedelta(seconds=10)
-    report_worker(info(threads=4, version="def5678"))
+    report_worker(info(threads=4, version="def5678"), RETENTION_S)
     # Then there is one worker, started at its first report, seen at its last
-    [worker] = list_workers(LEASE_S)
+    [worker] = list_workers(LEASE_S, RETENTION_S)
     assert worker == {"name": "gpu-box:101", "host": "gpu-box", "pid": 101, "threads": 4,
                       "gpus": ["0", "1"], "version": "def5678", "queues": [TRAIN_QUEUE],
                       "remote": True, "started_at": "2026-01-01T12:00:00.000Z",
@@ -68,36 +70,85 @@ def test_a_report_registers_the_worker_and_the_next_one_updates_it(db, clock):
 
 def test_a_worker_silent_past_the_lease_is_lost_and_the_newest_comes_first(db, clock):
     # Given two workers, the second started later
-    report_worker(info("old-box", 7))
+    report_worker(info("old-box", 7), RETENTION_S)
     clock[0] = T0 + timedelta(seconds=20)
-    report_worker(info("new-box", 8))
+    report_worker(info("new-box", 8), RETENTION_S)
     # When the lease has passed since the first last reported
     clock[0] = T0 + timedelta(seconds=LEASE_S + 1)
-    listed = list_workers(LEASE_S)
+    listed = list_workers(LEASE_S, RETENTION_S)
     # Then it is lost, the other is alive, and the newest is listed first
     assert [(w["name"], w["status"]) for w in listed] == [("new-box:8", "alive"),
                                                           ("old-box:7", "lost")]
     # And at exactly the lease it was still alive
     clock[0] = T0 + timedelta(seconds=LEASE_S)
-    assert [w["status"] for w in list_workers(LEASE_S)] == ["alive", "alive"]
+    assert [w["status"] for w in list_workers(LEASE_S, RETENTION_S)] == ["alive", "alive"]
     # And a lost worker that reports again is alive again
     clock[0] = T0 + timedelta(seconds=100)
-    report_worker(info("old-box", 7))
-    assert {w["name"]: w["status"] for w in list_workers(LEASE_S)} == {
+    report_worker(info("old-box", 7), RETENTION_S)
+    assert {w["name"]: w["status"] for w in list_workers(LEASE_S, RETENTION_S)} == {
         "old-box:7": "alive", "new-box:8": "lost"}
 
 
 def test_each_worker_lists_the_runs_it_is_running_now(db):
     # Given two workers, runs running on each, and runs they ran before or no one runs
-    report_worker(info("a", 1))
-    report_worker(info("b", 2))
+    report_worker(info("a", 1), RETENTION_S)
+    report_worker(info("b", 2), RETENTION_S)
     ids = make_runs(("running", "a:1"), ("running", "b:2"), ("succeeded", "a:1"),
                     ("running", "a:1"), ("queued", None), ("failed", "b:2"),
                     ("running", "a:11"))
     # When the workers are listed
-    runs = {w["name"]: w["runs"] for w in list_workers(LEASE_S)}
+    runs = {w["name"]: w["runs"] for w in list_workers(LEASE_S, RETENTION_S)}
     # Then each shows exactly the running runs that name it (a:11 is not a:1)
     assert runs == {"a:1": [ids[0], ids[3]], "b:2": [ids[1]]}
+
+
+def test_a_worker_that_stopped_cleanly_is_listed_stopped_not_lost(db, clock):
+    # Given a worker that reported, then said it stopped
+    report_worker(info("gpu-box", 7), RETENTION_S)
+    clock[0] = T0 + timedelta(seconds=5)
+    report_worker(info("gpu-box", 7, stopped=True), RETENTION_S)
+    # Then it is stopped, last seen when it stopped, and still stopped after the lease
+    [worker] = list_workers(LEASE_S, RETENTION_S)
+    assert (worker["status"], worker["last_seen_at"]) == ("stopped", "2026-01-01T12:00:05.000Z")
+    clock[0] = T0 + timedelta(seconds=LEASE_S * 10)
+    assert [w["status"] for w in list_workers(LEASE_S, RETENTION_S)] == ["stopped"]
+    # When a new process with the same host and pid reports (pids are reused)
+    report_worker(info("gpu-box", 7), RETENTION_S)
+    # Then it is alive, started now
+    [worker] = list_workers(LEASE_S, RETENTION_S)
+    assert (worker["status"], worker["started_at"]) == ("alive", "2026-01-01T12:05:00.000Z")
+
+
+def test_workers_stopped_or_lost_past_the_retention_are_no_longer_listed_nor_kept(db, clock):
+    # Given a worker restarted 8 times, a minute apart: each stopped cleanly but the fourth,
+    # which was killed (it never said so)
+    for restart in range(8):
+        clock[0] = T0 + timedelta(minutes=restart)
+        report_worker(info("box", 100 + restart), RETENTION_S)
+        if restart != 3:
+            report_worker(info("box", 100 + restart, stopped=True), RETENTION_S)
+    clock[0] = T0 + timedelta(minutes=8)
+    report_worker(info("box", 200), RETENTION_S)
+    # Then all nine are listed, within the retention
+    statuses = [w["status"] for w in list_workers(LEASE_S, RETENTION_S)]
+    assert statuses == ["alive"] + ["stopped"] * 4 + ["lost"] + ["stopped"] * 3
+    # When the retention has passed since the first five were last seen, the live one reporting
+    clock[0] = T0 + timedelta(seconds=RETENTION_S, minutes=4, milliseconds=1)
+    report_worker(info("box", 200), RETENTION_S)
+    # Then they are no longer listed
+    assert [(w["pid"], w["status"]) for w in list_workers(LEASE_S, RETENTION_S)] == [
+        (200, "alive"), (107, "stopped"), (106, "stopped"), (105, "stopped")]
+    # And the next worker to register clears them out
+    report_worker(info("box", 300), RETENTION_S)
+    kept = sorted(worker.pid for worker in WorkerProcess.select())
+    assert kept == [105, 106, 107, 200, 300]
+
+
+def test_the_retention_may_not_be_shorter_than_the_lease(settings):
+    with pytest.raises(SettingsError, match="SWEEPLAB_WORKER_RETENTION_S must be at least "
+                                            "SWEEPLAB_LEASE_S"):
+        make_settings(settings.data_dir, SWEEPLAB_LEASE_S="60", SWEEPLAB_WORKER_RETENTION_S="59")
+    assert make_settings(settings.data_dir).worker_retention_s == 86400.0
 
 
 @pytest.mark.parametrize(("changes", "field"), [
@@ -116,10 +167,11 @@ def test_each_worker_lists_the_runs_it_is_running_now(db):
     ({"host": ""}, "host"),
     ({"name": "other-box:101"}, "name"),
     ({"colour": "red"}, "colour"),
+    ({"stopped": "yes"}, "stopped"),
 ])
 def test_an_invalid_report_is_refused_naming_the_field(db, changes, field):
     with pytest.raises(Invalid) as refused:
-        report_worker(info(**changes))
+        report_worker(info(**changes), RETENTION_S)
     assert refused.value.field == field
     assert WorkerProcess.select().count() == 0
 
@@ -128,7 +180,7 @@ def test_a_report_missing_a_field_is_refused_naming_it(db):
     body = info()
     del body["threads"]
     with pytest.raises(Invalid) as refused:
-        report_worker(body)
+        report_worker(body, RETENTION_S)
     assert refused.value.field == "threads"
 
 
@@ -182,11 +234,18 @@ async def test_a_worker_reports_over_http_and_the_api_lists_it(api, db):
     assert body["lease_s"] == 5.0
     assert [(w["name"], w["status"], w["remote"]) for w in body["workers"]] == [
         ("gpu-box:101", "alive", True)]
+    # And when it says it stopped, it is listed stopped
+    sent = await api.post("/api/v1/worker/processes", json=info(stopped=True),
+                          headers=as_worker())
+    assert sent.status == 204
+    body = await (await api.get("/api/v1/workers")).json()
+    assert [(w["name"], w["status"]) for w in body["workers"]] == [("gpu-box:101", "stopped")]
 
 
 @pytest.mark.parametrize(("body", "field"), [
     (info(pid="x"), "pid"),
     (info(gpus=[1]), "gpus"),
+    (info(stopped=1), "stopped"),
     ({**info(), "secret": 1}, "secret"),
     ({key: value for key, value in info().items() if key != "queues"}, "queues"),
 ])
@@ -208,8 +267,9 @@ async def test_the_workers_page_shows_alive_and_lost_workers_and_their_runs(api,
     # Given a worker that went silent long ago, and one alive running a run
     with monkeypatch.context() as earlier:
         earlier.setattr("service.workers.utcnow", lambda: utcnow() - timedelta(hours=1))
-        report_worker(info("gone-box", 7, gpus=[]))
-    report_worker(info("busy-box", 8, queues=[TRAIN_QUEUE, AGGREGATE_QUEUE]))
+        report_worker(info("gone-box", 7, gpus=[]), RETENTION_S)
+        report_worker(info("done-box", 9, stopped=True), RETENTION_S)
+    report_worker(info("busy-box", 8, queues=[TRAIN_QUEUE, AGGREGATE_QUEUE]), RETENTION_S)
     [run_id] = make_runs(("running", "busy-box:8"))
     # When the page is opened
     page = await api.get("/workers")
@@ -219,6 +279,7 @@ async def test_the_workers_page_shows_alive_and_lost_workers_and_their_runs(api,
     assert '<tr data-worker="busy-box:8" data-status="alive">' in html
     assert '<tr data-worker="gone-box:7" data-status="lost">' in html
     assert '<span class="badge alive">alive</span>' in html
+    assert '<tr data-worker="done-box:9" data-status="stopped">' in html
     assert '<span class="badge lost">lost</span>' in html
     assert f'<a href="/runs/{run_id}">run {run_id}</a>' in html
     assert f"{TRAIN_QUEUE}, {AGGREGATE_QUEUE}" in html and "0, 1" in html
@@ -283,8 +344,8 @@ def test_a_worker_reports_at_boot_and_then_every_few_seconds_until_it_stops(
                           "queues": sorted([AGGREGATE_QUEUE, TRAIN_QUEUE]), "remote": True}
     assert reports[0]["version"] and reports[1] == reports[0]
     # And its reports are what the API accepts
-    report_worker(reports[0])
-    assert [w["name"] for w in list_workers(LEASE_S)] == [this_worker()]
+    report_worker(reports[0], RETENTION_S)
+    assert [w["name"] for w in list_workers(LEASE_S, RETENTION_S)] == [this_worker()]
     # And once stopped, it reports no more
     time.sleep(0.2)
     assert len(reports) == stopped_at
@@ -313,3 +374,49 @@ def test_a_failing_report_is_logged_and_the_next_one_still_goes(stub_broker, db,
     assert "API unreachable" in caplog.text
     assert calls[-1]["queues"] == [TRAIN_QUEUE] and calls[-1]["gpus"] == []
     assert calls[-1]["remote"] is False
+
+
+@pytest.mark.parametrize("remote", [True, False])
+def test_a_remote_worker_whose_first_report_fails_refuses_to_start(stub_broker, db, registered,
+                                                                   remote):
+    # Given a worker whose reports fail (the API refuses its token, or cannot be reached)
+    calls: list[dict] = []
+
+    def refused(report: dict) -> None:
+        calls.append(report)
+        raise ConnectionError("the API at http://api:8080 answers 401")
+
+    registered(WorkerRegistry(report=refused, every_s=0.02, remote=remote))
+    worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
+    if remote:
+        # When a remote one starts, it refuses to, saying why, before any worker thread runs
+        with pytest.raises(SystemExit, match="^sweeplab worker refuses to start: the API at "
+                                             "http://api:8080 answers 401$"):
+            worker.start()
+        assert worker.workers == [] and len(calls) == 1
+        return
+    # But a local one (its store is the database) starts, and tries again later
+    worker.start()
+    try:
+        wait_for(lambda: len(calls) >= 2)
+    finally:
+        worker.stop()
+
+
+def test_a_worker_stopped_cleanly_says_so_in_its_last_report(stub_broker, db, registered):
+    # Given a worker reporting every 20 ms
+    reports: list[dict] = []
+    registered(WorkerRegistry(report=reports.append, every_s=0.02))
+    worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
+    worker.start()
+    try:
+        wait_for(lambda: len(reports) >= 2)
+    finally:
+        # When it stops
+        worker.stop()
+    # Then its last report, and only that one, says it stopped, and the API takes it so
+    assert reports[-1] == {**reports[0], "stopped": True}
+    assert all("stopped" not in report for report in reports[:-1])
+    report_worker(reports[0], RETENTION_S)
+    report_worker(reports[-1], RETENTION_S)
+    assert [w["status"] for w in list_workers(LEASE_S, RETENTION_S)] == ["stopped"]

@@ -66,9 +66,10 @@ async def run_live(request: web.Request) -> web.Response:
 
 
 async def workers(request: web.Request) -> web.Response:
-    lease_s = settings_of(request).lease_s
-    listed = await in_db(request, list_workers, lease_s)
-    return render(request, "workers.html", {"workers": listed, "lease_s": lease_s})
+    settings = settings_of(request)
+    listed = await in_db(request, list_workers, settings.lease_s, settings.worker_retention_s)
+    return render(request, "workers.html", {"workers": listed, "lease_s": settings.lease_s,
+                                            "retention_s": settings.worker_retention_s})
 
 
 async def login_form(request: web.Request) -> web.Response:
