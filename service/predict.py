@@ -37,7 +37,13 @@ log = logging.getLogger("sweeplab.predict")
 @dataclass(frozen=True)
 class PredictImage:
     path: Path  # a checked image in the request's temp folder
-    name: str  # the part's filename, to name it in an error
+    name: str  # the part's filename: its answer's `name`, and how an error names it
+
+
+def image_at(index: int, count: int, name: str) -> str:
+    """How a message names one image of a request: by the same index from 0 that the JSON's
+    `index` fields give (and the answers' positions), with the file name that was sent."""
+    return f"image at index {index} of {count} ({name!r})"
 
 
 class _ImageFailed(Exception):
@@ -57,9 +63,13 @@ def test_argv(settings: Settings, run: Run, image: Path) -> list[str]:
             "--j", str(run.param_j), "--k", str(run.param_k), "--image", str(image)]
 
 
-def _answer(run: Run, output: dict[str, Any], stdout: str, duration_s: float) -> dict[str, Any]:
-    return {"run_id": run.id, "params": params_json(run), "output": output, "stdout": stdout,
-            "duration_s": duration_s}
+def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
+            duration_s: float) -> dict[str, Any]:
+    if output.get("image") in (str(image.path), image.path.name):
+        # the script echoed the path it was given: a temporary file, gone once we answer
+        output = {**output, "image": image.name}
+    return {"run_id": run.id, "params": params_json(run), "name": image.name, "output": output,
+            "stdout": stdout, "duration_s": duration_s}
 
 
 async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
@@ -81,12 +91,12 @@ async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
             await child.wait()
 
 
-async def _predict_cold(settings: Settings, run: Run, image: Path) -> dict[str, Any]:
+async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> dict[str, Any]:
     """One child for one image; raise _ImageFailed(-1, why) when it fails."""
-    out = image.parent / f"{image.stem}.stdout.log"
-    err = image.parent / f"{image.stem}.stderr.log"
+    out = image.path.parent / f"{image.path.stem}.stdout.log"
+    err = image.path.parent / f"{image.path.stem}.stderr.log"
     started = time.monotonic()
-    code, timed_out = await _run_child(test_argv(settings, run, image),
+    code, timed_out = await _run_child(test_argv(settings, run, image.path),
                                        settings.runs_dir / str(run.id), out, err,
                                        settings.predict_timeout_s)
     stdout = read_tail(out, OUTPUT_LIMIT)
@@ -96,13 +106,14 @@ async def _predict_cold(settings: Settings, run: Run, image: Path) -> dict[str, 
     if code != 0:
         tail = "\n".join(read_tail(err, 4096).strip().splitlines()[-5:])
         raise _ImageFailed(-1, f"the test script exited with code {code}: {tail}")
-    return _answer(run, last_line_dict(stdout), stdout, round(time.monotonic() - started, 3))
+    return _answer(run, image, last_line_dict(stdout), stdout,
+                   round(time.monotonic() - started, 3))
 
 
 async def _predict_cold_at(settings: Settings, run: Run, index: int,
                            image: PredictImage) -> dict[str, Any]:
     try:
-        return await _predict_cold(settings, run, image.path)
+        return await _predict_cold(settings, run, image)
     except _ImageFailed as failed:
         raise _ImageFailed(index, failed.message) from None
 
@@ -161,12 +172,12 @@ async def _one_warm(settings: Settings, held: Held, run: Run, index: int,
         except WarmTimeout as error:
             raise _ImageFailed(index, str(error)) from None
         except WarmBroken as error:
-            log.warning("the warm test script of run %s (pid %s) failed on image %s (%s); "
-                        "a new one takes over", run.id, process.pid, index, error)
+            log.warning("the warm test script of run %s (pid %s) failed on image at index %s "
+                        "(%s); a new one takes over", run.id, process.pid, index, error)
             continue
         if isinstance(reply.output.get("error"), str):
             raise _ImageFailed(index, f"the test script failed: {reply.output['error']}")
-        return _answer(run, reply.output, reply.stdout, reply.duration_s)
+        return _answer(run, image, reply.output, reply.stdout, reply.duration_s)
     return await _predict_cold_at(settings, run, index, image)
 
 
@@ -189,6 +200,6 @@ async def predict_images(settings: Settings, pool: WarmPool, model_id: int, run:
         if len(images) == 1:  # a single image answers exactly as it always has
             raise Conflict(failed.message) from None
         image = images[failed.index]
-        raise Conflict(f"image {failed.index + 1} of {len(images)} ({image.name!r}): "
-                       f"{failed.message}", field="image",
+        raise Conflict(f"{image_at(failed.index, len(images), image.name)}: {failed.message}",
+                       field="image",
                        extra={"failed": {"index": failed.index, "name": image.name}}) from None

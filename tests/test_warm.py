@@ -145,10 +145,13 @@ async def test_the_warm_process_is_reused_and_answers_like_a_cold_one(client, db
     pids = {first["output"]["pid"]} | {p["output"]["pid"] for p in batch["predictions"]}
     assert pids == {client.app[WARM_POOL].pids()[model_id]}
     # and each answer is today's object, its log line kept in `stdout`, in the order sent
-    assert set(first) == {"run_id", "params", "output", "stdout", "duration_s"}
+    assert set(first) == {"run_id", "params", "name", "output", "stdout", "duration_s"}
     assert first["stdout"].startswith("a log line before the result\n")
-    assert [Path(p["output"]["image"]).name for p in batch["predictions"]] == [
-        "image-000.png", "image-001.png", "image-002.png"]
+    # and each names the file uploaded, where the script echoed the temporary path it was given
+    assert first["name"] == first["output"]["image"] == "digit-0.png"
+    assert [(p["name"], p["output"]["image"]) for p in batch["predictions"]] == [
+        ("digit-0.png", "digit-0.png"), ("digit-1.png", "digit-1.png"),
+        ("digit-2.png", "digit-2.png")]
     assert list(settings.tmp_dir.iterdir()) == []
 
 
@@ -232,8 +235,7 @@ async def test_a_process_killed_mid_batch_is_replaced_by_one_warm_process_for_th
     assert new != killed
     assert [p["output"]["pid"] for p in answers] == [killed] * 2 + [new] * 4
     assert warm_starts(caplog) == [killed, new]
-    assert [Path(p["output"]["image"]).name for p in answers] == [
-        f"image-{n:03d}.png" for n in range(6)]
+    assert [p["name"] for p in answers] == [f"digit-{n}.png" for n in range(6)]
 
 
 async def test_when_no_new_process_starts_mid_batch_the_rest_is_answered_cold(
@@ -256,8 +258,7 @@ async def test_when_no_new_process_starts_mid_batch_the_rest_is_answered_cold(
     # Then the 3rd image and the rest are answered cold, in order
     assert status == 200, body
     assert [p["output"]["mode"] for p in body["predictions"]] == ["warm"] * 2 + ["cold"] * 3
-    assert [Path(p["output"]["image"]).name for p in body["predictions"]] == [
-        f"image-{n:03d}.png" for n in range(5)]
+    assert [p["name"] for p in body["predictions"]] == [f"digit-{n}.png" for n in range(5)]
     assert app[WARM_POOL].pids() == {}
 
 
@@ -310,7 +311,7 @@ async def test_an_error_line_fails_the_request_naming_the_image_and_keeps_the_pr
     status, body = await predict(client, model_id, png_bytes(2), png_bytes(3, size=2000),
                                  png_bytes(4))
     assert status == 409, body
-    assert body["error"]["message"] == ("image 2 of 3 ('digit-1.png'): the test script "
+    assert body["error"]["message"] == ("image at index 1 of 3 ('digit-1.png'): the test script "
                                         "failed: too big for me")
     assert body["failed"] == {"index": 1, "name": "digit-1.png"}
     _, after = await predict(client, model_id, png_bytes(5))
