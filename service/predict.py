@@ -110,14 +110,6 @@ async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> di
                    round(time.monotonic() - started, 3))
 
 
-async def _predict_cold_at(settings: Settings, run: Run, index: int,
-                           image: PredictImage) -> dict[str, Any]:
-    try:
-        return await _predict_cold(settings, run, image)
-    except _ImageFailed as failed:
-        raise _ImageFailed(index, failed.message) from None
-
-
 async def _all_cold(settings: Settings, run: Run, images: Sequence[PredictImage],
                     first: int = 0) -> list[dict[str, Any]]:
     """The images' answers, a few children at once; `first`: the index of images[0]."""
@@ -125,7 +117,10 @@ async def _all_cold(settings: Settings, run: Run, images: Sequence[PredictImage]
 
     async def one(index: int, image: PredictImage) -> dict[str, Any]:
         async with slots:
-            return await _predict_cold_at(settings, run, index, image)
+            try:
+                return await _predict_cold(settings, run, image)
+            except _ImageFailed as failed:
+                raise _ImageFailed(index, failed.message) from None
 
     try:
         # A TaskGroup cancels the others at the first failure: their children are killed.
@@ -147,7 +142,8 @@ def _index(error: BaseException) -> int:
 async def _all_warm(settings: Settings, pool: WarmPool, model_id: int, run: Run,
                     images: Sequence[PredictImage]) -> list[dict[str, Any]]:
     """The first images' answers from the model's warm process, in order: all of them unless
-    no process could be had (the script does not opt in, or none starts); the rest go cold."""
+    no process could be had (the script does not opt in, none starts, or two died on one image);
+    the rest go cold."""
     answers: list[dict[str, Any]] = []
     async with pool.process_for(model_id, run) as held:
         for index, image in enumerate(images):
@@ -160,10 +156,11 @@ async def _all_warm(settings: Settings, pool: WarmPool, model_id: int, run: Run,
 
 async def _one_warm(settings: Settings, held: Held, run: Run, index: int,
                     image: PredictImage) -> dict[str, Any] | None:
-    """One image's answer from the held process; None: no process could be had. A process that
-    dies (or breaks the protocol) on the image is replaced and the image sent once more, to the
-    new one; an image that ends that one too is answered cold, where its failure names itself."""
-    for _ in range(2):
+    """One image's answer from the held process; None: answer it and the rest cold. A process
+    that dies (or breaks the protocol) on the image is replaced and the image sent once more, to
+    the new one. When that one dies on it too, warm is given up for the request: a script that
+    dies on every image would otherwise cost two starts an image, one after the other."""
+    for attempt in range(2):
         process = await held.live()
         if process is None:
             return None
@@ -173,12 +170,13 @@ async def _one_warm(settings: Settings, held: Held, run: Run, index: int,
             raise _ImageFailed(index, str(error)) from None
         except WarmBroken as error:
             log.warning("the warm test script of run %s (pid %s) failed on image at index %s "
-                        "(%s); a new one takes over", run.id, process.pid, index, error)
+                        "(%s); %s", run.id, process.pid, index, error,
+                        "a new one takes over" if attempt == 0 else "predicting the rest cold")
             continue
         if isinstance(reply.output.get("error"), str):
             raise _ImageFailed(index, f"the test script failed: {reply.output['error']}")
         return _answer(run, image, reply.output, reply.stdout, reply.duration_s)
-    return await _predict_cold_at(settings, run, index, image)
+    return None
 
 
 def _check_scripts(settings: Settings, run: Run) -> None:
