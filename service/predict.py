@@ -3,7 +3,8 @@
 It runs in the best run's working directory (where a script finds the model it saved). Cold,
 one child per image, in its own process group with a time limit, like a training run, a few at
 a time. Warm, when the script opts in (service/warm.py): one long-lived process per model,
-fed one image path per line. Either way an image's answer is the same object.
+fed one image path per line; one that dies mid-batch is replaced for the rest of the batch.
+Either way an image's answer is the same object.
 
 A request is all or nothing: the first image the script fails on (or times out on) answers the
 whole request 409, naming that image; the other children are stopped.
@@ -27,7 +28,7 @@ from service.settings import Settings
 from service.supervise import kill_group, with_parent_death_signal
 from service.training import read_tail, script_env
 from service.views import params_json
-from service.warm import WarmBroken, WarmPool, WarmTimeout
+from service.warm import Held, WarmBroken, WarmPool, WarmTimeout
 
 OUTPUT_LIMIT = 64 * 1024
 log = logging.getLogger("sweeplab.predict")
@@ -36,7 +37,13 @@ log = logging.getLogger("sweeplab.predict")
 @dataclass(frozen=True)
 class PredictImage:
     path: Path  # a checked image in the request's temp folder
-    name: str  # the part's filename, to name it in an error
+    name: str  # the part's filename: its answer's `name`, and how an error names it
+
+
+def image_at(index: int, count: int, name: str) -> str:
+    """How a message names one image of a request: by the same index from 0 that the JSON's
+    `index` fields give (and the answers' positions), with the file name that was sent."""
+    return f"image at index {index} of {count} ({name!r})"
 
 
 class _ImageFailed(Exception):
@@ -56,9 +63,13 @@ def test_argv(settings: Settings, run: Run, image: Path) -> list[str]:
             "--j", str(run.param_j), "--k", str(run.param_k), "--image", str(image)]
 
 
-def _answer(run: Run, output: dict[str, Any], stdout: str, duration_s: float) -> dict[str, Any]:
-    return {"run_id": run.id, "params": params_json(run), "output": output, "stdout": stdout,
-            "duration_s": duration_s}
+def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
+            duration_s: float) -> dict[str, Any]:
+    if output.get("image") in (str(image.path), image.path.name):
+        # the script echoed the path it was given: a temporary file, gone once we answer
+        output = {**output, "image": image.name}
+    return {"run_id": run.id, "params": params_json(run), "name": image.name, "output": output,
+            "stdout": stdout, "duration_s": duration_s}
 
 
 async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
@@ -80,12 +91,12 @@ async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
             await child.wait()
 
 
-async def _predict_cold(settings: Settings, run: Run, image: Path) -> dict[str, Any]:
+async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> dict[str, Any]:
     """One child for one image; raise _ImageFailed(-1, why) when it fails."""
-    out = image.parent / f"{image.stem}.stdout.log"
-    err = image.parent / f"{image.stem}.stderr.log"
+    out = image.path.parent / f"{image.path.stem}.stdout.log"
+    err = image.path.parent / f"{image.path.stem}.stderr.log"
     started = time.monotonic()
-    code, timed_out = await _run_child(test_argv(settings, run, image),
+    code, timed_out = await _run_child(test_argv(settings, run, image.path),
                                        settings.runs_dir / str(run.id), out, err,
                                        settings.predict_timeout_s)
     stdout = read_tail(out, OUTPUT_LIMIT)
@@ -95,24 +106,27 @@ async def _predict_cold(settings: Settings, run: Run, image: Path) -> dict[str, 
     if code != 0:
         tail = "\n".join(read_tail(err, 4096).strip().splitlines()[-5:])
         raise _ImageFailed(-1, f"the test script exited with code {code}: {tail}")
-    return _answer(run, last_line_dict(stdout), stdout, round(time.monotonic() - started, 3))
+    return _answer(run, image, last_line_dict(stdout), stdout,
+                   round(time.monotonic() - started, 3))
 
 
-async def _all_cold(settings: Settings, run: Run,
-                    images: Sequence[PredictImage]) -> list[dict[str, Any]]:
+async def _all_cold(settings: Settings, run: Run, images: Sequence[PredictImage],
+                    first: int = 0) -> list[dict[str, Any]]:
+    """The images' answers, a few children at once; `first`: the index of images[0]."""
     slots = asyncio.Semaphore(cold_parallelism())
 
     async def one(index: int, image: PredictImage) -> dict[str, Any]:
         async with slots:
             try:
-                return await _predict_cold(settings, run, image.path)
+                return await _predict_cold(settings, run, image)
             except _ImageFailed as failed:
                 raise _ImageFailed(index, failed.message) from None
 
     try:
         # A TaskGroup cancels the others at the first failure: their children are killed.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(n, image)) for n, image in enumerate(images)]
+            tasks = [group.create_task(one(n, image))
+                     for n, image in enumerate(images, start=first)]
     except ExceptionGroup as failures:
         matched, rest = failures.split(_ImageFailed)
         if rest is not None or matched is None:
@@ -126,25 +140,43 @@ def _index(error: BaseException) -> int:
 
 
 async def _all_warm(settings: Settings, pool: WarmPool, model_id: int, run: Run,
-                    images: Sequence[PredictImage]) -> list[dict[str, Any]] | None:
-    """Every image through the model's warm process, in order; None: predict cold instead."""
-    async with pool.process_for(model_id, run) as process:
+                    images: Sequence[PredictImage]) -> list[dict[str, Any]]:
+    """The first images' answers from the model's warm process, in order: all of them unless
+    no process could be had (the script does not opt in, none starts, or two died on one image);
+    the rest go cold."""
+    answers: list[dict[str, Any]] = []
+    async with pool.process_for(model_id, run) as held:
+        for index, image in enumerate(images):
+            answer = await _one_warm(settings, held, run, index, image)
+            if answer is None:
+                break
+            answers.append(answer)
+    return answers
+
+
+async def _one_warm(settings: Settings, held: Held, run: Run, index: int,
+                    image: PredictImage) -> dict[str, Any] | None:
+    """One image's answer from the held process; None: answer it and the rest cold. A process
+    that dies (or breaks the protocol) on the image is replaced and the image sent once more, to
+    the new one. When that one dies on it too, warm is given up for the request: a script that
+    dies on every image would otherwise cost two starts an image, one after the other."""
+    for attempt in range(2):
+        process = await held.live()
         if process is None:
             return None
-        results = []
-        for index, image in enumerate(images):
-            try:
-                reply = await process.ask(image.path, settings.predict_timeout_s)
-            except WarmTimeout as error:
-                raise _ImageFailed(index, str(error)) from None
-            except WarmBroken as error:
-                log.warning("the warm test script of run %s failed (%s); predicting cold",
-                            run.id, error)
-                return None
-            if isinstance(reply.output.get("error"), str):
-                raise _ImageFailed(index, f"the test script failed: {reply.output['error']}")
-            results.append(_answer(run, reply.output, reply.stdout, reply.duration_s))
-        return results
+        try:
+            reply = await process.ask(image.path, settings.predict_timeout_s)
+        except WarmTimeout as error:
+            raise _ImageFailed(index, str(error)) from None
+        except WarmBroken as error:
+            log.warning("the warm test script of run %s (pid %s) failed on image at index %s "
+                        "(%s); %s", run.id, process.pid, index, error,
+                        "a new one takes over" if attempt == 0 else "predicting the rest cold")
+            continue
+        if isinstance(reply.output.get("error"), str):
+            raise _ImageFailed(index, f"the test script failed: {reply.output['error']}")
+        return _answer(run, image, reply.output, reply.stdout, reply.duration_s)
+    return None
 
 
 def _check_scripts(settings: Settings, run: Run) -> None:
@@ -160,11 +192,12 @@ async def predict_images(settings: Settings, pool: WarmPool, model_id: int, run:
     _check_scripts(settings, run)
     try:
         warm = await _all_warm(settings, pool, model_id, run, images)
-        return warm if warm is not None else await _all_cold(settings, run, images)
+        rest = images[len(warm):]
+        return warm + (await _all_cold(settings, run, rest, len(warm)) if rest else [])
     except _ImageFailed as failed:
         if len(images) == 1:  # a single image answers exactly as it always has
             raise Conflict(failed.message) from None
         image = images[failed.index]
-        raise Conflict(f"image {failed.index + 1} of {len(images)} ({image.name!r}): "
-                       f"{failed.message}", field="image",
+        raise Conflict(f"{image_at(failed.index, len(images), image.name)}: {failed.message}",
+                       field="image",
                        extra={"failed": {"index": failed.index, "name": image.name}}) from None

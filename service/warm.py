@@ -12,7 +12,8 @@ process pays it once. The protocol (README, "The script contract"):
 
 The pool keeps at most one process per model, serves one request at a time through it, and
 starts a fresh one when the best run or the script changes, when it died, or after a timeout.
-Anything unexpected kills the process; the caller then predicts cold.
+Anything unexpected kills the process; a request that holds it may then take a new one for the
+rest of its images (`Held.live`), and predicts cold only when none starts.
 """
 
 from __future__ import annotations
@@ -216,6 +217,25 @@ class _Slot:
     failed_at: float = 0.0
 
 
+class Held:
+    """The model's warm process while one request holds its slot. A process that dies is
+    replaced on the next `live()`, so one death costs a batch one start, not its rest cold."""
+
+    def __init__(self, pool: WarmPool, slot: _Slot, run: Run) -> None:
+        self._pool = pool
+        self._slot = slot
+        self._run = run
+        self._process: WarmProcess | None = None  # what `_ready` gave: checked for run, script
+
+    async def live(self) -> WarmProcess | None:
+        """The process this request was given if still alive, else the pool's (a new one in
+        place of one that died); None: predict cold (the script does not opt in, or no process
+        started within the last RETRY_AFTER_S)."""
+        if self._process is None or not self._process.alive:
+            self._process = await self._pool._ready(self._slot, self._run)
+        return self._process
+
+
 class WarmPool:
     """The warm processes of one API, by model id."""
 
@@ -230,11 +250,12 @@ class WarmPool:
         return self._opt_in[1]
 
     @contextlib.asynccontextmanager
-    async def process_for(self, model_id: int, run: Run) -> AsyncIterator[WarmProcess | None]:
-        """The model's warm process, held for this request alone; None: predict cold."""
+    async def process_for(self, model_id: int, run: Run) -> AsyncIterator[Held]:
+        """The model's warm process, held for this request alone (started, or replaced when it
+        serves another run or script, by the first `live()`)."""
         slot = self._slots.setdefault(model_id, _Slot())
         async with slot.lock:
-            yield await self._ready(slot, run)
+            yield Held(self, slot, run)
 
     async def _ready(self, slot: _Slot, run: Run) -> WarmProcess | None:
         key = script_key(self.settings.test_script)

@@ -33,8 +33,9 @@ async def test_a_batch_is_answered_in_order_by_a_script_that_does_not_opt_in(
     # Then three answers come back in the order sent, each today's single answer
     assert status == 200, body
     assert list(body) == ["predictions"]
-    images = [Path(p["output"]["image"]).name for p in body["predictions"]]
-    assert images == ["image-000.png", "image-001.png", "image-002.png"]
+    images = [(p["name"], p["output"]["image"]) for p in body["predictions"]]
+    assert images == [("digit-0.png", "digit-0.png"), ("digit-1.png", "digit-1.png"),
+                      ("digit-2.png", "digit-2.png")]
     assert all(p["run_id"] == best and p["output"]["label"] == "7" and
                "model trained with" in p["stdout"] for p in body["predictions"])
     # And they ran cold: no warm process, nothing left in the temp space
@@ -42,7 +43,7 @@ async def test_a_batch_is_answered_in_order_by_a_script_that_does_not_opt_in(
     assert list(settings.tmp_dir.iterdir()) == []
     # And one image alone is answered exactly as before: the object, not a list
     status, single = await predict(client, model_id, png_bytes(4))
-    assert status == 200 and set(single) == {"run_id", "params", "output", "stdout",
+    assert status == 200 and set(single) == {"run_id", "params", "name", "output", "stdout",
                                              "duration_s"}
 
 
@@ -56,8 +57,8 @@ async def test_a_bad_part_refuses_the_batch_naming_it_and_keeps_nothing(client, 
     response = await client.post(f"/api/v1/models/{model_id}/predict", data=form)
     body = await response.json()
     assert response.status == 422, body
-    assert body["error"]["message"] == ("image 2 of 3 ('notes.txt') is not an image: not an "
-                                        "image Pillow can read")
+    assert body["error"]["message"] == ("image at index 1 of 3 ('notes.txt') is not an image: "
+                                        "not an image Pillow can read")
     assert body["error"]["field"] == "image"
     assert body["rejected"] == [{"index": 1, "name": "notes.txt",
                                  "reason": "not an image Pillow can read"}]
@@ -100,7 +101,8 @@ async def test_a_cold_failure_fails_the_request_naming_the_image(
                                  png_bytes(3, size=2000))
     assert status == 409, body
     assert body["error"]["message"].startswith(
-        "image 3 of 3 ('digit-2.png'): the test script exited with code 1: error: too big")
+        "image at index 2 of 3 ('digit-2.png'): the test script exited with code 1: error: "
+        "too big")
     assert body["failed"] == {"index": 2, "name": "digit-2.png"}
     status, body = await predict(client, model_id, png_bytes(3, size=2000))
     assert status == 409 and body["error"]["message"].startswith(
@@ -166,8 +168,9 @@ async def test_our_test_py_answers_a_batch_warm_in_order(client, db, tmp_path, s
     labels = [p["output"]["label"] for p in body["predictions"]]
     expected = [p.name.split("_")[0] for p in heldout]
     assert sum(a == b for a, b in zip(labels, expected, strict=True)) >= 2, (labels, expected)
-    assert [Path(p["output"]["image"]).name for p in body["predictions"]] == [
-        "image-000.png", "image-001.png", "image-002.png"]
+    assert [(p["name"], p["output"]["image"]) for p in body["predictions"]] == [
+        ("digit-0.png", "digit-0.png"), ("digit-1.png", "digit-1.png"),
+        ("digit-2.png", "digit-2.png")]
     assert {p["run_id"] for p in body["predictions"]} == {best}
     assert one["output"]["label"] == labels[0]
     assert one["output"]["confidence"] == body["predictions"][0]["output"]["confidence"]

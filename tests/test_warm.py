@@ -5,6 +5,7 @@ when the best run or the script changes, when it dies or times out, and stopped 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import textwrap
@@ -36,11 +37,25 @@ FAKE_SERVE = textwrap.dedent('''\
     args = {{argv[n].lstrip("-"): argv[n + 1] for n in range(0, len(argv), 2)}}
     hang = os.environ.get("FAKE_SERVE_HANG")  # a file: while it exists, every image hangs
     fail_over = int(os.environ.get("FAKE_SERVE_FAIL_OVER", "0"))  # bytes: bigger images fail
+    die_over = int(os.environ.get("FAKE_SERVE_DIE_OVER", "0"))  # bytes: bigger ones kill it warm
+    # "N:FILE": the first process to reach its Nth image writes its pid to FILE and waits there
+    # (to be killed); once FILE exists, no process waits again
+    pause_at, _, pause_file = os.environ.get("FAKE_SERVE_PAUSE_AT", "0:").partition(":")
+    served = 0
 
 
     def answer(image, mode):
+        global served
+        served += 1
+        if mode == "warm" and served == int(pause_at) and not os.path.exists(pause_file):
+            with open(pause_file + ".part", "w") as handle:
+                handle.write(str(os.getpid()))
+            os.rename(pause_file + ".part", pause_file)
+            time.sleep(600)
         if hang and os.path.exists(hang):
             time.sleep(600)
+        if mode == "warm" and die_over and os.path.getsize(image) > die_over:
+            os.kill(os.getpid(), 9)
         if fail_over and os.path.getsize(image) > fail_over:
             return {{"image": image, "error": "too big for me"}}
         return {{"i": args["i"], "image": image, "label": "3", "mode": mode, "pid": os.getpid(),
@@ -130,10 +145,13 @@ async def test_the_warm_process_is_reused_and_answers_like_a_cold_one(client, db
     pids = {first["output"]["pid"]} | {p["output"]["pid"] for p in batch["predictions"]}
     assert pids == {client.app[WARM_POOL].pids()[model_id]}
     # and each answer is today's object, its log line kept in `stdout`, in the order sent
-    assert set(first) == {"run_id", "params", "output", "stdout", "duration_s"}
+    assert set(first) == {"run_id", "params", "name", "output", "stdout", "duration_s"}
     assert first["stdout"].startswith("a log line before the result\n")
-    assert [Path(p["output"]["image"]).name for p in batch["predictions"]] == [
-        "image-000.png", "image-001.png", "image-002.png"]
+    # and each names the file uploaded, where the script echoed the temporary path it was given
+    assert first["name"] == first["output"]["image"] == "digit-0.png"
+    assert [(p["name"], p["output"]["image"]) for p in batch["predictions"]] == [
+        ("digit-0.png", "digit-0.png"), ("digit-1.png", "digit-1.png"),
+        ("digit-2.png", "digit-2.png")]
     assert list(settings.tmp_dir.iterdir()) == []
 
 
@@ -174,6 +192,95 @@ async def test_a_killed_process_is_replaced_and_no_request_fails(client, db, stu
     assert later["output"]["mode"] == "warm" and later["output"]["pid"] != old_pid
 
 
+async def pid_in(file: Path, timeout: float = 30.0) -> int:
+    """The pid a paused fake script wrote to `file`, once it is there."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not file.exists():
+        assert asyncio.get_running_loop().time() < deadline, f"no {file} within {timeout} s"
+        await asyncio.sleep(0.05)
+    return int(file.read_text())
+
+
+def warm_starts(caplog: pytest.LogCaptureFixture) -> list[int]:
+    """The pids of the warm processes the pool started, in order."""
+    return [record.args[1] for record in caplog.records
+            if record.msg.startswith("warm test script of run %s started")]
+
+
+async def test_a_process_killed_mid_batch_is_replaced_by_one_warm_process_for_the_rest(
+        aiohttp_client, stub_broker, stub_worker, settings, tmp_path, monkeypatch, caplog):
+    from dataclasses import replace
+
+    from service.app import create_app
+
+    # Given a warm script that waits on the 3rd image of a batch (once), and a time limit far
+    # past the time the test takes to kill it
+    pause = tmp_path / "paused.pid"
+    monkeypatch.setenv("FAKE_SERVE_PAUSE_AT", f"3:{pause}")
+    caplog.set_level(logging.INFO, logger="sweeplab.warm")
+    app = create_app(replace(settings, predict_timeout_s=30.0), broker=stub_broker)
+    client = await aiohttp_client(app)
+    model_id, _ = await trained(client)
+    # When a batch of six is sent and the warm process is killed (SIGKILL) on its 3rd image
+    request = asyncio.create_task(predict(client, model_id, *(png_bytes(n) for n in range(6))))
+    killed = await pid_in(pause)
+    os.kill(killed, signal.SIGKILL)
+    status, body = await request
+    # Then the whole batch is answered warm: the first two by the killed process, the 3rd
+    # (sent again) and the rest by one new process, which stays for the next request
+    assert status == 200, body
+    answers = body["predictions"]
+    assert [p["output"]["mode"] for p in answers] == ["warm"] * 6
+    new = app[WARM_POOL].pids()[model_id]
+    assert new != killed
+    assert [p["output"]["pid"] for p in answers] == [killed] * 2 + [new] * 4
+    assert warm_starts(caplog) == [killed, new]
+    assert [p["name"] for p in answers] == [f"digit-{n}.png" for n in range(6)]
+
+
+async def test_when_no_new_process_starts_mid_batch_the_rest_is_answered_cold(
+        aiohttp_client, stub_broker, stub_worker, settings, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from service.app import create_app
+
+    pause = tmp_path / "paused.pid"
+    monkeypatch.setenv("FAKE_SERVE_PAUSE_AT", f"3:{pause}")
+    app = create_app(replace(settings, predict_timeout_s=30.0), broker=stub_broker)
+    client = await aiohttp_client(app)
+    model_id, _ = await trained(client)
+    request = asyncio.create_task(predict(client, model_id, *(png_bytes(n) for n in range(5))))
+    killed = await pid_in(pause)
+    # When the process is killed on the 3rd image and its replacement cannot start
+    monkeypatch.setenv("FAKE_SERVE_START", "broken")
+    os.kill(killed, signal.SIGKILL)
+    status, body = await request
+    # Then the 3rd image and the rest are answered cold, in order
+    assert status == 200, body
+    assert [p["output"]["mode"] for p in body["predictions"]] == ["warm"] * 2 + ["cold"] * 3
+    assert [p["name"] for p in body["predictions"]] == [f"digit-{n}.png" for n in range(5)]
+    assert app[WARM_POOL].pids() == {}
+
+
+async def test_an_image_that_kills_two_processes_is_answered_cold_with_the_rest(
+        client, db, stub_worker, monkeypatch, caplog):
+    # Given a warm script that dies on images over 1000 bytes (its one-shot mode answers them)
+    monkeypatch.setenv("FAKE_SERVE_DIE_OVER", "1000")  # png_bytes(size=2000) is bigger
+    caplog.set_level(logging.INFO, logger="sweeplab.warm")
+    model_id, _ = await trained(client)
+    # When a batch holds one such image
+    status, body = await predict(client, model_id, png_bytes(1), png_bytes(2, size=2000),
+                                 png_bytes(3))
+    # Then it was sent to two processes, each died, and it and the rest were answered cold
+    assert status == 200, body
+    answers = body["predictions"]
+    assert [p["output"]["mode"] for p in answers] == ["warm", "cold", "cold"]
+    first, _ = warm_starts(caplog)
+    assert answers[0]["output"]["pid"] == first
+    assert [p["name"] for p in answers] == ["digit-0.png", "digit-1.png", "digit-2.png"]
+    assert client.app[WARM_POOL].pids() == {}
+
+
 async def test_a_timeout_kills_the_process_answers_409_and_the_next_request_recovers(
         client, db, stub_worker, tmp_path, monkeypatch):
     # Given a warm process whose script hangs on images while a flag file exists
@@ -204,7 +311,7 @@ async def test_an_error_line_fails_the_request_naming_the_image_and_keeps_the_pr
     status, body = await predict(client, model_id, png_bytes(2), png_bytes(3, size=2000),
                                  png_bytes(4))
     assert status == 409, body
-    assert body["error"]["message"] == ("image 2 of 3 ('digit-1.png'): the test script "
+    assert body["error"]["message"] == ("image at index 1 of 3 ('digit-1.png'): the test script "
                                         "failed: too big for me")
     assert body["failed"] == {"index": 1, "name": "digit-1.png"}
     _, after = await predict(client, model_id, png_bytes(5))

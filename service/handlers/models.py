@@ -14,7 +14,7 @@ from service.handlers.common import answer, in_db, path_id, read_json, settings_
 from service.imagecheck import NotAnImage, check_image
 from service.labels import LabelError
 from service.models import Run
-from service.predict import PredictImage, predict_images
+from service.predict import PredictImage, image_at, predict_images
 from service.removal import delete_model, delete_model_image
 from service.settings import Settings
 from service.storage import kept_temp_dir
@@ -130,8 +130,8 @@ def _check_predict_images(settings: Settings, received: Received, temp_dir: Path
         raise Invalid(f"{rejected[0]['name']}: {rejected[0]['reason']}", field="image")
     if rejected:
         first = rejected[0]
-        raise Invalid(f"image {first['index'] + 1} of {len(received.files)} "
-                      f"({first['name']!r}) is not an image: {first['reason']}", field="image",
+        raise Invalid(f"{image_at(first['index'], len(received.files), first['name'])} "
+                      f"is not an image: {first['reason']}", field="image",
                       extra={"rejected": rejected})
     return checked, shown
 
