@@ -10,7 +10,7 @@ from service.aggregate import aggregate_experiment
 from service.configs import validate_objective, validate_repeats
 from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
-from service.labels import has_control_characters
+from service.ingest.labels import has_control_characters
 from service.models import (
     Experiment,
     ExperimentStatus,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.archives import (
+from service.ingest.archives import (
     ArchiveError,
     ArchiveLimits,
     ArchiveTooLarge,
@@ -12,8 +12,8 @@ from service.archives import (
     unpack,
     unpack_stream,
 )
-from service.imagecheck import NotAnImage, check_image
-from service.labels import LabelError, check_label
+from service.ingest.imagecheck import NotAnImage, check_image
+from service.ingest.labels import LabelError, check_label
 from tests.helpers import png_bytes, tar_gz_bytes, zip_bytes
 
 LIMITS = ArchiveLimits(max_members=100, max_total_bytes=1 << 20, max_file_bytes=1 << 19)

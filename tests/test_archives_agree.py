@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.archives import ArchiveError, ArchiveLimits, stream_kind, unpack, unpack_stream
+from service.ingest.archives import ArchiveError, ArchiveLimits, stream_kind, unpack, unpack_stream
 from tests.helpers import png_bytes
 
 LIMITS = ArchiveLimits(max_members=50, max_total_bytes=1 << 20, max_file_bytes=1 << 18)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from aiohttp import BodyPartReader, FormData, web
 
-import service.receive as receive
-from service.archives import ArchiveLimits, unpack
-from service.receive import receive_files
+import service.ingest.receive as receive
+from service.ingest.archives import ArchiveLimits, unpack
+from service.ingest.receive import receive_files
 from tests.conftest import make_settings
 from tests.helpers import png_bytes
 
@@ -166,7 +166,7 @@ def test_archive_members_are_hashed_as_they_are_unpacked(tmp_path):
 
 
 def test_a_member_larger_than_memory_keeps_is_streamed_to_disk(tmp_path, monkeypatch):
-    import service.archives as archives
+    import service.ingest.archives as archives
 
     monkeypatch.setattr(archives, "CHUNK", 1000)
     monkeypatch.setattr(archives, "KEEP_BYTES", 2500)

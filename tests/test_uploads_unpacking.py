@@ -7,9 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from service.receive import ReceivedFile
-from service.unpacking import ChunkFeed, StreamedUnpack
-from service.uploads import check_uploads, receive_files, unpacker
+from service.ingest.receive import ReceivedFile
+from service.ingest.unpacking import ChunkFeed, StreamedUnpack
+from service.ingest.uploads import check_uploads, receive_files, unpacker
 from tests.conftest import make_settings
 from tests.helpers import png_bytes, tar_gz_bytes, zip_bytes
 from tests.test_api import make_model

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from service.labels import LabelError, check_label
-from service.tarstream import tar_stream
-from service.zipstream import LOCAL_HEADER, ZipStream, ZipStreamError, decoded_name
+from service.ingest.labels import LabelError, check_label
+from service.ingest.tarstream import tar_stream
+from service.ingest.zipstream import LOCAL_HEADER, ZipStream, ZipStreamError, decoded_name
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")

@@ -1,4 +1,4 @@
-"""Image uploads: received (service.receive), then checked, stored once, and recorded.
+"""Image uploads: received (service.ingest.receive), then checked, stored once, and recorded.
 
 Nothing is kept until the whole request has been read and checked: a request cut off half-way
 leaves only its temporary folder, which is removed (and cleared at start after a crash).
@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.archives import (
+from service.db import write_transaction
+from service.errors import TooLarge
+from service.ingest.archives import (
     ARCHIVE_SUFFIXES,
     NESTED_SUFFIXES,
     ArchiveError,
@@ -24,15 +26,13 @@ from service.archives import (
     unpack,
     unpack_stream,
 )
-from service.db import write_transaction
-from service.errors import TooLarge
-from service.imagecheck import CheckedImage, NotAnImage, check_image
-from service.labels import check_label
+from service.ingest.imagecheck import CheckedImage, NotAnImage, check_image
+from service.ingest.labels import check_label
+from service.ingest.receive import Received, ReceivedFile, receive_files
+from service.ingest.unpacking import Unpacker
 from service.models import Image, ModelImage
-from service.receive import Received, ReceivedFile, receive_files
 from service.settings import Settings
 from service.storage import store_image
-from service.unpacking import Unpacker
 
 __all__ = ["Candidate", "Received", "ReceivedFile", "Recorded", "check_uploads",
            "receive_files", "record_images", "unpacker"]

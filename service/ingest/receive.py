@@ -7,7 +7,7 @@ the next bytes are parsed; small parts are written in batches, one thread hop fo
 (a request of 2,000 small images would otherwise cost three hops a part), and kept in memory,
 within a per-request budget, so the check does not read them back either. An archive part,
 given an unpacker, is not written at all: its bytes go to the unpacker's thread as they arrive
-(service.unpacking), which writes only its members.
+(service.ingest.unpacking), which writes only its members.
 
 Nothing is kept until the whole request has been read and checked: a request cut off half-way
 leaves only its temporary folder, which the caller removes (and which is cleared at start after
@@ -29,10 +29,10 @@ import aiofiles.os
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from service.archives import is_archive_head, stream_kind
 from service.errors import BadRequest, Invalid, TooLarge
+from service.ingest.archives import is_archive_head, stream_kind
+from service.ingest.unpacking import StreamedUnpack, Unpacker, UnpackFailed
 from service.settings import Settings
-from service.unpacking import StreamedUnpack, Unpacker, UnpackFailed
 
 CHUNK = 1 << 20  # asked of read_chunk, which hands over what has arrived, up to this
 WRITE_SIZE = 1 << 20  # bytes a large part collects before one write: few thread hops
@@ -288,7 +288,7 @@ async def receive_files(request: web.Request, settings: Settings, temp_dir: Path
     """Stream every file part named `file_field` to disk, each into a file of its own; with
     `labels`, each `label` text part labels the file parts after it. With `unpacker`, an
     archive part is not written: its bytes go to `unpacker` in a thread as they arrive (see
-    service.unpacking), and what it returns is the part's `unpacked`."""
+    service.ingest.unpacking), and what it returns is the part's `unpacked`."""
     received = Received()
     writer = _Writer()
     try:
