@@ -18,9 +18,9 @@ from typing import Any
 from service.attempts import record_and_aggregate, requeue_attempt
 from service.curves import CurveFollower
 from service.db import database
-from service.pruning import keep_going
 from service.runstate import Claim, claim_run, heartbeat
 from service.settings import Settings
+from service.sweeps.pruning import keep_going
 from service.training import STDOUT_NAME, Outcome
 from service.workers import report_worker
 

@@ -26,8 +26,8 @@ from PIL import Image
 from actors.rest_store import RestStore
 from bench.common import SLEEP_SCRIPT, Result, children, cpu_seconds, running_stack
 from bench.sweep_overhead import time_sweep
-from service.grid import expand_grid
 from service.settings import load_settings
+from service.sweeps.grid import expand_grid
 from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
 
 TOKEN = "bench-worker-token"

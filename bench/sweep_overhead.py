@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.common import SLEEP_SCRIPT, Result, children, cpu_seconds, running_stack
-from service.grid import expand_grid
+from service.sweeps.grid import expand_grid
 from tests.e2e_support import Stack
 
 TARGETS = {(1.0, 9): 1.03, 1.0: 1.05, 0.1: 1.25}  # by (sleep, threads), else by sleep

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from service.aggregate import aggregate_in_transaction
 from service.db import write_transaction
 from service.models import RunStatus
 from service.runstate import transition
+from service.sweeps.aggregate import aggregate_in_transaction
 from service.timeutil import utcnow
 from service.training import Outcome
 

@@ -29,7 +29,7 @@ from service.models import (
     RunStatus,
 )
 from service.rows import row_by_id, run_kept
-from service.search import TPE
+from service.sweeps.space import TPE
 from service.timeutil import utcnow
 
 MAX_ATTEMPTS = 3

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from service.models import RunStatus
 from service.parsing import find_metric
-from service.reuse import script_sha256
 from service.settings import Settings
 from service.supervise import RUN_MARKER, ChildResult, start_child, supervise
+from service.sweeps.reuse import script_sha256
 
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"

@@ -7,12 +7,12 @@ from typing import Any
 
 from peewee import fn
 
-from service.aggregate import status_counts
-from service.configs import comparison_json, configuration_json, group, ranked
 from service.db import database
 from service.models import Experiment, MLModel, ModelImage, Run, RunStatus
+from service.sweeps.aggregate import status_counts
+from service.sweeps.statistics import comparison_json, configuration_json, group, ranked
+from service.sweeps.trials import search_json
 from service.timeutil import iso
-from service.trials import search_json
 
 # The columns a run shows, in order. The experiment view reads them with one raw query: it is
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.

@@ -33,9 +33,9 @@ from aiohttp import web
 from service.keys import SETTINGS
 from service.models import Run
 from service.parsing import parse_dict_line
-from service.reuse import ScriptKey, script_key
 from service.settings import Settings
 from service.supervise import kill_group, with_parent_death_signal
+from service.sweeps.reuse import ScriptKey, script_key
 from service.training import script_env
 
 log = logging.getLogger("sweeplab.warm")

@@ -20,11 +20,11 @@ from service.attempts import record_and_aggregate, record_outcome, requeue_attem
 from service.curves import CurveFollower
 from service.errors import Conflict, Invalid, NotFound
 from service.models import Experiment, Run, RunStatus
-from service.pruning import keep_going as curve_keeps_going
 from service.rows import row_by_id
 from service.runstate import Claim, ClaimOutcome, aggregate_later, claim_run, heartbeat
 from service.settings import Settings
 from service.storage import remove_tree
+from service.sweeps.pruning import keep_going as curve_keeps_going
 from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 
 LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}

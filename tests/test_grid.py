@@ -3,7 +3,7 @@ import math
 import pytest
 
 from service.errors import Invalid
-from service.grid import DEFAULT_GRID, GridPoint, expand_grid, validate_grid
+from service.sweeps.grid import DEFAULT_GRID, GridPoint, expand_grid, validate_grid
 
 
 def test_default_grid_has_27_points_in_stable_order():

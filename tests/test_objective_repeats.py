@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scripts.make_sample_data import write_sample
-from service.configs import MAXIMIZE, comparison_json, group, ranked
+from service.sweeps.statistics import MAXIMIZE, comparison_json, group, ranked
 from tests.e2e_support import ROOT
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 from tests.test_api_edges import SMALL

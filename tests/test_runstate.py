@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.grid import DEFAULT_GRID
 from service.models import Experiment, MLModel, Run, RunEvent, RunStatus
 from service.runstate import MAX_ATTEMPTS, ClaimOutcome, claim_run, heartbeat, transition
+from service.sweeps.grid import DEFAULT_GRID
 from service.timeutil import utcnow
 
 DEAD_LOCAL_WORKER = "host-that-is-not-this-one:1"
@@ -100,9 +100,9 @@ def test_an_aggregate_arriving_while_another_waits_is_left_to_it(db):
     import threading
     import time
 
-    import service.aggregate as aggregate_module
-    from service.aggregate import aggregate_experiment
+    import service.sweeps.aggregate as aggregate_module
     from service.db import write_transaction
+    from service.sweeps.aggregate import aggregate_experiment
 
     run_id = make_run(db)
     experiment_id = Run.get_by_id(run_id).experiment_id
@@ -121,7 +121,7 @@ def test_an_aggregate_arriving_while_another_waits_is_left_to_it(db):
 def aggregate_experiment_skipped(experiment_id: int) -> bool:
     import threading
 
-    from service.aggregate import aggregate_experiment
+    from service.sweeps.aggregate import aggregate_experiment
 
     outcome = []
     other = threading.Thread(target=lambda: outcome.append(aggregate_experiment(experiment_id)))

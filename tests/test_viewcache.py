@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from service.grid import GridPoint
 from service.models import Experiment, MLModel, Run, RunStatus
 from service.runstate import transition
-from service.trials import add_runs, first_points
+from service.sweeps.grid import GridPoint
+from service.sweeps.trials import add_runs, first_points
 from service.viewcache import experiment_view_bytes, kept_view_bytes
 
 GRID = {"i": [0.1], "j": [1, 2], "k": [5]}

@@ -10,15 +10,15 @@ from service.dashboard import data
 from service.dashboard.pages import render
 from service.dashboard.sweepform import error_context, experiment_body
 from service.errors import ApiError
-from service.experiments import (
+from service.handlers.common import in_db, path_id, settings_of
+from service.handlers.experiments import send_queued_runs, start_experiment
+from service.handlers.models import ingest_upload, predict_upload
+from service.sweeps.experiments import (
     cancel_experiment,
     create_experiment,
     create_model,
     retry_experiment,
 )
-from service.handlers.common import in_db, path_id, settings_of
-from service.handlers.experiments import send_queued_runs, start_experiment
-from service.handlers.models import ingest_upload, predict_upload
 
 
 def _redirect(location: str, notice: str | None = None) -> web.HTTPSeeOther:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.configs import MAXIMIZE
+from service.sweeps.statistics import MAXIMIZE
 
 # viridis, sampled: readable for colour-blind eyes and in greyscale
 STOPS = [(0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)),

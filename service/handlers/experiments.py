@@ -6,14 +6,6 @@ from aiohttp import web
 
 from service.dispatch import publish_experiment
 from service.errors import Invalid, Unavailable
-from service.experiments import (
-    cancel_experiment,
-    create_experiment,
-    get_experiment,
-    get_model,
-    mark_running,
-    retry_experiment,
-)
 from service.handlers.common import (
     answer,
     in_db,
@@ -25,7 +17,15 @@ from service.handlers.common import (
     shared_read,
 )
 from service.models import Experiment
-from service.removal import delete_experiment
+from service.sweeps.experiments import (
+    cancel_experiment,
+    create_experiment,
+    get_experiment,
+    get_model,
+    mark_running,
+    retry_experiment,
+)
+from service.sweeps.removal import delete_experiment
 from service.viewcache import experiment_view_bytes, kept_view_bytes
 from service.views import experiment_json
 

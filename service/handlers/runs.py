@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.curves import curve_json
-from service.experiments import get_run
 from service.handlers.common import answer, in_db, path_id, settings_of
+from service.sweeps.experiments import get_run
 from service.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.views import run_json
 

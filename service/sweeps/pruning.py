@@ -16,7 +16,7 @@ from service.db import write_transaction
 from service.models import Experiment, Run, RunStatus
 from service.rows import row_by_id
 from service.runstate import transition
-from service.sampling import quiet_optuna
+from service.sweeps.sampling import quiet_optuna
 from service.timeutil import utcnow
 
 STATES = {RunStatus.SUCCEEDED: "COMPLETE", RunStatus.PRUNED: "PRUNED",

@@ -7,11 +7,11 @@ from __future__ import annotations
 from peewee import fn
 
 from service.db import insert_in_batches, write_transaction
-from service.grid import GridPoint, expand_grid
 from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
 from service.rows import row_by_id
-from service.sampling import TrialRecord, ask, first_configurations
-from service.search import GRID, TPE
+from service.sweeps.grid import GridPoint, expand_grid
+from service.sweeps.sampling import TrialRecord, ask, first_configurations
+from service.sweeps.space import GRID, TPE
 
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 

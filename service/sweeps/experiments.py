@@ -6,8 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from service.aggregate import aggregate_experiment
-from service.configs import validate_objective, validate_repeats
 from service.db import write_transaction
 from service.errors import Conflict, Invalid, NotFound
 from service.ingest.labels import has_control_characters
@@ -20,10 +18,13 @@ from service.models import (
     Run,
     RunStatus,
 )
-from service.reuse import images_sha256
 from service.rows import row_by_id
 from service.runstate import transition
-from service.search import (
+from service.settings import Settings
+from service.storage import image_path, staged_snapshot
+from service.sweeps.aggregate import aggregate_experiment
+from service.sweeps.reuse import images_sha256
+from service.sweeps.space import (
     GRID,
     check_run_count,
     validate_early_stopping,
@@ -31,10 +32,9 @@ from service.search import (
     validate_search,
     validate_space,
 )
-from service.settings import Settings
-from service.storage import image_path, staged_snapshot
+from service.sweeps.statistics import validate_objective, validate_repeats
+from service.sweeps.trials import add_runs, first_points
 from service.timeutil import utcnow
-from service.trials import add_runs, first_points
 
 ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 

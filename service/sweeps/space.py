@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.errors import Invalid
-from service.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
+from service.sweeps.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
 
 GRID, RANDOM, TPE = "grid", "random", "tpe"
 STRATEGY_KEYS = {GRID: {"strategy"}, RANDOM: {"strategy", "runs", "seed"},

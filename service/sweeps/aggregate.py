@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 from peewee import Query, fn
 
-from service.configs import MAXIMIZE, Configuration, group, ranked
 from service.db import write_transaction
 from service.models import (
     TERMINAL_RUN_STATES,
@@ -22,7 +21,8 @@ from service.models import (
     RunStatus,
 )
 from service.rows import row_by_id, run_kept
-from service.search import TPE
+from service.sweeps.space import TPE
+from service.sweeps.statistics import MAXIMIZE, Configuration, group, ranked
 
 
 def succeeded_runs(experiment: Experiment) -> list[tuple[int, float, int, int, float]]:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.grid import GridPoint
-from service.search import TPE, distributions, finite_values, space_size
+from service.sweeps.grid import GridPoint
+from service.sweeps.space import TPE, distributions, finite_values, space_size
 
 
 @dataclass

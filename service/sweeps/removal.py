@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.aggregate import aggregate_model
 from service.db import insert_in_batches, write_transaction
 from service.errors import Conflict, NotFound
-from service.experiments import ACTIVE_RUN_STATES, get_experiment, get_model
 from service.models import (
     Experiment,
     ExperimentStatus,
@@ -26,6 +24,8 @@ from service.models import (
 )
 from service.settings import Settings
 from service.storage import image_path, remove_tree
+from service.sweeps.aggregate import aggregate_model
+from service.sweeps.experiments import ACTIVE_RUN_STATES, get_experiment, get_model
 from service.timeutil import utcnow
 
 
