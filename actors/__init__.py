@@ -18,8 +18,8 @@ from actors.middleware import (
 )
 from actors.registry import WorkerRegistry
 from actors.store import RunStore, make_store
-from service.broker import make_broker
-from service.db import open_database
+from service.core.db import open_database
+from service.dispatch.broker import make_broker
 from service.settings import ensure_data_dirs, load_settings
 
 settings = load_settings()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dramatiq
 
-from service.broker import AGGREGATE_ACTOR, AGGREGATE_QUEUE
-from service.dispatch import publish_experiment
+from service.dispatch.broker import AGGREGATE_ACTOR, AGGREGATE_QUEUE
+from service.dispatch.publish import publish_experiment
 
 
 @dramatiq.actor(actor_name=AGGREGATE_ACTOR, queue_name=AGGREGATE_QUEUE, time_limit=60_000,

@@ -13,7 +13,7 @@ import dramatiq
 from dramatiq.middleware import Middleware, SkipMessage
 
 from actors import gpus
-from service.db import database
+from service.core.db import database
 from service.migrate import schema_problem
 
 log = logging.getLogger("sweeplab.worker")

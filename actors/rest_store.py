@@ -26,9 +26,9 @@ import requests
 
 from actors.snapshot_cache import Manifest, SnapshotCache
 from actors.store import Refused, RunSpec, RunStore, StoreUnreachable, WorkerRefused
-from service.runstate import Claim, ClaimOutcome
+from service.execution.training import STDERR_NAME, STDOUT_NAME, Outcome
+from service.runs.state import Claim, ClaimOutcome
 from service.settings import Settings
-from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 
 log = logging.getLogger("sweeplab.rest_store")
 TIMEOUT_S = 30

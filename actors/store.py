@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.attempts import record_and_aggregate, requeue_attempt
-from service.curves import CurveFollower
-from service.db import database
-from service.runstate import Claim, claim_run, heartbeat
+from service.core.db import database
+from service.execution.training import STDOUT_NAME, Outcome
+from service.runs.attempts import record_and_aggregate, requeue_attempt
+from service.runs.curves import CurveFollower
+from service.runs.state import Claim, claim_run, heartbeat
 from service.settings import Settings
 from service.sweeps.pruning import keep_going
-from service.training import STDOUT_NAME, Outcome
-from service.workers import report_worker
+from service.workers.registry import report_worker
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from dramatiq.middleware import Shutdown, SkipMessage
 
 from actors.gpus import gpu_env
 from actors.store import RunSpec, RunStore, StoreUnreachable, WorkerRefused
-from service.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
-from service.runstate import Claim, ClaimOutcome, this_worker
+from service.dispatch.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
+from service.execution.supervise import kill_leftovers
+from service.execution.training import STDOUT_NAME, TrainingJob, run_training
+from service.runs.state import Claim, ClaimOutcome, this_worker
 from service.settings import Settings
-from service.supervise import kill_leftovers
-from service.training import STDOUT_NAME, TrainingJob, run_training
 
 log = logging.getLogger("sweeplab.train")
 HEARTBEAT_EVERY_S = 2.0
@@ -138,7 +138,7 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
 
 @dramatiq.actor(actor_name=TRAIN_ACTOR, queue_name=TRAIN_QUEUE,
                 # The real limit is the run's own, enforced on the child by the worker; each
-                # message carries this above it (see service.broker.train_time_limit_ms).
+                # message carries this above it (see service.dispatch.broker.train_time_limit_ms).
                 time_limit=24 * 3600 * 1000,
                 # A script's failure is a result, not an exception: only infrastructure errors
                 # (database, broker, API) raise here, and those are worth a few patient retries.

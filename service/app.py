@@ -11,20 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 import dramatiq
 from aiohttp import web
 
-from service.broker import BrokerUnavailable, make_broker
-from service.brokerprobe import BrokerProbe
+from service.core.db import database, open_database
+from service.core.timeutil import utcnow
 from service.dashboard.security import guard_pages
 from service.dashboard.setup import setup_templates
-from service.db import database, open_database
-from service.dispatch import reconcile
+from service.dispatch.broker import BrokerUnavailable, make_broker
+from service.dispatch.probe import BrokerProbe
+from service.dispatch.publish import reconcile
 from service.keys import BROKER, BROKER_PROBE, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 from service.middleware import json_errors, require_token
 from service.migrate import apply_migrations
+from service.predict.warm import warm_pool_ctx
 from service.routes import setup_routes
 from service.settings import Settings, ensure_data_dirs
 from service.storage import clear_temp
-from service.timeutil import utcnow
-from service.warm import warm_pool_ctx
 
 DB_THREADS = 4
 log = logging.getLogger("sweeplab.api")

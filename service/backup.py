@@ -36,7 +36,7 @@ import psycopg2
 from playhouse.db_url import connect as connect_url
 from playhouse.db_url import parse as parse_url
 
-from service.db import database, open_database
+from service.core.db import database, open_database
 from service.migrate import apply_migrations, migration_names
 from service.settings import Settings, SettingsError, ensure_data_dirs, load_settings
 from service.storage import EXTRACT_FILTER

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dramatiq
 from aiohttp import web
 
-from service.brokerprobe import BrokerProbe
+from service.dispatch.probe import BrokerProbe
 from service.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)

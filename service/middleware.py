@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp_jinja2
 from aiohttp import web
 
-from service.errors import ApiError, Unauthorized
+from service.core.errors import ApiError, Unauthorized
 from service.keys import SETTINGS
 
 log = logging.getLogger("sweeplab.api")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import migrations
-from service.db import database, is_sqlite, open_database
-from service.models import SchemaMigration
+from service.core.db import database, is_sqlite, open_database
+from service.core.tables import SchemaMigration
 from service.settings import load_settings
 
 

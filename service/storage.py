@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.errors import Conflict
+from service.core.errors import Conflict
 from service.settings import Settings
 
 # Python's "data" extraction filter (PEP 706), where this Python has it: 3.11.4 and newer.

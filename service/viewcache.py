@@ -17,9 +17,9 @@ from typing import Any
 
 from peewee import Query, fn
 
-from service.errors import NotFound
-from service.models import Experiment, Run, RunEvent
-from service.rows import instance_of, run_kept
+from service.core.errors import NotFound
+from service.core.queries import instance_of, run_kept
+from service.core.tables import Experiment, Run, RunEvent
 from service.views import experiment_json, run_rows, run_view
 
 KEPT = 64  # experiments whose view is kept: those being watched

@@ -7,12 +7,12 @@ from typing import Any
 
 from peewee import fn
 
-from service.db import database
-from service.models import Experiment, MLModel, ModelImage, Run, RunStatus
+from service.core.db import database
+from service.core.tables import Experiment, MLModel, ModelImage, Run, RunStatus
+from service.core.timeutil import iso
 from service.sweeps.aggregate import status_counts
 from service.sweeps.statistics import comparison_json, configuration_json, group, ranked
 from service.sweeps.trials import search_json
-from service.timeutil import iso
 
 # The columns a run shows, in order. The experiment view reads them with one raw query: it is
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.

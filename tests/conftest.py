@@ -15,7 +15,7 @@ import pytest
 os.environ["SWEEPLAB_BROKER_URL"] = "stub://"
 os.environ.setdefault("SWEEPLAB_DATA_DIR", tempfile.mkdtemp(prefix="sweeplab-import-"))
 
-from service.db import database, open_database  # noqa: E402
+from service.core.db import database, open_database  # noqa: E402
 from service.migrate import apply_migrations  # noqa: E402
 from service.settings import Settings, ensure_data_dirs, load_settings  # noqa: E402
 

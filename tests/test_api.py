@@ -6,7 +6,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from service.models import RunEvent
+from service.core.tables import RunEvent
 from tests.helpers import png_bytes, zip_bytes
 
 
@@ -292,7 +292,7 @@ def test_refuses_a_public_address_without_a_token(tmp_path):
 async def test_broker_down_answers_503_and_queues_the_runs_once_it_is_back(aiohttp_client,
                                                                             tmp_path, db):
     from service.app import create_app
-    from service.dispatch import reconcile
+    from service.dispatch.publish import reconcile
     from tests.conftest import make_settings
     from tests.e2e_support import free_port
 

@@ -10,8 +10,8 @@ import tarfile
 import aiohttp
 import pytest
 
-from service.broker import send_train
-from service.models import Experiment, Run, RunEvent
+from service.core.tables import Experiment, Run, RunEvent
+from service.dispatch.broker import send_train
 from tests.helpers import png_bytes
 from tests.test_api import image_form, make_model, upload_two_labels, wait_for_status
 

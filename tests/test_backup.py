@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from service.backup import BackupError, Padded, create, restore
-from service.db import database
+from service.core.db import database
+from service.core.tables import Experiment, Image, MLModel, ModelImage, Run
 from service.migrate import apply_migrations, migration_names
-from service.models import Experiment, Image, MLModel, ModelImage, Run
 from service.storage import build_snapshot, image_path
 from tests.conftest import FAKE_PREDICT, FAKE_TRAIN, make_settings
 from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
@@ -102,7 +102,7 @@ def test_round_trip_keeps_every_row_file_and_hard_link(settings, db, tmp_path):
 
 def test_an_older_backup_is_migrated_on_restore(settings, tmp_path, monkeypatch):
     import service.migrate as migrate_module
-    from service.db import open_database
+    from service.core.db import open_database
 
     # Given a backup of a database at the first migration only
     open_database(settings.database_url)

@@ -235,7 +235,7 @@ def settle(experiment_id: int, outcomes: dict[int, dict], best: int | None,
            curves: dict[int, dict[int, float]]) -> list[int]:
     """Give the experiment's runs (in id order) these outcomes and curves, as a finished sweep
     would have; the run ids."""
-    from service.models import Experiment, Run, RunPoint
+    from service.core.tables import Experiment, Run, RunPoint
 
     ids = [r.id for r in Run.select(Run.id).where(Run.experiment == experiment_id)
            .order_by(Run.id)]
@@ -429,7 +429,7 @@ def test_the_best_so_far_axis_ends_at_the_last_run():
 
 async def test_a_parameter_drawn_from_a_range_shows_four_digits_its_exact_value_a_title(
         client, db):
-    from service.models import Run
+    from service.core.tables import Run
 
     # Given a random search whose best run drew i = 0.0028760196660332984
     exact = 0.0028760196660332984

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from service.curves import points_in
+from service.runs.curves import points_in
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 from tests.test_api_edges import SMALL
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 
-from service.db import write_transaction
-from service.models import MLModel
+from service.core.db import write_transaction
+from service.core.tables import MLModel
 
 
 def _write_from_another_connection(settings) -> None:

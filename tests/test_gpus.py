@@ -9,8 +9,8 @@ from dramatiq import Worker
 
 from actors import gpus
 from actors.middleware import GpuPerThread
-from service.models import Run
-from service.training import STDOUT_NAME
+from service.core.tables import Run
+from service.execution.training import STDOUT_NAME
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from service.errors import Invalid
+from service.core.errors import Invalid
 from service.sweeps.grid import DEFAULT_GRID, GridPoint, expand_grid, validate_grid
 
 

@@ -429,7 +429,7 @@ def test_the_colour_scale_puts_the_better_end_right():
 
 
 async def test_the_models_best_names_its_metric_direction_and_experiment(client, db):
-    from service.models import MLModel
+    from service.core.tables import MLModel
     from tests.test_charts import settle
 
     # Given a model whose accuracy sweep reached 0.9, then a loss sweep whose best run (loss

@@ -1,6 +1,6 @@
 import pytest
 
-from service.parsing import find_accuracy, last_line_dict
+from service.execution.parsing import find_accuracy, last_line_dict
 
 ASSIGNMENT_LINE = "{'i': '0.001', 'j': '2', 'k': '2000', 'images': '/data/x', 'accuracy': 0.342}"
 

@@ -7,7 +7,7 @@ import pytest
 from dramatiq import Worker
 
 from actors.store import LocalStore
-from service.db import database, open_database
+from service.core.db import database, open_database
 from service.migrate import apply_migrations
 from tests.conftest import make_settings
 from tests.test_api import make_model, upload_two_labels, wait_for_status

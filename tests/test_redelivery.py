@@ -14,11 +14,11 @@ import pytest
 from dramatiq import Worker
 
 import actors
-from service.broker import TRAIN_QUEUE
-from service.db import database, open_database
-from service.dispatch import MAX_DEAD_LETTERS, reconcile
-from service.models import Experiment, Run
-from service.timeutil import utcnow
+from service.core.db import database, open_database
+from service.core.tables import Experiment, Run
+from service.core.timeutil import utcnow
+from service.dispatch.broker import TRAIN_QUEUE
+from service.dispatch.publish import MAX_DEAD_LETTERS, reconcile
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 
 train_module = importlib.import_module("actors.train")  # `actors.train` is the actor

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.models import MLModel, Run, RunEvent, RunStatus
-from service.rows import run_kept
-from service.runstate import transition
+from service.core.queries import run_kept
+from service.core.tables import MLModel, Run, RunEvent, RunStatus
+from service.runs.state import transition
 from tests.test_runstate import make_run
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.models import Experiment, MLModel, Run, RunEvent, RunStatus
-from service.runstate import MAX_ATTEMPTS, ClaimOutcome, claim_run, heartbeat, transition
+from service.core.tables import Experiment, MLModel, Run, RunEvent, RunStatus
+from service.core.timeutil import utcnow
+from service.runs.state import MAX_ATTEMPTS, ClaimOutcome, claim_run, heartbeat, transition
 from service.sweeps.grid import DEFAULT_GRID
-from service.timeutil import utcnow
 
 DEAD_LOCAL_WORKER = "host-that-is-not-this-one:1"
 
@@ -83,7 +83,7 @@ def test_an_older_attempt_cannot_record_over_a_newer_one(db):
 def test_the_reconciler_settles_an_experiment_whose_last_aggregate_went_missing(db, settings):
     from dramatiq.brokers.stub import StubBroker
 
-    from service.dispatch import reconcile
+    from service.dispatch.publish import reconcile
 
     # Given every run ended but the experiment still says running (its aggregate was lost)
     run_id = make_run(db)
@@ -101,7 +101,7 @@ def test_an_aggregate_arriving_while_another_waits_is_left_to_it(db):
     import time
 
     import service.sweeps.aggregate as aggregate_module
-    from service.db import write_transaction
+    from service.core.db import write_transaction
     from service.sweeps.aggregate import aggregate_experiment
 
     run_id = make_run(db)
@@ -131,8 +131,8 @@ def aggregate_experiment_skipped(experiment_id: int) -> bool:
 
 
 def test_only_tpe_searches_are_aggregated_by_the_actor():
-    from service.models import Experiment
-    from service.runstate import aggregate_later
+    from service.core.tables import Experiment
+    from service.runs.state import aggregate_later
 
     def experiment(grid: dict, repeats: int = 1, search: dict | None = None) -> Experiment:
         return Experiment(grid=grid, repeats=repeats, search=search)

@@ -8,9 +8,9 @@ import uuid
 import peewee
 import pytest
 
-from service.db import database, open_database
+from service.core.db import database, open_database
+from service.core.tables import ALL_TABLES, SchemaMigration
 from service.migrate import apply_migrations
-from service.models import ALL_TABLES, SchemaMigration
 
 POSTGRES_ADMIN_URL = os.environ.get("SWEEPLAB_TEST_POSTGRES_URL",
                                     "postgresql://postgres@127.0.0.1:5432/postgres")

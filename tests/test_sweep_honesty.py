@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from service.models import Experiment, Run
+from service.core.tables import Experiment, Run
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 
 SMALL = {"i": [0.01], "j": [1], "k": [100, 200]}

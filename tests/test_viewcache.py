@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from service.models import Experiment, MLModel, Run, RunStatus
-from service.runstate import transition
+from service.core.tables import Experiment, MLModel, Run, RunStatus
+from service.runs.state import transition
 from service.sweeps.grid import GridPoint
 from service.sweeps.trials import add_runs, first_points
 from service.viewcache import experiment_view_bytes, kept_view_bytes

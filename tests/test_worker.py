@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dramatiq import Worker
 
-from service.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
+from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
 
 
 def test_prefetch_is_no_larger_than_the_thread_count(stub_broker, db):

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from actors.snapshot_cache import CorruptImage, SnapshotCache
+from service.core.tables import Run, RunEvent, RunStatus
 from service.keys import SETTINGS
-from service.models import Run, RunEvent, RunStatus
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
 from tests.test_api import make_model, upload_two_labels
@@ -283,8 +283,8 @@ def test_the_worker_sends_a_small_folder_from_memory_and_a_large_one_from_a_file
 
     from actors import rest_store
     from actors.store import RunSpec
+    from service.execution.training import Outcome
     from service.settings import load_settings
-    from service.training import Outcome
 
     store = rest_store.RestStore(load_settings({
         "SWEEPLAB_DATA_DIR": str(tmp_path / "host"), "SWEEPLAB_API_URL": "http://127.0.0.1:9",

@@ -13,13 +13,13 @@ import pytest
 from dramatiq import Worker
 
 from actors.registry import WorkerRegistry
-from service.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
-from service.errors import Invalid
-from service.models import Experiment, MLModel, Run, WorkerProcess
-from service.runstate import this_worker
+from service.core.errors import Invalid
+from service.core.tables import Experiment, MLModel, Run, WorkerProcess
+from service.core.timeutil import utcnow
+from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
+from service.runs.state import this_worker
 from service.settings import SettingsError
-from service.timeutil import utcnow
-from service.workers import host_of, list_workers, report_worker
+from service.workers.registry import host_of, list_workers, report_worker
 from tests.conftest import make_settings
 
 LEASE_S = 30.0

@@ -6,10 +6,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from service.core.errors import ApiError
 from service.dashboard import data
 from service.dashboard.pages import render
 from service.dashboard.sweepform import error_context, experiment_body
-from service.errors import ApiError
 from service.handlers.common import in_db, path_id, settings_of
 from service.handlers.experiments import send_queued_runs, start_experiment
 from service.handlers.models import ingest_upload, predict_upload

@@ -11,7 +11,7 @@ from aiohttp import web
 from service.dashboard import data
 from service.dashboard.security import SESSION_COOKIE, session_value, set_cookie, signed_in
 from service.handlers.common import in_db, path_id, settings_of
-from service.workers import list_workers
+from service.workers.registry import list_workers
 
 LIVE_TEMPLATES = {"experiment": "_experiment_live.html", "run": "_run_live.html"}
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from service.errors import ApiError
+from service.core.errors import ApiError
 from service.keys import SETTINGS
 
 SESSION_COOKIE = "sweeplab_session"

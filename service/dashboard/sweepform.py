@@ -11,7 +11,7 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from service.errors import ApiError, Invalid
+from service.core.errors import ApiError, Invalid
 
 PARAMS = ("i", "j", "k")
 RANGE = ".."

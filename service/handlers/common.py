@@ -10,15 +10,15 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from service.broker import BrokerUnavailable
-from service.db import database, is_sqlite
-from service.errors import (
+from service.core.db import database, is_sqlite
+from service.core.errors import (
     BadRequest,
     Invalid,
     TooLarge,
     Unavailable,
     UnsupportedMediaType,
 )
+from service.dispatch.broker import BrokerUnavailable
 from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 from service.settings import Settings
 

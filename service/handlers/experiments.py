@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.dispatch import publish_experiment
-from service.errors import Invalid, Unavailable
+from service.core.errors import Invalid, Unavailable
+from service.core.tables import Experiment
+from service.dispatch.publish import publish_experiment
 from service.handlers.common import (
     answer,
     in_db,
@@ -16,7 +17,6 @@ from service.handlers.common import (
     settings_of,
     shared_read,
 )
-from service.models import Experiment
 from service.sweeps.experiments import (
     cancel_experiment,
     create_experiment,

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from service.db import ping
+from service.core.db import ping
 from service.handlers.common import answer, in_db, settings_of
 from service.keys import BROKER_PROBE
 from service.openapi_doc import served_document

@@ -1,7 +1,7 @@
 """The worker routes, `/api/v1/worker/...`: what a remote worker does, over HTTP.
 
 They exist only when `SWEEPLAB_WORKER_TOKEN` is set, and accept only that token (the
-middleware sees to it). Thin: parse, call one function of service.workerapi, answer.
+middleware sees to it). Thin: parse, call one function of service.workers.remote, answer.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from service.errors import BadRequest, Invalid, TooLarge
+from service.core.errors import BadRequest, Invalid, TooLarge
+from service.core.tables import RunStatus
+from service.execution.training import Outcome
 from service.handlers.common import (
     MAX_JSON_BYTES,
     answer,
@@ -31,10 +33,8 @@ from service.handlers.common import (
     read_json,
     settings_of,
 )
-from service.models import RunStatus
 from service.storage import image_path, kept_temp_dir
-from service.training import Outcome
-from service.workerapi import (
+from service.workers.remote import (
     LOG_NAMES,
     check_attempt,
     claim_for,

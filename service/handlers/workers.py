@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.handlers.common import answer, in_db, read_json, settings_of, shared_read
-from service.workers import REPORT_FIELDS, list_workers, report_worker
+from service.workers.registry import REPORT_FIELDS, list_workers, report_worker
 
 
 async def list_all(request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ import aiofiles.os
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from service.errors import BadRequest, Invalid, TooLarge
+from service.core.errors import BadRequest, Invalid, TooLarge
 from service.ingest.archives import is_archive_head, stream_kind
 from service.ingest.unpacking import StreamedUnpack, Unpacker, UnpackFailed
 from service.settings import Settings

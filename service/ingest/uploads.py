@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.db import write_transaction
-from service.errors import TooLarge
+from service.core.db import write_transaction
+from service.core.errors import TooLarge
+from service.core.tables import Image, ModelImage
 from service.ingest.archives import (
     ARCHIVE_SUFFIXES,
     NESTED_SUFFIXES,
@@ -30,7 +31,6 @@ from service.ingest.imagecheck import CheckedImage, NotAnImage, check_image
 from service.ingest.labels import check_label
 from service.ingest.receive import Received, ReceivedFile, receive_files
 from service.ingest.unpacking import Unpacker
-from service.models import Image, ModelImage
 from service.settings import Settings
 from service.storage import store_image
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from peewee import Query, fn
 
-from service.db import write_transaction
-from service.models import (
+from service.core.db import write_transaction
+from service.core.queries import row_by_id, run_kept
+from service.core.tables import (
     TERMINAL_RUN_STATES,
     Experiment,
     ExperimentStatus,
@@ -20,7 +21,6 @@ from service.models import (
     Run,
     RunStatus,
 )
-from service.rows import row_by_id, run_kept
 from service.sweeps.space import TPE
 from service.sweeps.statistics import MAXIMIZE, Configuration, group, ranked
 

@@ -6,10 +6,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from service.db import write_transaction
-from service.errors import Conflict, Invalid, NotFound
-from service.ingest.labels import has_control_characters
-from service.models import (
+from service.core.db import write_transaction
+from service.core.errors import Conflict, Invalid, NotFound
+from service.core.queries import row_by_id
+from service.core.tables import (
     Experiment,
     ExperimentStatus,
     Image,
@@ -18,8 +18,9 @@ from service.models import (
     Run,
     RunStatus,
 )
-from service.rows import row_by_id
-from service.runstate import transition
+from service.core.timeutil import utcnow
+from service.ingest.labels import has_control_characters
+from service.runs.state import transition
 from service.settings import Settings
 from service.storage import image_path, staged_snapshot
 from service.sweeps.aggregate import aggregate_experiment
@@ -34,7 +35,6 @@ from service.sweeps.space import (
 )
 from service.sweeps.statistics import validate_objective, validate_repeats
 from service.sweeps.trials import add_runs, first_points
-from service.timeutil import utcnow
 
 ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 

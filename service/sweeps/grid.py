@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from service.errors import Invalid
+from service.core.errors import Invalid
 
 DEFAULT_GRID: dict[str, list[float | int]] = {
     "i": [0.001, 0.01, 0.1],

@@ -11,13 +11,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from service.curves import CurveFollower, experiment_curves
-from service.db import write_transaction
-from service.models import Experiment, Run, RunStatus
-from service.rows import row_by_id
-from service.runstate import transition
+from service.core.db import write_transaction
+from service.core.queries import row_by_id
+from service.core.tables import Experiment, Run, RunStatus
+from service.core.timeutil import utcnow
+from service.runs.curves import CurveFollower, experiment_curves
+from service.runs.state import transition
 from service.sweeps.sampling import quiet_optuna
-from service.timeutil import utcnow
 
 STATES = {RunStatus.SUCCEEDED: "COMPLETE", RunStatus.PRUNED: "PRUNED",
           RunStatus.RUNNING: "RUNNING"}  # Optuna's trial states, by name

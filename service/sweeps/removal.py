@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.db import insert_in_batches, write_transaction
-from service.errors import Conflict, NotFound
-from service.models import (
+from service.core.db import insert_in_batches, write_transaction
+from service.core.errors import Conflict, NotFound
+from service.core.tables import (
     Experiment,
     ExperimentStatus,
     Image,
@@ -22,11 +22,11 @@ from service.models import (
     Run,
     RunEvent,
 )
+from service.core.timeutil import utcnow
 from service.settings import Settings
 from service.storage import image_path, remove_tree
 from service.sweeps.aggregate import aggregate_model
 from service.sweeps.experiments import ACTIVE_RUN_STATES, get_experiment, get_model
-from service.timeutil import utcnow
 
 
 def _has_active_runs(model_id: int) -> bool:

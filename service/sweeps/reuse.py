@@ -19,13 +19,13 @@ import threading
 import uuid
 from pathlib import Path
 
-from service.db import insert_in_batches, write_transaction
-from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
-from service.rows import row_by_id
-from service.runstate import transition
+from service.core.db import insert_in_batches, write_transaction
+from service.core.queries import row_by_id
+from service.core.tables import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
+from service.core.timeutil import utcnow
+from service.runs.state import transition
 from service.settings import Settings
 from service.storage import link_or_copy
-from service.timeutil import utcnow
 
 ScriptKey = tuple[str, int, int]  # path, mtime_ns, size: a changed script is a new one
 _digests: dict[ScriptKey, str] = {}

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from service.errors import Invalid
+from service.core.errors import Invalid
 from service.sweeps.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
 
 GRID, RANDOM, TPE = "grid", "random", "tpe"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from peewee import fn
 
-from service.db import insert_in_batches, write_transaction
-from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
-from service.rows import row_by_id
+from service.core.db import insert_in_batches, write_transaction
+from service.core.queries import row_by_id
+from service.core.tables import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
 from service.sweeps.grid import GridPoint, expand_grid
 from service.sweeps.sampling import TrialRecord, ask, first_configurations
 from service.sweeps.space import GRID, TPE

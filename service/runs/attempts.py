@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from service.db import write_transaction
-from service.models import RunStatus
-from service.runstate import transition
+from service.core.db import write_transaction
+from service.core.tables import RunStatus
+from service.core.timeutil import utcnow
+from service.execution.training import Outcome
+from service.runs.state import transition
 from service.sweeps.aggregate import aggregate_in_transaction
-from service.timeutil import utcnow
-from service.training import Outcome
 
 
 def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> bool:

@@ -22,8 +22,8 @@ from peewee import (
     TextField,
 )
 
-from service.db import database
-from service.timeutil import utcnow
+from service.core.db import database
+from service.core.timeutil import utcnow
 
 
 class RunStatus(StrEnum):

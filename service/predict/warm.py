@@ -30,13 +30,13 @@ from typing import Any
 
 from aiohttp import web
 
+from service.core.tables import Run
+from service.execution.parsing import parse_dict_line
+from service.execution.supervise import kill_group, with_parent_death_signal
+from service.execution.training import script_env
 from service.keys import SETTINGS
-from service.models import Run
-from service.parsing import parse_dict_line
 from service.settings import Settings
-from service.supervise import kill_group, with_parent_death_signal
 from service.sweeps.reuse import ScriptKey, script_key
-from service.training import script_env
 
 log = logging.getLogger("sweeplab.warm")
 SERVE_MARKER = re.compile(r"^[ \t]*#[ \t]*sweeplab:[ \t]*serve\b", re.MULTILINE)

@@ -16,16 +16,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from service.attempts import record_and_aggregate, record_outcome, requeue_attempt
-from service.curves import CurveFollower
-from service.errors import Conflict, Invalid, NotFound
-from service.models import Experiment, Run, RunStatus
-from service.rows import row_by_id
-from service.runstate import Claim, ClaimOutcome, aggregate_later, claim_run, heartbeat
+from service.core.errors import Conflict, Invalid, NotFound
+from service.core.queries import row_by_id
+from service.core.tables import Experiment, Run, RunStatus
+from service.execution.training import STDERR_NAME, STDOUT_NAME, Outcome
+from service.runs.attempts import record_and_aggregate, record_outcome, requeue_attempt
+from service.runs.curves import CurveFollower
+from service.runs.state import Claim, ClaimOutcome, aggregate_later, claim_run, heartbeat
 from service.settings import Settings
 from service.storage import remove_tree
 from service.sweeps.pruning import keep_going as curve_keeps_going
-from service.training import STDERR_NAME, STDOUT_NAME, Outcome
 
 LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
 ATTEMPT_MARK = ".sweeplab-attempt"  # in a run folder: which attempt's folder it is

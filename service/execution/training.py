@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from service.models import RunStatus
-from service.parsing import find_metric
+from service.core.tables import RunStatus
+from service.execution.parsing import find_metric
+from service.execution.supervise import RUN_MARKER, ChildResult, start_child, supervise
 from service.settings import Settings
-from service.supervise import RUN_MARKER, ChildResult, start_child, supervise
 from service.sweeps.reuse import script_sha256
 
 STDOUT_NAME = "stdout.log"

@@ -22,16 +22,16 @@ import dramatiq
 import pika.exceptions
 from peewee import fn
 
-from service.broker import BrokerUnavailable, send_train
-from service.db import database
-from service.models import Experiment, ExperimentStatus, Run, RunStatus
-from service.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
-from service.runstate import transition
+from service.core.db import database
+from service.core.tables import Experiment, ExperimentStatus, Run, RunStatus
+from service.core.timeutil import utcnow
+from service.dispatch.broker import BrokerUnavailable, send_train
+from service.dispatch.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
+from service.runs.state import transition
 from service.settings import Settings
 from service.sweeps.aggregate import aggregate_experiment
 from service.sweeps.reuse import reuse_known_results
 from service.sweeps.trials import extend_search
-from service.timeutil import utcnow
 
 log = logging.getLogger("sweeplab.dispatch")
 MAX_DEAD_LETTERS = 3

@@ -2,7 +2,7 @@
 
 It runs in the best run's working directory (where a script finds the model it saved). Cold,
 one child per image, in its own process group with a time limit, like a training run, a few at
-a time. Warm, when the script opts in (service/warm.py): one long-lived process per model,
+a time. Warm, when the script opts in (service/predict/warm.py): one long-lived process per model,
 fed one image path per line; one that dies mid-batch is replaced for the rest of the batch.
 Either way an image's answer is the same object.
 
@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.errors import Conflict
-from service.models import Run
-from service.parsing import last_line_dict
+from service.core.errors import Conflict
+from service.core.tables import Run
+from service.execution.parsing import last_line_dict
+from service.execution.supervise import kill_group, with_parent_death_signal
+from service.execution.training import read_tail, script_env
+from service.predict.warm import Held, WarmBroken, WarmPool, WarmTimeout
 from service.settings import Settings
-from service.supervise import kill_group, with_parent_death_signal
-from service.training import read_tail, script_env
 from service.views import params_json
-from service.warm import Held, WarmBroken, WarmPool, WarmTimeout
 
 OUTPUT_LIMIT = 64 * 1024
 log = logging.getLogger("sweeplab.predict")

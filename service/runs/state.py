@@ -18,8 +18,9 @@ from typing import Any
 
 from peewee import Query
 
-from service.db import write_transaction
-from service.models import (
+from service.core.db import write_transaction
+from service.core.queries import row_by_id, run_kept
+from service.core.tables import (
     TERMINAL_RUN_STATES,
     Experiment,
     ExperimentStatus,
@@ -28,9 +29,8 @@ from service.models import (
     RunPoint,
     RunStatus,
 )
-from service.rows import row_by_id, run_kept
+from service.core.timeutil import utcnow
 from service.sweeps.space import TPE
-from service.timeutil import utcnow
 
 MAX_ATTEMPTS = 3
 

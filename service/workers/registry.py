@@ -16,10 +16,10 @@ from typing import Any
 
 from peewee import Case
 
-from service.db import write_transaction
-from service.errors import Invalid
-from service.models import Run, RunStatus, WorkerProcess
-from service.timeutil import iso, utcnow
+from service.core.db import write_transaction
+from service.core.errors import Invalid
+from service.core.tables import Run, RunStatus, WorkerProcess
+from service.core.timeutil import iso, utcnow
 
 REPORT_KEYS = ("name", "host", "pid", "threads", "gpus", "version", "queues", "remote")
 # and optionally, in a worker's last report: "stopped": true

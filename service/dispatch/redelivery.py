@@ -15,7 +15,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
 
-from service.broker import TRAIN_QUEUE
+from service.dispatch.broker import TRAIN_QUEUE
 
 MAX_TAKEN_PER_PASS = 200
 MAX_ERROR_CHARS = 400

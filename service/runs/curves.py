@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from service.db import write_transaction
-from service.models import Run, RunPoint
-from service.parsing import metric_in_line, parse_dict_line
+from service.core.db import write_transaction
+from service.core.tables import Run, RunPoint
+from service.execution.parsing import metric_in_line, parse_dict_line
 
 STEP_KEYS = ("step", "epoch", "iteration")
 _STEP = re.compile(r"(?<![\w.])(step|epoch|iteration)\b\s*[:=]\s*(\d+)\b", re.IGNORECASE)

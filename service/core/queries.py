@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from peewee import Model, Query
 
-from service.db import database, is_sqlite
+from service.core.db import database, is_sqlite
 
 M = TypeVar("M", bound=Model)
 # Values no query of ours holds: they mark where each argument goes. A value reaches the SQL's
