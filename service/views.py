@@ -13,13 +13,14 @@ from service.core.timeutil import iso
 from service.sweeps.aggregate import status_counts
 from service.sweeps.statistics import comparison_json, configuration_json, group, ranked
 from service.sweeps.trials import search_json
+from service.workers.registry import worker_json
 
 # The columns a run shows, in order. The experiment view reads them with one raw query: it is
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.
 RUN_FIELDS = ("id", "experiment_id", "param_i", "param_j", "param_k", "status", "accuracy",
               "attempts", "started_at", "finished_at", "duration_s", "exit_code", "error",
               "seed", "value", "trial", "reused_from", "reused_from_deleted", "pruned_step",
-              "pruned_value")
+              "pruned_value", "worker")
 
 
 def _iso_any(value: datetime | str | None) -> str | None:
@@ -40,6 +41,7 @@ def run_view(values: tuple[Any, ...]) -> dict[str, Any]:
         "accuracy": row["accuracy"],
         "value": row["value"],
         "attempts": row["attempts"],
+        "worker": worker_json(row["worker"]),  # its latest attempt's
         "started_at": _iso_any(row["started_at"]),
         "finished_at": _iso_any(row["finished_at"]),
         "duration_s": row["duration_s"],

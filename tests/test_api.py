@@ -318,7 +318,8 @@ async def test_broker_down_answers_503_and_queues_the_runs_once_it_is_back(aioht
 
     back = StubBroker()
     back.declare_queue("sweeplab_train")
-    assert reconcile(settings, back) == {"published": 27, "dead_lettered": 0, "settled": 0,
+    assert reconcile(settings, back) == {"published": 27, "dead_lettered": 0,
+                                         "dead_lettered_aggregates": 0, "settled": 0,
                                          "nudged": 0, "requeued": 0}
     assert back.queues["sweeplab_train"].qsize() == 27
     shown = await (await client.get(f"/api/v1/experiments/{body['experiment_id']}")).json()

@@ -1,10 +1,13 @@
 """Regression tests for what a new user found at the edges of the API: ids given twice, stale
-messages, JSON bodies over one chunk, one rule for every JSON route, labels, and messages."""
+messages, JSON bodies over one chunk, one rule for every JSON route, labels, and messages; and
+the worker a run names."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import tarfile
 
 import aiohttp
@@ -241,3 +244,24 @@ async def test_a_malformed_multipart_body_is_400_not_500(client, db, content_typ
     assert "malformed" in (await response.json())["error"]["message"]
     shown = await (await client.get(f"/api/v1/models/{model_id}")).json()
     assert shown["image_count"] == 0
+
+
+async def test_a_run_names_the_worker_that_claimed_it_and_none_before(client, db, stub_worker):
+    # Given a model with images, an experiment waiting to start and one run to its end
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    grid = {"grid": SMALL}
+    waiting = await (await client.post(f"/api/v1/models/{model_id}/experiments",
+                                       json={**grid, "start": False})).json()
+    created = await (await client.post(f"/api/v1/models/{model_id}/experiments",
+                                       json=grid)).json()
+    done = await wait_for_status(client, created["id"], {"completed"})
+    # When each run is read
+    queued = await (await client.get(f"/api/v1/runs/{waiting['runs'][0]['id']}")).json()
+    ran = await (await client.get(f"/api/v1/runs/{done['runs'][0]['id']}")).json()
+    # Then the run no worker claimed names none; the one the stub worker ran names this host
+    # and process (its threads are this test's), in the experiment's view too
+    assert (queued["status"], queued["worker"]) == ("queued", None)
+    assert ran["worker"] == {"host": socket.gethostname(), "pid": os.getpid()}
+    assert done["runs"][0]["worker"] == ran["worker"]
+

@@ -1,6 +1,7 @@
 """No run stays queued without a message that will deliver it: dead letters are sent again (and
 a run whose message keeps dying ends `failed` with the error), lost messages are replaced, and a
-worker attached to a database without the schema refuses to start."""
+worker attached to a database without the schema refuses to start. An aggregate message for an
+experiment deleted meanwhile ends quietly, and one that died anyway is taken back."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import pytest
 from dramatiq import Worker
 
 import actors
+from actors.aggregate import aggregate
 from service.core.db import database, open_database
 from service.core.tables import Experiment, Run
 from service.core.timeutil import utcnow
-from service.dispatch.broker import TRAIN_QUEUE
+from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE, make_broker, send_aggregate
 from service.dispatch.publish import MAX_DEAD_LETTERS, reconcile
+from tests.e2e_support import VirtualHost
 from tests.test_api import make_model, upload_two_labels, wait_for_status
 
 train_module = importlib.import_module("actors.train")  # `actors.train` is the actor
@@ -120,3 +123,71 @@ async def test_no_run_is_taken_for_silent_in_the_first_lease_after_the_api_start
     # Then it waits; once it has listened for a lease, the run is nudged
     assert just_started["nudged"] == 0
     assert reconcile(settings, stub_broker, listening_since=long_ago)["nudged"] == 1
+
+
+async def test_an_aggregate_for_an_experiment_deleted_meanwhile_ends_quietly(
+        client, db, stub_broker, stub_worker, monkeypatch):
+    # Given a TPE search that ended, whose model was deleted just after its last run
+    monkeypatch.setitem(aggregate.options, "max_retries", 0)  # a raise would die at once
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={
+        "grid": {"i": [0.1, 0.2], "j": [1], "k": [5]},
+        "search": {"strategy": "tpe", "runs": 2, "parallel": 1}})
+    experiment_id = (await created.json())["id"]
+    await wait_for_status(client, experiment_id, {"completed"})
+    stub_broker.join(AGGREGATE_QUEUE)
+    assert (await client.delete(f"/api/v1/models/{model_id}")).status == 204
+    # When the aggregate message of that last run arrives only now
+    send_aggregate(stub_broker, experiment_id)
+    # Then the actor ends without raising: nothing is retried nor dead-lettered
+    stub_broker.join(AGGREGATE_QUEUE, fail_fast=True)
+    stub_worker.join()
+    assert stub_broker.dead_letters_by_queue[AGGREGATE_QUEUE] == []
+
+
+def dead_letter_on_rabbitmq(broker, experiment_ids: list[int], timeout: float = 20) -> None:
+    """Send aggregate messages and refuse each, as a worker does after an actor's last retry:
+    RabbitMQ itself moves them to the dead-letter queue."""
+    for experiment_id in experiment_ids:
+        send_aggregate(broker, experiment_id)
+    deadline = time.monotonic() + timeout
+    refused = 0
+    while refused < len(experiment_ids):
+        method, _, _ = broker.channel.basic_get(queue=AGGREGATE_QUEUE, auto_ack=False)
+        if method is not None:
+            broker.channel.basic_nack(method.delivery_tag, requeue=False)
+            refused += 1
+        assert time.monotonic() < deadline, "the aggregate messages never arrived"
+    while broker.get_queue_message_counts(AGGREGATE_QUEUE)[2] != len(experiment_ids):
+        assert time.monotonic() < deadline, "RabbitMQ did not dead-letter the messages"
+        time.sleep(0.05)
+
+
+@pytest.mark.e2e
+async def test_aggregate_messages_dead_lettered_on_rabbitmq_are_taken_back(
+        client, db, settings, stub_worker):
+    # Given a finished experiment whose last aggregate died (its best was never recorded), and
+    # an experiment deleted since its aggregate died
+    experiment_id, run_id = await started_run(client)
+    await wait_for_status(client, experiment_id, {"completed"})
+    Experiment.update(best_run_id=None).where(Experiment.id == experiment_id).execute()
+    model_id = await make_model(client, name="other")
+    await upload_two_labels(client, model_id)
+    waiting = await client.post(f"/api/v1/models/{model_id}/experiments", json={
+        "grid": SMALL, "start": False})
+    deleted_id = (await waiting.json())["id"]
+    assert (await client.delete(f"/api/v1/experiments/{deleted_id}")).status == 204
+    with VirtualHost() as url:
+        broker = make_broker(url)
+        try:
+            broker.declare_queue(AGGREGATE_QUEUE, ensure=True)
+            dead_letter_on_rabbitmq(broker, [experiment_id, deleted_id])
+            # When the reconciler passes
+            counts = reconcile(settings, broker)
+            # Then both are taken out of the dead-letter queue, and the live one's work is done
+            assert broker.get_queue_message_counts(AGGREGATE_QUEUE) == (0, 0, 0)
+            assert counts["dead_lettered_aggregates"] == 2
+        finally:
+            broker.close()
+    assert Experiment.get_by_id(experiment_id).best_run_id == run_id

@@ -8,6 +8,7 @@ import asyncio
 import io
 import os
 import tarfile
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +16,7 @@ import pytest
 
 from actors.snapshot_cache import CorruptImage, SnapshotCache
 from service.core.tables import Run, RunEvent, RunStatus
+from service.handlers.worker import TAR_GROUP_BYTES
 from service.keys import SETTINGS
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
@@ -232,6 +234,57 @@ async def test_the_manifest_and_images_travel_by_content(api, tmp_path):
     with tarfile.open(fileobj=io.BytesIO(await fetched.read())) as tar:
         names = sorted(tar.getnames())
     assert names == sorted(f"{i['sha256']}.{i['extension']}" for i in manifest["images"])
+
+
+async def test_the_images_route_looks_at_its_files_off_the_event_loop(api, monkeypatch):
+    # Given a worker about to fetch an experiment's images, and each look at an image file
+    # recorded with whether it ran on the event loop (which meanwhile serves every request)
+    run_id = await started_run(api)
+    experiment_id = Run.get_by_id(run_id).experiment_id
+    manifest = await (await api.get(f"/api/v1/worker/experiments/{experiment_id}/manifest",
+                                     headers=WORKER)).json()
+    images_dir, loop_thread = api.server.app[SETTINGS].images_dir, threading.get_ident()
+    looked: list[tuple[str, bool]] = []
+    real_stat = Path.stat
+
+    def recording_stat(self: Path, *args, **kwargs):
+        if self.is_relative_to(images_dir):
+            looked.append((self.name, threading.get_ident() == loop_thread))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", recording_stat)
+    # When it fetches them
+    fetched = await api.post("/api/v1/worker/images", json={"images": manifest["images"]},
+                             headers=WORKER)
+    await fetched.read()
+    monkeypatch.undo()
+    # Then every file was looked at, none of them on the event loop
+    assert fetched.status == 200
+    assert {name for name, _ in looked} == {f"{i['sha256']}.{i['extension']}"
+                                            for i in manifest["images"]}
+    assert [name for name, on_loop in looked if on_loop] == []
+
+
+async def test_an_image_too_big_for_a_group_comes_whole_and_a_missing_one_is_named(api):
+    # Given an image store holding a small image and one larger than a tar group
+    images_dir = api.server.app[SETTINGS].images_dir
+    small, big, gone = "a" * 64, "b" * 64, "c" * 64
+    big_bytes = os.urandom(TAR_GROUP_BYTES + 1)
+    for sha, data in ((small, b"small"), (big, big_bytes)):
+        (images_dir / sha[:2]).mkdir(parents=True, exist_ok=True)
+        (images_dir / sha[:2] / f"{sha}.png").write_bytes(data)
+    wanted = [{"sha256": sha, "extension": "png"} for sha in (small, big)]
+    # When a worker fetches them, then them and one the store does not hold
+    fetched = await api.post("/api/v1/worker/images", json={"images": wanted}, headers=WORKER)
+    missing = await api.post("/api/v1/worker/images", headers=WORKER,
+                             json={"images": [*wanted, {"sha256": gone, "extension": "png"}]})
+    # Then each image comes whole, in order; and the missing one is named, nothing sent
+    with tarfile.open(fileobj=io.BytesIO(await fetched.read())) as tar:
+        contents = [(member.name, tar.extractfile(member).read()) for member in tar]
+    assert contents == [(f"{small}.png", b"small"), (f"{big}.png", big_bytes)]
+    assert missing.status == 422
+    assert (await missing.json())["error"] == {"code": "invalid", "field": "images",
+                                               "message": f"no stored image {gone}.png"}
 
 
 def test_the_cache_refuses_bytes_that_do_not_match_their_hash(tmp_path: Path):

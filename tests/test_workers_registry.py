@@ -37,7 +37,7 @@ def info(host: str = "gpu-box", pid: int = 101, **changes) -> dict:
 def clock(monkeypatch: pytest.MonkeyPatch):
     """The registry's idea of now, moved by hand."""
     now = [T0]
-    monkeypatch.setattr("service.workers.utcnow", lambda: now[0])
+    monkeypatch.setattr("service.workers.registry.utcnow", lambda: now[0])
     return now
 
 
@@ -266,7 +266,7 @@ async def test_the_workers_page_shows_alive_and_lost_workers_and_their_runs(api,
                                                                             monkeypatch):
     # Given a worker that went silent long ago, and one alive running a run
     with monkeypatch.context() as earlier:
-        earlier.setattr("service.workers.utcnow", lambda: utcnow() - timedelta(hours=1))
+        earlier.setattr("service.workers.registry.utcnow", lambda: utcnow() - timedelta(hours=1))
         report_worker(info("gone-box", 7, gpus=[]), RETENTION_S)
         report_worker(info("done-box", 9, stopped=True), RETENTION_S)
     report_worker(info("busy-box", 8, queues=[TRAIN_QUEUE, AGGREGATE_QUEUE]), RETENTION_S)

@@ -8,8 +8,9 @@ silent past its lease (host died, message lost): the claim then takes it over, o
 deliver it: dead-lettered messages are taken back and sent again (a run whose message is
 dead-lettered MAX_DEAD_LETTERS times ends `failed` with the last error, an infrastructure
 fault), and a queued run whose message went missing (the queue holds nothing, yet the run has
-waited past a lease) is sent again. Messages are nudges; the database is the truth, so a
-message sent twice costs a look and nothing more.
+waited past a lease) is sent again. A dead-lettered aggregate message's work is done by the
+reconciler itself. Messages are nudges; the database is the truth, so a message sent twice
+costs a look and nothing more.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import pika.exceptions
 from peewee import fn
 
 from service.core.db import database
+from service.core.queries import row_by_id
 from service.core.tables import Experiment, ExperimentStatus, Run, RunStatus
 from service.core.timeutil import utcnow
-from service.dispatch.broker import BrokerUnavailable, send_train
+from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE, BrokerUnavailable, send_train
 from service.dispatch.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
 from service.runs.state import transition
 from service.settings import Settings
@@ -40,13 +42,16 @@ MAX_DEAD_LETTERS = 3
 def publish_experiment(broker: dramatiq.Broker, experiment_id: int, settings: Settings) -> int:
     """Move the experiment on: runs not sent yet whose result is known take it, a TPE search
     asks for the configurations it has room for, a message goes out for each queued run not
-    sent yet, then the experiment is aggregated.
+    sent yet, then the experiment is aggregated. An experiment deleted meanwhile (with its
+    model, say, just after its last run) needs nothing: 0.
     Raises BrokerUnavailable. Runs are marked sent only once sent (a crash in between sends
     them again, which costs a look), and the unpublished mark is cleared only when no run is
     left unsent (another process may have just added some)."""
     reuse_known_results(settings, experiment_id)
     _ask_for_more(settings, experiment_id)
-    experiment = Experiment.get_by_id(experiment_id)
+    experiment = row_by_id(Experiment, experiment_id)
+    if experiment is None:
+        return 0
     unsent = (Run.status == RunStatus.QUEUED.value) & Run.nudged_at.is_null()
     queued = Run.select(Run.id).where(Run.experiment == experiment_id, unsent).order_by(Run.id)
     run_ids = [run.id for run in queued]
@@ -118,7 +123,7 @@ def _nudge(broker: dramatiq.Broker, runs: list[Run]) -> int:
 
 def redeliver_dead_letter(broker: dramatiq.Broker, letter: DeadLetter) -> None:
     """Send a dead-lettered run again, or fail it once its messages died too often."""
-    run = Run.get_or_none(Run.id == letter.run_id)
+    run = Run.get_or_none(Run.id == letter.subject_id)
     if run is None or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
         return  # deleted, or ended meanwhile: the message is not needed
     if run.dead_letters + 1 >= MAX_DEAD_LETTERS:
@@ -135,6 +140,15 @@ def redeliver_dead_letter(broker: dramatiq.Broker, letter: DeadLetter) -> None:
     Run.update(dead_letters=Run.dead_letters + 1, nudged_at=utcnow()).where(
         Run.id == run.id).execute()
     send_train(broker, run.id, Experiment.get_by_id(run.experiment_id).timeout_s)
+
+
+def redo_dead_aggregate(broker: dramatiq.Broker, settings: Settings, letter: DeadLetter) -> None:
+    """Do here what a dead-lettered aggregate message asked for (it is idempotent and cheap).
+    Sent again, a message that keeps failing would die again ten retries later, over and over,
+    with nothing to count how often; here a failure keeps the letter for the next pass."""
+    log.warning("experiment %s: its aggregate message was dead-lettered (%s); aggregating it "
+                "here", letter.subject_id, letter.last_error)
+    publish_experiment(broker, letter.subject_id, settings)
 
 
 def reconcile(settings: Settings, broker: dramatiq.Broker,
@@ -160,7 +174,10 @@ def _reconcile(settings: Settings, broker: dramatiq.Broker,
     counts = {
         "published": sum(publish_experiment(broker, experiment.id, settings)
                          for experiment in pending),
-        "dead_lettered": take_dead_letters(broker, partial(redeliver_dead_letter, broker)),
+        "dead_lettered": take_dead_letters(broker, TRAIN_QUEUE,
+                                           partial(redeliver_dead_letter, broker)),
+        "dead_lettered_aggregates": take_dead_letters(
+            broker, AGGREGATE_QUEUE, partial(redo_dead_aggregate, broker, settings)),
         "settled": _settle(broker, settings, _unsettled()),
         "nudged": _nudge(broker, _lost_runs(settings.lease_s))
         if _heard_a_lease(listening_since, settings.lease_s) else 0,

@@ -1,9 +1,10 @@
-"""What the broker holds for the train queue, as the reconciler needs to know it.
+"""What the broker holds for our queues, as the reconciler needs to know it.
 
-Dramatiq moves a message whose actor kept raising past its retries to the dead-letter queue
-(`sweeplab_train.XQ`), where nothing will ever deliver it. The reconciler takes those back
-out (with the last error the actor raised), and asks whether anything at all is waiting in the
-queue before it re-sends a queued run that seems to have lost its message.
+Dramatiq moves a message whose actor kept raising past its retries to its queue's dead-letter
+queue (`sweeplab_train.XQ`, `sweeplab_aggregate.XQ`), where nothing will ever deliver it. The
+reconciler takes those back out (with the last error the actor raised), and asks whether
+anything at all is waiting in the train queue before it re-sends a queued run that seems to
+have lost its message.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
 
-from service.dispatch.broker import TRAIN_QUEUE
+from service.dispatch.broker import AGGREGATE_ACTOR, AGGREGATE_QUEUE, TRAIN_ACTOR, TRAIN_QUEUE
 
 MAX_TAKEN_PER_PASS = 200
 MAX_ERROR_CHARS = 400
+ACTOR_OF_QUEUE = {TRAIN_QUEUE: TRAIN_ACTOR, AGGREGATE_QUEUE: AGGREGATE_ACTOR}
 
 
 @dataclass(frozen=True)
 class DeadLetter:
-    run_id: int
+    subject_id: int  # the message's argument: a run's id (train), an experiment's (aggregate)
     last_error: str
 
 
@@ -39,25 +41,27 @@ def _last_error(message: dramatiq.Message) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def _dead_letter(message: dramatiq.Message) -> DeadLetter | None:
-    if message.actor_name != "train" or not message.args:
+def _dead_letter(queue: str, message: dramatiq.Message) -> DeadLetter | None:
+    if message.actor_name != ACTOR_OF_QUEUE[queue] or not message.args:
         return None
     return DeadLetter(int(message.args[0]), _last_error(message))
 
 
-def take_dead_letters(broker: dramatiq.Broker, handle: Callable[[DeadLetter], None]) -> int:
-    """Hand every dead-lettered train message to `handle`, and drop it once handled (a
-    message whose handling raised stays for the next pass). Returns how many were taken."""
+def take_dead_letters(broker: dramatiq.Broker, queue: str,
+                      handle: Callable[[DeadLetter], None]) -> int:
+    """Hand every dead-lettered message of this queue (train or aggregate) to `handle`, and
+    drop it once handled (a message whose handling raised stays for the next pass). Returns
+    how many were taken."""
     if isinstance(broker, StubBroker):
-        return _take_from_stub(broker, handle)
-    broker.declare_queue(TRAIN_QUEUE, ensure=True)
+        return _take_from_stub(broker, queue, handle)
+    broker.declare_queue(queue, ensure=True)
     channel = broker.channel
     taken = 0
     while taken < MAX_TAKEN_PER_PASS:
-        method, _, body = channel.basic_get(queue=xq_name(TRAIN_QUEUE), auto_ack=False)
+        method, _, body = channel.basic_get(queue=xq_name(queue), auto_ack=False)
         if method is None:
             break
-        letter = _dead_letter(dramatiq.Message.decode(body))
+        letter = _dead_letter(queue, dramatiq.Message.decode(body))
         try:
             if letter is not None:
                 handle(letter)
@@ -69,11 +73,12 @@ def take_dead_letters(broker: dramatiq.Broker, handle: Callable[[DeadLetter], No
     return taken
 
 
-def _take_from_stub(broker: StubBroker, handle: Callable[[DeadLetter], None]) -> int:
-    letters = broker.dead_letters_by_queue[TRAIN_QUEUE]
+def _take_from_stub(broker: StubBroker, queue: str,
+                    handle: Callable[[DeadLetter], None]) -> int:
+    letters = broker.dead_letters_by_queue[queue]
     taken = 0
     while letters:
-        letter = _dead_letter(letters[0])
+        letter = _dead_letter(queue, letters[0])
         if letter is not None:
             handle(letter)
         letters.pop(0)

@@ -11,8 +11,9 @@ import base64
 import binascii
 import math
 import re
+import stat
 import tarfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -260,36 +261,44 @@ async def images(request: web.Request) -> web.StreamResponse:
     settings = settings_of(request)
     pairs = _wanted(await read_json(request, ("images",)))
     paths = [image_path(settings, sha, ext) for sha, ext in pairs]
-    missing = [path.name for path in paths if not path.is_file()]
-    if missing:
-        raise Invalid(f"no stored image {missing[0]}", field="images")
+    loop = asyncio.get_running_loop()
+    # Up to MAX_IMAGES_PER_FETCH files to look at: in a thread, or every request would wait
+    groups = await loop.run_in_executor(None, _groups, paths)
     response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
     await response.prepare(request)
-    loop = asyncio.get_running_loop()
-    for group in _groups(paths):
-        if len(group) == 1 and group[0].stat().st_size > TAR_GROUP_BYTES:
-            await _stream_member(response, group[0])  # a big image never sits in memory
+    for group in groups:
+        if len(group) == 1 and group[0][1] > TAR_GROUP_BYTES:
+            await _stream_member(response, *group[0])  # a big image never sits in memory
             continue
         # one thread hop reads a group of small files: one per file cost more than the bytes
-        await response.write(await loop.run_in_executor(None, _tar_members, group))
+        members = [path for path, _ in group]
+        await response.write(await loop.run_in_executor(None, _tar_members, members))
     await response.write(tarfile.NUL * tarfile.BLOCKSIZE * 2)
     await response.write_eof()
     return response
 
 
-def _groups(paths: list[Path]) -> Iterator[list[Path]]:
-    """Consecutive paths of about TAR_GROUP_BYTES together (a big file goes alone)."""
-    group: list[Path] = []
-    size = 0
+def _groups(paths: list[Path]) -> list[list[tuple[Path, int]]]:
+    """Consecutive paths, with their sizes, of about TAR_GROUP_BYTES together (a big file goes
+    alone). Blocking (a stat per file): run it in a thread. Invalid if an image is missing."""
+    sizes = []
     for path in paths:
-        length = path.stat().st_size
-        if group and size + length > TAR_GROUP_BYTES:
-            yield group
-            group, size = [], 0
-        group.append(path)
-        size += length
-    if group:
-        yield group
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            found = None
+        if found is None or not stat.S_ISREG(found.st_mode):
+            raise Invalid(f"no stored image {path.name}", field="images")
+        sizes.append(found.st_size)
+    groups: list[list[tuple[Path, int]]] = []
+    total = 0
+    for path, length in zip(paths, sizes, strict=True):
+        if not groups or total + length > TAR_GROUP_BYTES:
+            groups.append([])
+            total = 0
+        groups[-1].append((path, length))
+        total += length
+    return groups
 
 
 def _tar_members(paths: list[Path]) -> bytes:
@@ -305,9 +314,9 @@ def _tar_members(paths: list[Path]) -> bytes:
     return bytes(blob)
 
 
-async def _stream_member(response: web.StreamResponse, path: Path) -> None:
+async def _stream_member(response: web.StreamResponse, path: Path, size: int) -> None:
     info = tarfile.TarInfo(path.name)
-    info.size = path.stat().st_size
+    info.size = size
     await response.write(info.tobuf(format=tarfile.GNU_FORMAT))
     async with aiofiles.open(path, "rb") as source:
         while chunk := await source.read(CHUNK):

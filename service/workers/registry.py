@@ -165,3 +165,13 @@ def host_of(worker: str | None) -> str | None:
         return None
     host, colon, _ = worker.rpartition(":")
     return host if colon else worker
+
+
+def worker_json(worker: str | None) -> dict[str, Any] | None:
+    """A run's `worker` ("host:pid") as the API shows it; None before a worker claimed it. A
+    remote worker names itself, so a name without a pid shows none."""
+    if not worker:
+        return None
+    _, colon, pid = worker.rpartition(":")
+    return {"host": host_of(worker),
+            "pid": int(pid) if colon and pid.isascii() and pid.isdigit() else None}
