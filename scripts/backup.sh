@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Back up or restore sweeplab (service/backup.py says what the archive holds):
+# Back up or restore sweeplab (service/ops/backup.py says what the archive holds):
 #   sudo scripts/backup.sh create DEST.tar.gz    # while the service runs
 #   sudo scripts/backup.sh restore SRC.tar.gz    # onto an empty data directory, units stopped
 # Settings come from the environment; /etc/sweeplab/sweeplab.env (the units' file) fills in what

@@ -8,9 +8,9 @@ import logging
 
 from aiohttp import web
 
-from service.accesslog import run_app_options
 from service.app import create_app
 from service.settings import load_settings
+from service.web.accesslog import run_app_options
 
 
 def is_loopback(host: str) -> bool:

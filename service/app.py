@@ -13,18 +13,25 @@ from aiohttp import web
 
 from service.core.db import database, open_database
 from service.core.timeutil import utcnow
-from service.dashboard.security import guard_pages
-from service.dashboard.setup import setup_templates
 from service.dispatch.broker import BrokerUnavailable, make_broker
 from service.dispatch.probe import BrokerProbe
 from service.dispatch.publish import reconcile
-from service.keys import BROKER, BROKER_PROBE, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
-from service.middleware import json_errors, require_token
 from service.migrate import apply_migrations
-from service.predict.warm import warm_pool_ctx
-from service.routes import setup_routes
+from service.predict.warm import WarmPool, reap_forever
 from service.settings import Settings, ensure_data_dirs
 from service.storage import clear_temp
+from service.web.dashboard.security import guard_pages
+from service.web.dashboard.setup import setup_templates
+from service.web.keys import (
+    BROKER,
+    BROKER_PROBE,
+    DB_EXECUTOR,
+    PUBLISH_EXECUTOR,
+    SETTINGS,
+    WARM_POOL,
+)
+from service.web.middleware import json_errors, require_token
+from service.web.routes import setup_routes
 
 DB_THREADS = 4
 log = logging.getLogger("sweeplab.api")
@@ -90,6 +97,19 @@ def reconcile_interval(settings: Settings) -> float:
     return max(0.5, min(10.0, settings.lease_s / 3))
 
 
+async def _warm_pool(app: web.Application) -> AsyncIterator[None]:
+    """The warm test scripts' pool for the app's life: idle processes reaped, every process
+    stopped at the end."""
+    pool = WarmPool(app[SETTINGS])
+    app[WARM_POOL] = pool
+    reaper = asyncio.create_task(reap_forever(pool, app[SETTINGS]))
+    yield
+    reaper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reaper
+    await pool.close()
+
+
 def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
     """The API for `settings`; `broker` replaces the one the settings name (tests pass a stub)."""
     # client_max_size bounds JSON bodies; uploads are streamed and bounded by our own limits.
@@ -101,7 +121,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_broker)
     app.cleanup_ctx.append(_reconciler)
-    app.cleanup_ctx.append(warm_pool_ctx)  # warm test scripts: stopped when the API stops
+    app.cleanup_ctx.append(_warm_pool)  # warm test scripts: stopped when the API stops
     setup_templates(app)
     setup_routes(app)
     return app

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# which requests the API's access log names (service.accesslog); the first is the default
+# which requests the API's access log names (service.web.accesslog); the first is the default
 ACCESS_LOG_CHOICES = ("changes", "all", "off")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from service.accesslog import run_app_options
 from service.settings import SettingsError, load_settings
+from service.web.accesslog import run_app_options
 
 
 def logged(choice: str, method: str, status: int, caplog: pytest.LogCaptureFixture) -> bool:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from service.backup import BackupError, Padded, create, restore
 from service.core.db import database
 from service.core.tables import Experiment, Image, MLModel, ModelImage, Run
 from service.migrate import apply_migrations, migration_names
+from service.ops.backup import BackupError, Padded, create, restore
 from service.storage import build_snapshot, image_path
 from tests.conftest import FAKE_PREDICT, FAKE_TRAIN, make_settings
 from tests.e2e_support import ROOT, Stack, VirtualHost, multipart

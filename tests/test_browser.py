@@ -252,7 +252,7 @@ def test_a_long_model_name_stays_inside_the_page(long_named_sweep, page, width):
 
 
 def test_the_overlay_of_learning_curves_greys_pruned_runs(make_stack, page):  # noqa: F811
-    from service.dashboard.charts import STYLES
+    from service.web.dashboard.charts import STYLES
     from tests.test_early_stopping import GRID
 
     # Given a finished sweep whose hopeless configurations (j=1) were pruned on their curves

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from service.dashboard.charts import (
+from service.web.dashboard.charts import (
     STYLES,
     Axis,
     best_so_far,
@@ -194,8 +194,8 @@ def test_axis_pixels_of_a_log_axis_follow_the_decades():
 # --- the heatmap and the progress on searches, pruned and reused runs ---------------------------
 
 def test_a_space_with_a_range_has_no_heatmap_and_no_marginal_effects():
-    from service.dashboard.heatmap import marginal_effects, panels
-    from service.dashboard.scale import Scale
+    from service.web.dashboard.heatmap import marginal_effects, panels
+    from service.web.dashboard.scale import Scale
 
     experiment = {"grid": {"i": {"low": 1e-4, "high": 1.0, "log": True}, "j": [1, 2],
                            "k": {"low": 5, "high": 50, "log": False}},
@@ -206,8 +206,8 @@ def test_a_space_with_a_range_has_no_heatmap_and_no_marginal_effects():
 
 
 def test_a_cell_marks_its_pruned_and_reused_runs():
-    from service.dashboard.heatmap import make_cell
-    from service.dashboard.scale import Scale
+    from service.web.dashboard.heatmap import make_cell
+    from service.web.dashboard.scale import Scale
 
     alone = make_cell([run(1, "pruned")], None, Scale(), None)
     assert (alone.status, alone.text, alone.marks, alone.notes) == ("pruned", "✂ pruned", "", "")
@@ -221,7 +221,7 @@ def test_a_cell_marks_its_pruned_and_reused_runs():
 
 
 def test_progress_counts_pruned_runs_as_ended():
-    from service.dashboard.data import _progress
+    from service.web.dashboard.data import _progress
 
     counts = {"queued": 1, "running": 0, "succeeded": 2, "failed": 0, "cancelled": 0,
               "pruned": 3}

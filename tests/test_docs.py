@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from service.app import create_app
-from service.handlers.health import openapi_document
 from service.settings import DEFAULTS
+from service.web.api.health import openapi_document
 from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,8 +30,8 @@ from schemathesis.core.transport import Response
 from schemathesis.generation.meta import CONTENT_TYPE_PROBES
 from schemathesis.specs.openapi.checks import unsupported_method
 
-from service.handlers.health import openapi_document
-from service.openapi_doc import served_document
+from service.web.api.health import openapi_document
+from service.web.openapi_doc import served_document
 from tests.conftest import make_settings
 from tests.e2e_support import Stack, multipart
 from tests.helpers import png_bytes, zip_bytes

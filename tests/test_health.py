@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from service.app import create_app
-from service.keys import BROKER_PROBE
+from service.web.keys import BROKER_PROBE
 from tests.conftest import make_settings
 from tests.e2e_support import VirtualHost, rabbitmqctl
 

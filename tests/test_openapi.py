@@ -13,9 +13,9 @@ from typing import Any
 from openapi_spec_validator import validate
 
 from service.app import create_app
-from service.handlers.health import OPENAPI_PATH, openapi_document
 from service.settings import DEFAULTS, ensure_data_dirs
 from service.sweeps.grid import MAX_VALUES_PER_KEY
+from service.web.api.health import OPENAPI_PATH, openapi_document
 from tests.conftest import make_settings
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}

@@ -193,7 +193,7 @@ async def test_a_running_sweep_shows_running_cells_and_stays_live(client, db, st
 
 
 def test_the_heatmap_axes_default_to_the_parameters_with_most_values():
-    from service.dashboard.heatmap import axes
+    from service.web.dashboard.heatmap import axes
 
     assert axes(None, None, {"i": [1, 2, 3], "j": [1, 2, 3], "k": [1, 2, 3]}) == ("i", "j", "k")
     assert axes(None, None, {"i": [1], "j": [2], "k": [1, 2, 4]}) == ("i", "k", "j")
@@ -293,7 +293,7 @@ def cell_details(html: str) -> list[dict[str, str]]:
 
 async def test_repeats_show_each_configuration_with_its_interval(client, db, stub_worker,
                                                                  monkeypatch):
-    from service.dashboard import data
+    from service.web.dashboard import data
     from tests.test_objective_repeats import TWO, sweep
 
     # Given a script whose accuracy the seed decides (j=2 better by 0.05), run 3 times each
@@ -398,8 +398,8 @@ async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, st
 
 
 def test_a_repeated_cell_in_progress_counts_its_runs():
-    from service.dashboard.heatmap import make_cell
-    from service.dashboard.scale import Scale
+    from service.web.dashboard.heatmap import make_cell
+    from service.web.dashboard.scale import Scale
 
     def run(run_id: int, status: str, value: float | None = None) -> dict:
         return {"id": run_id, "status": status, "value": value, "accuracy": value}
@@ -419,7 +419,7 @@ def test_a_repeated_cell_in_progress_counts_its_runs():
 
 
 def test_the_colour_scale_puts_the_better_end_right():
-    from service.dashboard.scale import Scale
+    from service.web.dashboard.scale import Scale
 
     loss = Scale("loss", "minimize", 1.0, 3.0)
     assert (loss.score(1.0), loss.score(3.0), loss.score(2.0)) == (1.0, 0.0, 0.5)
@@ -457,7 +457,7 @@ async def test_the_models_best_names_its_metric_direction_and_experiment(client,
 
 
 def test_a_best_that_names_its_metric_is_shown_as_it_says(db):
-    from service.dashboard.data import best_view
+    from service.web.dashboard.data import best_view
 
     # Given a best whose view already names its metric and direction (its experiment is not
     # read: there is none)

@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from scripts.make_sample_data import write_sample
-from service.predict.warm import WARM_POOL
 from service.settings import Settings, ensure_data_dirs
+from service.web.keys import WARM_POOL
 from tests.conftest import make_settings
 from tests.e2e_support import ROOT
 from tests.helpers import png_bytes

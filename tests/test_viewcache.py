@@ -8,7 +8,7 @@ from service.core.tables import Experiment, MLModel, Run, RunStatus
 from service.runs.state import transition
 from service.sweeps.grid import GridPoint
 from service.sweeps.trials import add_runs, first_points
-from service.viewcache import experiment_view_bytes, kept_view_bytes
+from service.web.viewcache import experiment_view_bytes, kept_view_bytes
 
 GRID = {"i": [0.1], "j": [1, 2], "k": [5]}
 
@@ -39,7 +39,7 @@ def test_the_view_is_kept_until_a_run_or_the_experiment_changes(db):
 
 
 def test_the_kept_view_equals_a_fresh_one(db):
-    from service.views import experiment_json
+    from service.web.views import experiment_json
 
     experiment = _experiment()
     experiment_view_bytes(experiment.id)
@@ -64,8 +64,8 @@ def test_the_quick_check_answers_only_while_the_kept_view_is_current(db):
 def test_only_changed_runs_are_built_again_and_the_view_equals_a_fresh_one(db, monkeypatch):
     """Each run's view and JSON are kept with its row: a rebuild after one run changed builds
     that one run again, and the spliced JSON still equals the whole view built afresh."""
-    import service.viewcache as viewcache
-    from service.views import experiment_json
+    import service.web.viewcache as viewcache
+    from service.web.views import experiment_json
 
     experiment = _experiment()
     add_runs(Experiment.get_by_id(experiment.id), [GridPoint(0.3, 1, 5), GridPoint(0.3, 2, 5)],

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from service.predict.warm import WARM_POOL
 from service.settings import Settings, ensure_data_dirs
+from service.web.keys import WARM_POOL
 from tests.conftest import make_settings
 from tests.helpers import png_bytes
 from tests.test_api import make_model, upload_two_labels, wait_for_status

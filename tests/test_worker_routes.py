@@ -16,8 +16,8 @@ import pytest
 
 from actors.snapshot_cache import CorruptImage, SnapshotCache
 from service.core.tables import Run, RunEvent, RunStatus
-from service.handlers.worker import TAR_GROUP_BYTES
-from service.keys import SETTINGS
+from service.web.api.worker import TAR_GROUP_BYTES
+from service.web.keys import SETTINGS
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
 from tests.test_api import make_model, upload_two_labels
@@ -152,7 +152,7 @@ async def test_a_one_request_result_arriving_in_small_pieces_is_read_whole(api, 
 
 async def test_a_larger_folder_in_one_request_is_spooled_to_disk_first(api, tmp_path,
                                                                         monkeypatch):
-    from service.handlers import worker
+    from service.web.api import worker
 
     monkeypatch.setattr(worker, "SMALL_FOLDER", 1024)  # past this, not unpacked from memory
     run_id = await claimed_run(api)

@@ -194,9 +194,9 @@ def test_the_host_of_a_run_is_its_worker_before_the_last_colon():
 # --- over HTTP and on the dashboard ----------------------------------------------------------
 
 def _with_registry_routes(app) -> None:
-    """The registry's routes, for as long as service/routes.py does not carry them yet."""
-    from service.dashboard import pages
-    from service.handlers import workers
+    """The registry's routes, for as long as service/web/routes.py does not carry them yet."""
+    from service.web.api import workers
+    from service.web.dashboard import pages
 
     wanted = [("GET", "/api/v1/workers", workers.list_all),
               ("POST", "/api/v1/worker/processes", workers.report),

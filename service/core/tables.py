@@ -160,6 +160,11 @@ class Run(BaseModel):
     script_sha256 = CharField(max_length=64, null=True)  # of the train script that ran it
     reused_from_deleted = BooleanField(default=False)  # the run it was reused from is gone
 
+    @property
+    def params(self) -> dict[str, float | int]:
+        """Its parameters by name, as runs show them."""
+        return {"i": self.param_i, "j": self.param_j, "k": self.param_k}
+
     class Meta:
         # Exactly one run per configuration and seed of an experiment, whoever inserts it.
         indexes = ((("experiment", "trial", "param_i", "param_j", "param_k", "seed"), True),)

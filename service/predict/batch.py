@@ -28,7 +28,6 @@ from service.execution.supervise import kill_group, with_parent_death_signal
 from service.execution.training import read_tail, script_env
 from service.predict.warm import Held, WarmBroken, WarmPool, WarmTimeout
 from service.settings import Settings
-from service.views import params_json
 
 OUTPUT_LIMIT = 64 * 1024
 log = logging.getLogger("sweeplab.predict")
@@ -68,7 +67,7 @@ def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
     if output.get("image") in (str(image.path), image.path.name):
         # the script echoed the path it was given: a temporary file, gone once we answer
         output = {**output, "image": image.name}
-    return {"run_id": run.id, "params": params_json(run), "name": image.name, "output": output,
+    return {"run_id": run.id, "params": run.params, "name": image.name, "output": output,
             "stdout": stdout, "duration_s": duration_s}
 
 

@@ -28,13 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from service.core.tables import Run
 from service.execution.parsing import parse_dict_line
 from service.execution.supervise import kill_group, with_parent_death_signal
 from service.execution.training import script_env
-from service.keys import SETTINGS
 from service.settings import Settings
 from service.sweeps.reuse import ScriptKey, script_key
 
@@ -336,23 +333,8 @@ def _why_replaced(process: WarmProcess, run_id: int, key: ScriptKey | None) -> s
     return "the test script changed"
 
 
-WARM_POOL = web.AppKey("warm_pool", WarmPool)
-
-
-async def warm_pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The pool for the app's life: idle processes reaped, every process stopped at the end."""
-    settings = app[SETTINGS]
-    pool = WarmPool(settings)
-    app[WARM_POOL] = pool
-    reaper = asyncio.create_task(_reap_forever(pool, settings))
-    yield
-    reaper.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reaper
-    await pool.close()
-
-
-async def _reap_forever(pool: WarmPool, settings: Settings) -> None:
+async def reap_forever(pool: WarmPool, settings: Settings) -> None:
+    """Stop processes idle past SWEEPLAB_PREDICT_IDLE_S, for as long as the pool lives."""
     interval = max(0.5, min(30.0, settings.predict_idle_s / 4))
     while True:
         await asyncio.sleep(interval)

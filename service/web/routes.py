@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.dashboard import actions, pages
-from service.dashboard.setup import STATIC_DIR
-from service.handlers import experiments, health, models, runs, worker, workers
-from service.keys import SETTINGS
+from service.web.api import experiments, health, models, runs, worker, workers
+from service.web.dashboard import actions, pages
+from service.web.dashboard.setup import STATIC_DIR
+from service.web.keys import SETTINGS
 
 ID = r"{id:[0-9]{1,18}}"  # ASCII only: \d would take Unicode digits
 SHA = r"{sha:[0-9a-f]{64}}"
@@ -41,7 +41,7 @@ def setup_routes(app: web.Application) -> None:
 
 
 def setup_worker_routes(app: web.Application) -> None:
-    """For remote workers, with the worker token only (see service.middleware)."""
+    """For remote workers, with the worker token only (see service.web.middleware)."""
     app.router.add_post(f"/api/v1/worker/runs/{ID}/claim", worker.claim)
     app.router.add_post(f"/api/v1/worker/runs/{ID}/heartbeat", worker.renew)
     app.router.add_put(f"/api/v1/worker/runs/{ID}/folder", worker.folder)

@@ -1,4 +1,4 @@
-"""The OpenAPI document as served: service/openapi.yaml, which carries the default limits, with
+"""The OpenAPI document as served: service/web/openapi.yaml, which carries the default limits, with
 the limits that are settings replaced by this deployment's values."""
 
 from __future__ import annotations

@@ -56,10 +56,6 @@ def run_view(values: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def params_json(run: Run) -> dict[str, float | int]:
-    return {"i": run.param_i, "j": run.param_j, "k": run.param_k}
-
-
 def run_json(run: Run) -> dict[str, Any]:
     return run_view(tuple(getattr(run, name) for name in RUN_FIELDS))
 

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from service.dashboard import data
-from service.dashboard.security import SESSION_COOKIE, session_value, set_cookie, signed_in
-from service.handlers.common import in_db, path_id, settings_of
+from service.web.api.common import in_db, path_id, settings_of
+from service.web.dashboard import data
+from service.web.dashboard.security import SESSION_COOKIE, session_value, set_cookie, signed_in
 from service.workers.registry import list_workers
 
 LIVE_TEMPLATES = {"experiment": "_experiment_live.html", "run": "_run_live.html"}

@@ -25,7 +25,8 @@ from aiohttp.http_exceptions import BadHttpMessage
 from service.core.errors import BadRequest, Invalid, TooLarge
 from service.core.tables import RunStatus
 from service.execution.training import Outcome
-from service.handlers.common import (
+from service.storage import image_path, kept_temp_dir
+from service.web.api.common import (
     MAX_JSON_BYTES,
     answer,
     in_db,
@@ -34,7 +35,6 @@ from service.handlers.common import (
     read_json,
     settings_of,
 )
-from service.storage import image_path, kept_temp_dir
 from service.workers.remote import (
     LOG_NAMES,
     check_attempt,

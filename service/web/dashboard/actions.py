@@ -7,18 +7,18 @@ from urllib.parse import quote
 from aiohttp import web
 
 from service.core.errors import ApiError
-from service.dashboard import data
-from service.dashboard.pages import render
-from service.dashboard.sweepform import error_context, experiment_body
-from service.handlers.common import in_db, path_id, settings_of
-from service.handlers.experiments import send_queued_runs, start_experiment
-from service.handlers.models import ingest_upload, predict_upload
 from service.sweeps.experiments import (
     cancel_experiment,
     create_experiment,
     create_model,
     retry_experiment,
 )
+from service.web.api.common import in_db, path_id, settings_of
+from service.web.api.experiments import send_queued_runs, start_experiment
+from service.web.api.models import ingest_upload, predict_upload
+from service.web.dashboard import data
+from service.web.dashboard.pages import render
+from service.web.dashboard.sweepform import error_context, experiment_body
 
 
 def _redirect(location: str, notice: str | None = None) -> web.HTTPSeeOther:

@@ -11,9 +11,9 @@ import yaml
 from aiohttp import web
 
 from service.core.db import ping
-from service.handlers.common import answer, in_db, settings_of
-from service.keys import BROKER_PROBE
-from service.openapi_doc import served_document
+from service.web.api.common import answer, in_db, settings_of
+from service.web.keys import BROKER_PROBE
+from service.web.openapi_doc import served_document
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 

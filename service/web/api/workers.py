@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.handlers.common import answer, in_db, read_json, settings_of, shared_read
+from service.web.api.common import answer, in_db, read_json, settings_of, shared_read
 from service.workers.registry import REPORT_FIELDS, list_workers, report_worker
 
 

@@ -8,6 +8,7 @@ import dramatiq
 from aiohttp import web
 
 from service.dispatch.probe import BrokerProbe
+from service.predict.warm import WarmPool
 from service.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -18,3 +19,4 @@ DB_EXECUTOR = web.AppKey("db_executor", ThreadPoolExecutor)
 PUBLISH_EXECUTOR = web.AppKey("publish_executor", ThreadPoolExecutor)
 # /healthz's one kept connection to RabbitMQ
 BROKER_PROBE = web.AppKey("broker_probe", BrokerProbe)
+WARM_POOL = web.AppKey("warm_pool", WarmPool)

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from service.core.errors import ApiError
-from service.keys import SETTINGS
+from service.web.keys import SETTINGS
 
 SESSION_COOKIE = "sweeplab_session"
 CSRF_COOKIE = "sweeplab_csrf"

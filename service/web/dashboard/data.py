@@ -6,17 +6,17 @@ from datetime import datetime
 from typing import Any
 
 from service.core.tables import Experiment, Image, ModelImage, RunStatus
-from service.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
-from service.dashboard.heatmap import marginal_effects, panels
-from service.dashboard.scale import objective_value, scale_of
-from service.dashboard.sweepform import refill
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.runs.curves import curve_json, experiment_curves
 from service.settings import Settings
 from service.storage import image_path
 from service.sweeps.experiments import get_experiment, get_model, get_run
 from service.sweeps.statistics import MAXIMIZE
-from service.views import all_models_json, experiment_json, model_json, run_json
+from service.web.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
+from service.web.dashboard.heatmap import marginal_effects, panels
+from service.web.dashboard.scale import objective_value, scale_of
+from service.web.dashboard.sweepform import refill
+from service.web.views import all_models_json, experiment_json, model_json, run_json
 from service.workers.registry import host_of
 
 THUMBNAILS_PER_LABEL = 4

@@ -10,12 +10,12 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup, escape
 
-from service.dashboard.data import age
-from service.dashboard.heatmap import PARAM_NAMES
-from service.dashboard.scale import colour, legend_stops, mean_ci, number, param_text
-from service.dashboard.security import csrf_token, signed_in
-from service.keys import SETTINGS
 from service.sweeps.statistics import MAXIMIZE
+from service.web.dashboard.data import age
+from service.web.dashboard.heatmap import PARAM_NAMES
+from service.web.dashboard.scale import colour, legend_stops, mean_ci, number, param_text
+from service.web.dashboard.security import csrf_token, signed_in
+from service.web.keys import SETTINGS
 
 SERVICE_DIR = Path(__file__).resolve().parent.parent
 STATIC_DIR = SERVICE_DIR / "static"

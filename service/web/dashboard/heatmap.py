@@ -13,8 +13,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.dashboard.scale import Scale, colour, mean_ci, objective_value
 from service.sweeps.statistics import MAXIMIZE
+from service.web.dashboard.scale import Scale, colour, mean_ci, objective_value
 
 PARAMS = ("i", "j", "k")
 PARAM_NAMES = {"i": "learning rate (i)", "j": "layers (j)", "k": "steps (k)"}

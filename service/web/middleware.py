@@ -10,7 +10,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from service.core.errors import ApiError, Unauthorized
-from service.keys import SETTINGS
+from service.web.keys import SETTINGS
 
 log = logging.getLogger("sweeplab.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
-from service.handlers.common import answer, in_db, path_id, settings_of
 from service.runs.curves import curve_json
 from service.sweeps.experiments import get_run
-from service.views import run_json
+from service.web.api.common import answer, in_db, path_id, settings_of
+from service.web.views import run_json
 
 LOG_LIMIT = 1 << 20  # the last MiB of each stream: enough to read, never the whole of a huge log
 

@@ -19,8 +19,8 @@ from service.core.errors import (
     UnsupportedMediaType,
 )
 from service.dispatch.broker import BrokerUnavailable
-from service.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 from service.settings import Settings
+from service.web.keys import BROKER, DB_EXECUTOR, PUBLISH_EXECUTOR, SETTINGS
 
 T = TypeVar("T")
 MAX_JSON_BYTES = 1 << 20

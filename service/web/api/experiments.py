@@ -7,16 +7,6 @@ from aiohttp import web
 from service.core.errors import Invalid, Unavailable
 from service.core.tables import Experiment
 from service.dispatch.publish import publish_experiment
-from service.handlers.common import (
-    answer,
-    in_db,
-    path_id,
-    publish,
-    quick_read,
-    read_json,
-    settings_of,
-    shared_read,
-)
 from service.sweeps.experiments import (
     cancel_experiment,
     create_experiment,
@@ -26,8 +16,18 @@ from service.sweeps.experiments import (
     retry_experiment,
 )
 from service.sweeps.removal import delete_experiment
-from service.viewcache import experiment_view_bytes, kept_view_bytes
-from service.views import experiment_json
+from service.web.api.common import (
+    answer,
+    in_db,
+    path_id,
+    publish,
+    quick_read,
+    read_json,
+    settings_of,
+    shared_read,
+)
+from service.web.viewcache import experiment_view_bytes, kept_view_bytes
+from service.web.views import experiment_json
 
 EXPERIMENT_FIELDS = ("grid", "timeout_s", "start", "objective", "repeats", "search",
                      "early_stopping", "reuse")

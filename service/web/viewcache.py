@@ -20,7 +20,7 @@ from peewee import Query, fn
 from service.core.errors import NotFound
 from service.core.queries import instance_of, run_kept
 from service.core.tables import Experiment, Run, RunEvent
-from service.views import experiment_json, run_rows, run_view
+from service.web.views import experiment_json, run_rows, run_view
 
 KEPT = 64  # experiments whose view is kept: those being watched
 _kept: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.dashboard.heatmap import PARAM_NAMES, PARAMS
-from service.dashboard.scale import number, objective_value, param_text, significant
 from service.sweeps.statistics import MAXIMIZE
+from service.web.dashboard.heatmap import PARAM_NAMES, PARAMS
+from service.web.dashboard.scale import number, objective_value, param_text, significant
 
 # Pixels kept around the plot for the tick labels and the axis titles.
 LEFT, RIGHT, TOP, BOTTOM = 58, 24, 10, 40

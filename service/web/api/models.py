@@ -10,17 +10,17 @@ from aiohttp import web
 
 from service.core.errors import Conflict, Invalid, NotFound, TooLarge
 from service.core.tables import Run
-from service.handlers.common import answer, in_db, path_id, read_json, settings_of, shared_read
 from service.ingest.imagecheck import NotAnImage, check_image
 from service.ingest.labels import LabelError
 from service.ingest.uploads import Received, check_uploads, receive_files, record_images, unpacker
 from service.predict.batch import PredictImage, image_at, predict_images
-from service.predict.warm import WARM_POOL
 from service.settings import Settings
 from service.storage import kept_temp_dir
 from service.sweeps.experiments import create_model, get_model
 from service.sweeps.removal import delete_model, delete_model_image
-from service.views import all_models_json, best_json, label_counts, model_json
+from service.web.api.common import answer, in_db, path_id, read_json, settings_of, shared_read
+from service.web.keys import WARM_POOL
+from service.web.views import all_models_json, best_json, label_counts, model_json
 
 PREVIEW_BYTES = 512 * 1024
 MODEL_FIELDS = ("name", "description")

@@ -1,0 +1,1 @@
+"""Operating a deployment: backing it up and restoring it (backup)."""
