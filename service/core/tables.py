@@ -37,6 +37,10 @@ class RunStatus(StrEnum):
 
 TERMINAL_RUN_STATES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED,
                                  RunStatus.PRUNED})
+ACTIVE_RUN_STATES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+ACTIVE_RUN_VALUES = [state.value for state in ACTIVE_RUN_STATES]  # for SQL's IN
+# How an experiment searches (its `search` column; None is the grid).
+GRID, RANDOM, TPE = "grid", "random", "tpe"
 
 
 class ExperimentStatus(StrEnum):
@@ -128,6 +132,11 @@ class Experiment(BaseModel):
     early_stopping = JSONField(null=True)  # {"rule": ..., "min_step": M}; None: never
     reuse = BooleanField(default=False)  # take known results instead of training again
     images_sha256 = CharField(max_length=64, null=True)  # of its images' content and labels
+
+    @property
+    def strategy(self) -> str:
+        """grid, random or tpe."""
+        return (self.search or {}).get("strategy", GRID)
 
 
 class Run(BaseModel):

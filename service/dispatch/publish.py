@@ -25,7 +25,7 @@ from peewee import fn
 
 from service.core.db import database
 from service.core.queries import row_by_id
-from service.core.tables import Experiment, ExperimentStatus, Run, RunStatus
+from service.core.tables import ACTIVE_RUN_VALUES, Experiment, ExperimentStatus, Run, RunStatus
 from service.core.timeutil import utcnow
 from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE, BrokerUnavailable, send_train
 from service.dispatch.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
@@ -76,7 +76,7 @@ def _ask_for_more(settings: Settings, experiment_id: int) -> None:
 def _unsettled() -> list[Experiment]:
     """Running experiments none of whose runs is left: their last aggregate went missing."""
     active = Run.select(Run.experiment).where(
-        Run.status.in_([RunStatus.QUEUED.value, RunStatus.RUNNING.value]))
+        Run.status.in_(ACTIVE_RUN_VALUES))
     return list(Experiment.select(Experiment.id).where(
         Experiment.status == ExperimentStatus.RUNNING.value,
         Experiment.unpublished == False,  # noqa: E712 (a SQL expression)

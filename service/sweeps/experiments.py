@@ -10,6 +10,7 @@ from service.core.db import write_transaction
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.queries import row_by_id
 from service.core.tables import (
+    ACTIVE_RUN_VALUES,
     Experiment,
     ExperimentStatus,
     Image,
@@ -35,8 +36,6 @@ from service.sweeps.space import (
 )
 from service.sweeps.statistics import validate_objective, validate_repeats
 from service.sweeps.trials import add_runs, first_points
-
-ACTIVE_RUN_STATES = [RunStatus.QUEUED.value, RunStatus.RUNNING.value]
 
 
 def get_model(model_id: int, for_update: bool = False) -> MLModel:
@@ -152,7 +151,7 @@ def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
         Experiment.update(status=ExperimentStatus.CANCELLED.value, finished_at=utcnow()).where(
             Experiment.id == experiment_id).execute()
         active = Run.select(Run.id).where(Run.experiment == experiment_id,
-                                          Run.status.in_(ACTIVE_RUN_STATES))
+                                          Run.status.in_(ACTIVE_RUN_VALUES))
         for run in active:
             # A running run's worker sees this at its next heartbeat and kills the script.
             transition(run.id, RunStatus.CANCELLED, actor=actor, reason="cancelled by user",

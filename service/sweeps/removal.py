@@ -14,6 +14,7 @@ from pathlib import Path
 from service.core.db import insert_in_batches, write_transaction
 from service.core.errors import Conflict, NotFound
 from service.core.tables import (
+    ACTIVE_RUN_VALUES,
     Experiment,
     ExperimentStatus,
     Image,
@@ -26,12 +27,12 @@ from service.core.timeutil import utcnow
 from service.settings import Settings
 from service.storage import image_path, remove_tree
 from service.sweeps.aggregate import aggregate_model
-from service.sweeps.experiments import ACTIVE_RUN_STATES, get_experiment, get_model
+from service.sweeps.experiments import get_experiment, get_model
 
 
 def _has_active_runs(model_id: int) -> bool:
     return (Run.select().join(Experiment)
-            .where(Experiment.model == model_id, Run.status.in_(ACTIVE_RUN_STATES),
+            .where(Experiment.model == model_id, Run.status.in_(ACTIVE_RUN_VALUES),
                    Experiment.status == ExperimentStatus.RUNNING.value)
             .exists())
 

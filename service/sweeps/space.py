@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.core.errors import Invalid
+from service.core.tables import GRID, RANDOM, TPE
 from service.sweeps.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
 
-GRID, RANDOM, TPE = "grid", "random", "tpe"
 STRATEGY_KEYS = {GRID: {"strategy"}, RANDOM: {"strategy", "runs", "seed"},
                  TPE: {"strategy", "runs", "parallel", "seed"}}
 DEFAULT_PARALLEL = 4

@@ -8,12 +8,17 @@ from peewee import fn
 
 from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import row_by_id
-from service.core.tables import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
+from service.core.tables import (
+    ACTIVE_RUN_STATES,
+    Experiment,
+    ExperimentStatus,
+    Run,
+    RunPoint,
+    RunStatus,
+)
 from service.sweeps.grid import GridPoint, expand_grid
 from service.sweeps.sampling import TrialRecord, ask, first_configurations
 from service.sweeps.space import GRID, TPE
-
-ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 
 
 def first_points(experiment: Experiment) -> list[GridPoint]:
@@ -28,7 +33,7 @@ def add_runs(experiment: Experiment, points: list[GridPoint], first_trial: int) 
     all 0 (its parameters tell its configurations apart); a search's are numbered, and a
     configuration a search asks for again is trained with the seeds after those it had, so
     no configuration and seed is ever trained twice in one experiment."""
-    numbered = (experiment.search or {}).get("strategy", GRID) != GRID
+    numbered = experiment.strategy != GRID
     next_seed: dict[GridPoint, int] = {}
     rows = []
     for n, point in enumerate(points):
@@ -63,7 +68,7 @@ def trial_history(experiment_id: int) -> list[TrialRecord]:
             .where(Run.experiment == experiment_id).order_by(Run.trial, Run.id).tuples())
     for run_id, trial, i, j, k, status, value in rows:
         record = records.setdefault(trial, TrialRecord({"i": i, "j": j, "k": k}))
-        if status in ACTIVE:
+        if status in ACTIVE_RUN_STATES:
             record.active += 1
         elif status == RunStatus.SUCCEEDED and value is not None:
             record.values.append(value)

@@ -13,12 +13,12 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.core.tables import ACTIVE_RUN_STATES
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.scale import Scale, colour, mean_ci, objective_value
 
 PARAMS = ("i", "j", "k")
 PARAM_NAMES = {"i": "learning rate (i)", "j": "layers (j)", "k": "steps (k)"}
-UNFINISHED = ("queued", "running")
 STATUS_TEXT = {"failed": "✗ failed", "cancelled": "cancelled", "running": "running…",
                "queued": "queued", "pruned": "✂ pruned"}
 PRUNED_MARK, REUSED_MARK = "✂", "↺"
@@ -141,7 +141,7 @@ def _key(params: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 def group_status(statuses: list[str]) -> str:
     """One status for a grid point's runs: running while any is unfinished and some started."""
-    unfinished = [status for status in statuses if status in UNFINISHED]
+    unfinished = [status for status in statuses if status in ACTIVE_RUN_STATES]
     if unfinished:
         return "queued" if len(unfinished) == len(statuses) and "running" not in statuses \
             else "running"
@@ -175,7 +175,7 @@ def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: 
                 run_id=_lead_run(runs, scale.metric, scale.direction),
                 best=best_run_id in ids, score=scale.score(value), run_ids=ids,
                 ci95=config["ci95"] if config else None, n=config["n"] if config else 0,
-                ended=sum(status not in UNFINISHED for status in statuses),
+                ended=sum(status not in ACTIVE_RUN_STATES for status in statuses),
                 failed=statuses.count("failed"), pruned=statuses.count("pruned"),
                 reused=sum(run.get("reused_from") is not None for run in runs),
                 same=bool(config and config.get("no_variance")))
