@@ -176,8 +176,9 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
             return False
         raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
     experiment = row_by_id(Experiment, run.experiment_id)
-    metric = experiment.objective_metric if experiment is not None else None
-    _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, metric)
+    if experiment is not None:  # else deleted meanwhile, the run with it: no curve to keep
+        _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME,
+                       experiment.objective_metric)
     return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome,
                                 inline=experiment is not None and not aggregate_later(experiment))
 
