@@ -9,4 +9,5 @@ scripts/setup.sh
 scripts/ensure_chromium.sh
 scripts/ensure_test_tools.sh
 .venv/bin/ruff check .
+.venv/bin/mypy  # the packages and settings are in pyproject.toml
 exec .venv/bin/python -m pytest "$@"

@@ -15,6 +15,7 @@ from typing import Any
 from service.db import write_transaction
 from service.models import Run, RunPoint
 from service.parsing import metric_in_line, parse_dict_line
+from service.rows import tuple_rows
 
 STEP_KEYS = ("step", "epoch", "iteration")
 _STEP = re.compile(r"(?<![\w.])(step|epoch|iteration)\b\s*[:=]\s*(\d+)\b", re.IGNORECASE)
@@ -105,16 +106,16 @@ class CurveFollower:
 
 
 def curve_json(run_id: int) -> list[dict[str, Any]]:
-    rows = RunPoint.select(RunPoint.step, RunPoint.value).where(
-        RunPoint.run == run_id).order_by(RunPoint.step).tuples()
+    rows = tuple_rows(RunPoint.select(RunPoint.step, RunPoint.value)
+                      .where(RunPoint.run == run_id).order_by(RunPoint.step))
     return [{"step": step, "value": value} for step, value in rows]
 
 
 def experiment_curves(experiment_id: int) -> dict[int, dict[int, float]]:
     """Every run's curve of the experiment, by run id: {step: value}, in one query."""
-    rows = (RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
-            .where(Run.experiment == experiment_id).order_by(RunPoint.run, RunPoint.step)
-            .tuples())
+    rows = tuple_rows(RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
+                      .where(Run.experiment == experiment_id)
+                      .order_by(RunPoint.run, RunPoint.step))
     curves: dict[int, dict[int, float]] = {}
     for run_id, step, value in rows:
         curves.setdefault(run_id, {})[step] = value

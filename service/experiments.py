@@ -21,7 +21,7 @@ from service.models import (
     RunStatus,
 )
 from service.reuse import images_sha256
-from service.rows import row_by_id
+from service.rows import row_by_id, tuple_rows
 from service.runstate import transition
 from service.search import (
     GRID,
@@ -74,8 +74,8 @@ def _timeout(settings: Settings, raw: Any) -> float:
 
 
 def _training_images(settings: Settings, model_id: int) -> list[tuple[Path, str | None]]:
-    rows = (ModelImage.select(ModelImage.label, Image.sha256, Image.extension)
-            .join(Image).where(ModelImage.model == model_id).tuples())
+    rows = tuple_rows(ModelImage.select(ModelImage.label, Image.sha256, Image.extension)
+                      .join(Image).where(ModelImage.model == model_id))
     return [(image_path(settings, sha, ext), label) for label, sha, ext in rows]
 
 

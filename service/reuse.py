@@ -21,7 +21,7 @@ from pathlib import Path
 
 from service.db import insert_in_batches, write_transaction
 from service.models import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
-from service.rows import row_by_id
+from service.rows import row_by_id, tuple_rows
 from service.runstate import transition
 from service.settings import Settings
 from service.storage import link_or_copy
@@ -109,7 +109,7 @@ def _record_taken(run: Run, source: Run, origin: int, script: str, now: object) 
                        script_sha256=script, started_at=now, finished_at=now, duration_s=0.0)
     if taken:  # the source's own curve: a reused source holds a copy of its origin's
         points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == source.id)
-        rows = [{"run": run.id, "step": step, "value": value} for step, value in points.tuples()]
+        rows = [{"run": run.id, "step": step, "value": value} for step, value in tuple_rows(points)]
         insert_in_batches(RunPoint, rows, ignore_conflicts=True)
     return taken
 

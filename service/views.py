@@ -11,6 +11,7 @@ from service.aggregate import status_counts
 from service.configs import comparison_json, configuration_json, group, ranked
 from service.db import database
 from service.models import Experiment, MLModel, ModelImage, Run, RunStatus
+from service.rows import tuple_rows
 from service.timeutil import iso
 from service.trials import search_json
 
@@ -94,8 +95,8 @@ def best_json(run_id: int | None) -> dict[str, Any] | None:
 
 
 def label_counts(model_id: int) -> tuple[int, dict[str, int]]:
-    rows = (ModelImage.select(ModelImage.label, fn.COUNT(ModelImage.id).alias("n"))
-            .where(ModelImage.model == model_id).group_by(ModelImage.label).tuples())
+    rows = tuple_rows(ModelImage.select(ModelImage.label, fn.COUNT(ModelImage.id).alias("n"))
+                      .where(ModelImage.model == model_id).group_by(ModelImage.label))
     total, labels = 0, {}
     for label, number in rows:
         total += number

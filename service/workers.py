@@ -19,6 +19,7 @@ from peewee import Case
 from service.db import write_transaction
 from service.errors import Invalid
 from service.models import Run, RunStatus, WorkerProcess
+from service.rows import tuple_rows
 from service.timeutil import iso, utcnow
 
 REPORT_KEYS = ("name", "host", "pid", "threads", "gpus", "version", "queues", "remote")
@@ -120,9 +121,9 @@ def _kept_since(now: datetime, retention_s: float) -> datetime:
 def _running_runs() -> dict[str, list[int]]:
     """The ids of the running runs, by the worker that holds them."""
     held: dict[str, list[int]] = defaultdict(list)
-    rows = (Run.select(Run.id, Run.worker)
-            .where(Run.status == RunStatus.RUNNING.value, Run.worker.is_null(False))
-            .order_by(Run.id).tuples())
+    rows = tuple_rows(Run.select(Run.id, Run.worker)
+                      .where(Run.status == RunStatus.RUNNING.value, Run.worker.is_null(False))
+                      .order_by(Run.id))
     for run_id, worker in rows:
         held[worker].append(run_id)
     return held

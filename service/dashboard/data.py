@@ -13,6 +13,7 @@ from service.dashboard.scale import objective_value, scale_of
 from service.dashboard.sweepform import refill
 from service.experiments import get_experiment, get_model, get_run
 from service.models import Experiment, Image, ModelImage, RunStatus
+from service.rows import tuple_rows
 from service.settings import Settings
 from service.storage import image_path
 from service.training import STDERR_NAME, STDOUT_NAME, read_tail
@@ -29,8 +30,8 @@ ENDED_STATES = ("succeeded", "failed", "cancelled", "pruned")  # for the progres
 
 def _thumbnails(model_id: int) -> dict[str | None, list[str]]:
     shown: dict[str | None, list[str]] = {}
-    rows = (ModelImage.select(ModelImage.label, Image.sha256).join(Image)
-            .where(ModelImage.model == model_id).order_by(ModelImage.id).tuples())
+    rows = tuple_rows(ModelImage.select(ModelImage.label, Image.sha256).join(Image)
+                      .where(ModelImage.model == model_id).order_by(ModelImage.id))
     for label, sha in rows:
         chosen = shown.setdefault(label, [])
         if len(chosen) < THUMBNAILS_PER_LABEL:
