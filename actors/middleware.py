@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
 from actors import gpus
@@ -29,10 +30,10 @@ class DatabaseConnection(Middleware):
     each message cost more than the rest of a short run's bookkeeping. After a failed message
     it is closed, so a broken connection (PostgreSQL restarted) is not reused."""
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         database.connect(reuse_if_open=True)
 
-    def after_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message, *,
+    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
                               result: Any = None, exception: BaseException | None = None) -> None:
         if exception is not None and not database.is_closed():
             database.close()
@@ -107,11 +108,11 @@ class StopWhenRefused(Middleware):
     def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         self.booted = True
 
-    def before_process_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         if self.problem is not None:
             raise SkipMessage(self.problem)
 
-    def after_skip_message(self, broker: dramatiq.Broker, message: dramatiq.Message) -> None:
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         """A message skipped here, or by the train actor when the API refused its claim."""
         if self.problem is None:
             return

@@ -162,7 +162,8 @@ class RestStore(RunStore):
         try:
             with open(request, "wb") if spooled else io.BytesIO() as body:
                 write_result_request(body, boundary, run_dir, files, outcome_json)
-                sent = {"body": request} if spooled else {"data": body.getvalue()}
+                sent = ({"data": body.getvalue()} if isinstance(body, io.BytesIO)
+                        else {"body": request})
             recorded = self.patiently(
                 "POST", f"/runs/{spec.run_id}/result",
                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}, **sent,

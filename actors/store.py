@@ -17,10 +17,11 @@ from typing import Any
 
 from service.core.db import database
 from service.execution.training import STDOUT_NAME, Outcome
-from service.runs.attempts import record_and_aggregate, requeue_attempt
+from service.runs.attempts import requeue_attempt
 from service.runs.curves import CurveFollower
 from service.runs.state import Claim, claim_run, heartbeat
 from service.settings import Settings
+from service.sweeps.aggregate import record_and_aggregate
 from service.sweeps.pruning import keep_going
 from service.workers.registry import report_worker
 

@@ -9,4 +9,6 @@ scripts/setup.sh
 scripts/ensure_chromium.sh
 scripts/ensure_test_tools.sh
 .venv/bin/ruff check .
+.venv/bin/mypy  # the packages and settings are in pyproject.toml
+.venv/bin/lint-imports  # the import rules, also in pyproject.toml
 exec .venv/bin/python -m pytest "$@"

@@ -13,13 +13,21 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from service.core.errors import Conflict
 from service.settings import Settings
 
+
+class ExtractOptions(TypedDict, total=False):
+    """Keyword arguments of `TarFile.extractall`, as EXTRACT_FILTER holds them."""
+
+    filter: Literal["data"]
+
+
 # Python's "data" extraction filter (PEP 706), where this Python has it: 3.11.4 and newer.
 # Debian 12's python3 is 3.11.2, where our own member checks are the only guard.
-EXTRACT_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+EXTRACT_FILTER: ExtractOptions = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 UNLABELLED_NOTE = "images without a label lie at the snapshot's top level"
 
 

@@ -33,7 +33,8 @@ UNITS = ("sweeplab-api.service", "sweeplab-worker.service", "sweeplab-aggregate.
 EXPOSURE_BOUNDS = {"sweeplab-api.service": 2.0, "sweeplab-aggregate.service": 2.0,
                    "sweeplab-worker.service": 2.0, "sweeplab-worker.service+gpu": 2.5}
 TEST_TOOLS = {"pytest", "pytest-aiohttp", "pytest-asyncio", "schemathesis", "hypothesis",
-              "playwright", "ruff", "openapi-spec-validator", "openapi-python-client"}
+              "playwright", "ruff", "mypy", "import-linter", "openapi-spec-validator",
+              "openapi-python-client"}
 SECRET = "0123456789abcdef0123"
 needs_systemd_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                            reason="no systemd-analyze here")

@@ -15,9 +15,10 @@ import aiohttp
 import pytest
 
 from actors.snapshot_cache import CorruptImage, SnapshotCache
-from service.core.tables import Run, RunEvent, RunStatus
+from service.core.tables import Experiment, Run, RunEvent, RunStatus
 from service.web.api.worker import TAR_GROUP_BYTES
 from service.web.keys import SETTINGS
+from service.workers import remote as workerapi
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
 from tests.test_api import make_model, upload_two_labels
@@ -402,3 +403,25 @@ def test_a_report_the_api_refuses_or_cannot_take_says_why_and_a_refusal_is_heard
         store.report_worker({"name": "h:1"})
     assert str(failed.value) == message
     assert heard_of == ([message] if heard else [])
+
+
+async def test_a_result_whose_experiment_was_deleted_meanwhile_is_not_recorded(api, monkeypatch):
+    """The experiment (and with it the run) deleted between the result's reading of its run and
+    of its experiment: nothing to record, and no curve read for a metric nobody names."""
+    run_id = await claimed_run(api)
+    folder = tar_gz_bytes({"stdout.log": b"step: 1 accuracy: 0.5\n"})
+    sent = await api.put(f"/api/v1/worker/runs/{run_id}/folder?attempt=1", data=folder,
+                         headers=WORKER)
+    assert sent.status == 204
+    read_run = workerapi._existing
+
+    def run_then_deleted(read_id: int) -> Run:
+        run = read_run(read_id)
+        Experiment.delete().where(Experiment.id == run.experiment_id).execute()
+        return run
+
+    monkeypatch.setattr(workerapi, "_existing", run_then_deleted)
+    result = {"attempt": 1, "worker": "h:1", "status": "succeeded", "accuracy": 0.5, "value": 0.5}
+    done = await api.post(f"/api/v1/worker/runs/{run_id}/result", json=result, headers=WORKER)
+    assert (done.status, await done.json()) == (200, {"recorded": False})
+    assert Run.get_or_none(Run.id == run_id) is None

@@ -11,7 +11,7 @@ ones go, and the SQL is kept and run again with the values of the call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from peewee import Model, Query
@@ -88,5 +88,12 @@ def instance_of(model: type[M], row: tuple[Any, ...]) -> M:
     values = {field.name: None if value is None else field.python_value(value)
               for field, value in zip(fields, row, strict=True)}
     instance = model(**values)
-    instance._dirty.clear()  # as read: nothing to save
+    # As read: nothing to save. Peewee's own readers clear it so; its stubs omit `_dirty`.
+    instance._dirty.clear()  # type: ignore[attr-defined]
     return instance
+
+
+def tuple_rows(query: Query) -> Iterable[tuple[Any, ...]]:
+    """The rows of `query.tuples()`. Peewee's stubs type that as the query itself, whose rows
+    would be model instances; this says what they are."""
+    return query.tuples()

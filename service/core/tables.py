@@ -102,6 +102,8 @@ class ModelImage(BaseModel):
     id = IdField()
     model = ForeignKeyField(MLModel, backref="images", on_delete="CASCADE")
     image = ForeignKeyField(Image, backref="uses", on_delete="CASCADE")
+    model_id: int  # peewee's accessors of the keys' values, which its stubs do not know
+    image_id: str
     label = CharField(max_length=100, null=True)
     original_name = CharField(max_length=255, default="")
     created_at = DateTimeField(default=utcnow)
@@ -114,6 +116,7 @@ class ModelImage(BaseModel):
 class Experiment(BaseModel):
     id = IdField()
     model = ForeignKeyField(MLModel, backref="experiments", on_delete="CASCADE")
+    model_id: int  # peewee's id accessor of the key above, unknown to its stubs
     status = CharField(max_length=20, default=ExperimentStatus.CREATED.value)
     grid = JSONField()
     timeout_s = FloatField()
@@ -142,6 +145,7 @@ class Experiment(BaseModel):
 class Run(BaseModel):
     id = IdField()
     experiment = ForeignKeyField(Experiment, backref="runs", on_delete="CASCADE")
+    experiment_id: int  # peewee's id accessor of the key above, unknown to its stubs
     param_i = FloatField()
     param_j = IntegerField()
     param_k = IntegerField()
@@ -184,6 +188,7 @@ class RunEvent(BaseModel):
 
     id = IdField()
     run = ForeignKeyField(Run, backref="events", on_delete="CASCADE")
+    run_id: int  # peewee's id accessor of the key above, unknown to its stubs
     from_status = CharField(max_length=20)
     to_status = CharField(max_length=20)
     actor = CharField(max_length=255)
@@ -199,6 +204,7 @@ class RunPoint(BaseModel):
 
     id = IdField()
     run = ForeignKeyField(Run, backref="points", on_delete="CASCADE")
+    run_id: int  # peewee's id accessor of the key above, unknown to its stubs
     step = IntegerField()
     value = FloatField()
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name, xq_name
 
@@ -29,7 +31,7 @@ class DeadLetter:
     last_error: str
 
 
-def _last_error(message: dramatiq.Message) -> str:
+def _last_error(message: dramatiq.Message | MessageProxy) -> str:
     """The exception a traceback ends with, its continuation lines included (database
     drivers' messages run over several lines)."""
     lines = str(message.options.get("traceback", "")).rstrip().splitlines()
@@ -41,7 +43,7 @@ def _last_error(message: dramatiq.Message) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def _dead_letter(queue: str, message: dramatiq.Message) -> DeadLetter | None:
+def _dead_letter(queue: str, message: dramatiq.Message | MessageProxy) -> DeadLetter | None:
     if message.actor_name != ACTOR_OF_QUEUE[queue] or not message.args:
         return None
     return DeadLetter(int(message.args[0]), _last_error(message))
@@ -54,8 +56,9 @@ def take_dead_letters(broker: dramatiq.Broker, queue: str,
     how many were taken."""
     if isinstance(broker, StubBroker):
         return _take_from_stub(broker, queue, handle)
-    broker.declare_queue(queue, ensure=True)
-    channel = broker.channel
+    rabbitmq = _rabbitmq(broker)
+    rabbitmq.declare_queue(queue, ensure=True)
+    channel = rabbitmq.channel
     taken = 0
     while taken < MAX_TAKEN_PER_PASS:
         method, _, body = channel.basic_get(queue=xq_name(queue), auto_ack=False)
@@ -92,5 +95,13 @@ def train_queue_is_empty(broker: dramatiq.Broker) -> bool:
     if isinstance(broker, StubBroker):
         return all(broker.queues[name].qsize() == 0
                    for name in (TRAIN_QUEUE, dq_name(TRAIN_QUEUE)) if name in broker.queues)
-    ready, delayed, _ = broker.get_queue_message_counts(TRAIN_QUEUE)
+    ready, delayed, _ = _rabbitmq(broker).get_queue_message_counts(TRAIN_QUEUE)
     return ready == 0 and delayed == 0
+
+
+def _rabbitmq(broker: dramatiq.Broker) -> RabbitmqBroker:
+    """The broker as the one kind besides the stub that `make_broker` makes, whose queues
+    this module reads directly."""
+    if not isinstance(broker, RabbitmqBroker):
+        raise TypeError(f"a RabbitMQ or stub broker is needed, not {type(broker).__name__}")
+    return broker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -9,9 +10,9 @@ from pathlib import Path
 
 from service.core.tables import RunStatus
 from service.execution.parsing import find_metric
+from service.execution.scripts import script_sha256
 from service.execution.supervise import RUN_MARKER, ChildResult, start_child, supervise
 from service.settings import Settings
-from service.sweeps.reuse import script_sha256
 
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
@@ -65,23 +66,23 @@ def _last_lines(run_dir: Path) -> str:
 def judge(result: ChildResult, run_dir: Path, timeout_s: float,
           metric: str = "accuracy") -> Outcome:
     """Turn how the child ended, and what it printed, into the run's outcome."""
-    common = {"exit_code": result.exit_code, "duration_s": round(result.duration_s, 3)}
+    ended = functools.partial(Outcome, exit_code=result.exit_code,
+                              duration_s=round(result.duration_s, 3))
     if result.stopped:
-        return Outcome(RunStatus.CANCELLED, stopped=True, **common)
+        return ended(RunStatus.CANCELLED, stopped=True)
     if result.timed_out:
-        return Outcome(RunStatus.FAILED, error=f"timed out after {timeout_s:g} s", **common)
+        return ended(RunStatus.FAILED, error=f"timed out after {timeout_s:g} s")
     if result.signal_name:
         error = f"killed by {result.signal_name}\n{_last_lines(run_dir)}".strip()
-        return Outcome(RunStatus.FAILED, error=error, **common)
+        return ended(RunStatus.FAILED, error=error)
     if result.exit_code != 0:
         error = f"exited with code {result.exit_code}\n{_last_lines(run_dir)}".strip()
-        return Outcome(RunStatus.FAILED, error=error, **common)
+        return ended(RunStatus.FAILED, error=error)
     printed = read_tail(run_dir / STDOUT_NAME)
     value = find_metric(printed, metric)
     if value is None:
-        return Outcome(RunStatus.FAILED, error=f"no {metric} found in the output", **common)
-    return Outcome(RunStatus.SUCCEEDED, accuracy=find_metric(printed, "accuracy"), value=value,
-                   **common)
+        return ended(RunStatus.FAILED, error=f"no {metric} found in the output")
+    return ended(RunStatus.SUCCEEDED, accuracy=find_metric(printed, "accuracy"), value=value)
 
 
 def preflight(settings: Settings, images: Path) -> str | None:

@@ -26,7 +26,7 @@ class UnpackFailed(Exception):  # noqa: N818 (a carrier, not an error of its own
     """What the unpacker raised (a limit, a bad label), carried past the multipart parsing's
     own handling of ValueError, which would call it a malformed body."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -96,7 +96,7 @@ class StreamedUnpack:
         """Hand the chunks over; a failure that ends the whole request (a limit) is raised
         now rather than after the rest of the part has arrived."""
         if self.job.done() and (error := self.job.exception()) is not None:
-            raise UnpackFailed(error)  # type: ignore[arg-type]
+            raise UnpackFailed(error)
         for chunk in chunks:
             await self.feed.put(chunk)
 

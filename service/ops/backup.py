@@ -160,7 +160,8 @@ class ArchiveWriter:
     """Adds folders to a tar, counting files, hard links and bytes per top folder."""
 
     def __init__(self, tar: tarfile.TarFile) -> None:
-        self.tar, self.notes = tar, []
+        self.tar = tar
+        self.notes: list[str] = []
         self.counts = {folder: [0, 0, 0] for folder in FOLDERS}  # files, hard links, bytes
 
     def add_file(self, path: str, arcname: str) -> None:
@@ -284,8 +285,9 @@ def refuse_used_target(settings: Settings, kind: str) -> None:
 
 def read_manifest(tar: tarfile.TarFile, kind: str) -> dict[str, Any]:
     try:
-        manifest = json.load(tar.extractfile(MANIFEST))  # type: ignore[arg-type]
-    except (KeyError, AttributeError, ValueError, tarfile.TarError):
+        member = tar.extractfile(MANIFEST)  # None for a member that is not a file
+        manifest = None if member is None else json.load(member)
+    except (KeyError, ValueError, tarfile.TarError):
         manifest = None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BackupError(f"not a sweeplab backup: no {MANIFEST} of format {FORMAT}")

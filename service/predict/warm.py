@@ -30,10 +30,10 @@ from typing import Any
 
 from service.core.tables import Run
 from service.execution.parsing import parse_dict_line
+from service.execution.scripts import ScriptKey, script_key
 from service.execution.supervise import kill_group, with_parent_death_signal
 from service.execution.training import script_env
 from service.settings import Settings
-from service.sweeps.reuse import ScriptKey, script_key
 
 log = logging.getLogger("sweeplab.warm")
 SERVE_MARKER = re.compile(r"^[ \t]*#[ \t]*sweeplab:[ \t]*serve\b", re.MULTILINE)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from service.core.db import write_transaction
 from service.core.tables import RunStatus
 from service.core.timeutil import utcnow
 from service.execution.training import Outcome
 from service.runs.state import transition
-from service.sweeps.aggregate import aggregate_in_transaction
 
 
 def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> bool:
@@ -19,18 +17,6 @@ def record_outcome(run_id: int, attempt: int, worker: str, outcome: Outcome) -> 
         error=outcome.error, duration_s=outcome.duration_s, finished_at=utcnow(), child_pgid=None,
         script_sha256=outcome.script_sha256,
     )
-
-
-def record_and_aggregate(run_id: int, experiment_id: int, attempt: int, worker: str,
-                         outcome: Outcome, inline: bool = True) -> bool:
-    """Write the outcome and, `inline`, in the same transaction, the experiment's status and
-    best and its model's best: one transaction and no aggregate message for the usual end of
-    a run."""
-    with write_transaction():
-        recorded = record_outcome(run_id, attempt, worker, outcome)
-        if recorded and inline:
-            aggregate_in_transaction(experiment_id)
-    return recorded
 
 
 def requeue_attempt(run_id: int, attempt: int, worker: str) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.db import write_transaction
+from service.core.queries import tuple_rows
 from service.core.tables import Run, RunPoint
 from service.execution.parsing import metric_in_line, parse_dict_line
 
@@ -105,16 +106,16 @@ class CurveFollower:
 
 
 def curve_json(run_id: int) -> list[dict[str, Any]]:
-    rows = RunPoint.select(RunPoint.step, RunPoint.value).where(
-        RunPoint.run == run_id).order_by(RunPoint.step).tuples()
+    rows = tuple_rows(RunPoint.select(RunPoint.step, RunPoint.value)
+                      .where(RunPoint.run == run_id).order_by(RunPoint.step))
     return [{"step": step, "value": value} for step, value in rows]
 
 
 def experiment_curves(experiment_id: int) -> dict[int, dict[int, float]]:
     """Every run's curve of the experiment, by run id: {step: value}, in one query."""
-    rows = (RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
-            .where(Run.experiment == experiment_id).order_by(RunPoint.run, RunPoint.step)
-            .tuples())
+    rows = tuple_rows(RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
+                      .where(Run.experiment == experiment_id)
+                      .order_by(RunPoint.run, RunPoint.step))
     curves: dict[int, dict[int, float]] = {}
     for run_id, step, value in rows:
         curves.setdefault(run_id, {})[step] = value

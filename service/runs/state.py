@@ -145,6 +145,7 @@ def claim_run(run_id: int, worker: str, lease_s: float) -> Claim:
         if run is None:
             return Claim(ClaimOutcome.GONE)
         experiment = row_by_id(Experiment, run.experiment_id)
+        assert experiment is not None  # the run's key holds it (deleting it deletes the run)
         spec = _spec_of(run, experiment)
         if run.status in TERMINAL_RUN_STATES:
             return Claim(ClaimOutcome.DONE, run.attempts, spec=spec)

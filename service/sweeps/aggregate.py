@@ -21,6 +21,8 @@ from service.core.tables import (
     Run,
     RunStatus,
 )
+from service.execution.training import Outcome
+from service.runs.attempts import record_outcome
 from service.sweeps.space import TPE
 from service.sweeps.statistics import MAXIMIZE, Configuration, group, ranked
 
@@ -191,3 +193,15 @@ def _best_means_query(model_id: int, metric: str, direction: str) -> Query:
                    Run.status == RunStatus.SUCCEEDED.value)
             .group_by(Experiment.id, Experiment.best_run_id, Run.param_i, Run.param_j,
                       Run.param_k))
+
+
+def record_and_aggregate(run_id: int, experiment_id: int, attempt: int, worker: str,
+                         outcome: Outcome, inline: bool = True) -> bool:
+    """Write the outcome and, `inline`, in the same transaction, the experiment's status and
+    best and its model's best: one transaction and no aggregate message for the usual end of
+    a run."""
+    with write_transaction():
+        recorded = record_outcome(run_id, attempt, worker, outcome)
+        if recorded and inline:
+            aggregate_in_transaction(experiment_id)
+    return recorded

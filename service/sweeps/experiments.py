@@ -8,7 +8,7 @@ from typing import Any
 
 from service.core.db import write_transaction
 from service.core.errors import Conflict, Invalid, NotFound
-from service.core.queries import row_by_id
+from service.core.queries import row_by_id, tuple_rows
 from service.core.tables import (
     ACTIVE_RUN_VALUES,
     Experiment,
@@ -73,8 +73,8 @@ def _timeout(settings: Settings, raw: Any) -> float:
 
 
 def _training_images(settings: Settings, model_id: int) -> list[tuple[Path, str | None]]:
-    rows = (ModelImage.select(ModelImage.label, Image.sha256, Image.extension)
-            .join(Image).where(ModelImage.model == model_id).tuples())
+    rows = tuple_rows(ModelImage.select(ModelImage.label, Image.sha256, Image.extension)
+                      .join(Image).where(ModelImage.model == model_id))
     return [(image_path(settings, sha, ext), label) for label, sha, ext in rows]
 
 

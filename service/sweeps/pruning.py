@@ -68,6 +68,7 @@ def prune_if_hopeless(run_id: int) -> bool:
         if run is None or run.status == RunStatus.PRUNED:
             return run is not None
         experiment = row_by_id(Experiment, run.experiment_id)
+        assert experiment is not None  # the run's key holds it (deleting it deletes the run)
         if run.status != RunStatus.RUNNING or not experiment.early_stopping:
             return False
         study, numbers = _study(experiment, run_id)

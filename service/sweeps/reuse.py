@@ -15,44 +15,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import threading
 import uuid
 from pathlib import Path
 
 from service.core.db import insert_in_batches, write_transaction
-from service.core.queries import row_by_id
+from service.core.queries import row_by_id, tuple_rows
 from service.core.tables import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
 from service.core.timeutil import utcnow
+from service.execution.scripts import script_sha256
 from service.runs.state import transition
 from service.settings import Settings
 from service.storage import link_or_copy
-
-ScriptKey = tuple[str, int, int]  # path, mtime_ns, size: a changed script is a new one
-_digests: dict[ScriptKey, str] = {}
-_digests_lock = threading.Lock()
-
-
-def script_key(script: Path) -> ScriptKey | None:
-    """What names a script's version without reading it; None if it is gone."""
-    try:
-        stat = script.stat()
-    except OSError:
-        return None
-    return str(script), stat.st_mtime_ns, stat.st_size
-
-
-def script_sha256(path: Path) -> str | None:
-    """The SHA-256 of a script's bytes (cached while its size and mtime stay); None if gone."""
-    key = script_key(path)
-    if key is None:
-        return None
-    with _digests_lock:
-        if key in _digests:
-            return _digests[key]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    with _digests_lock:
-        _digests[key] = digest
-    return digest
 
 
 def images_sha256(images: list[tuple[str, str | None]]) -> str:
@@ -109,7 +82,7 @@ def _record_taken(run: Run, source: Run, origin: int, script: str, now: object) 
                        script_sha256=script, started_at=now, finished_at=now, duration_s=0.0)
     if taken:  # the source's own curve: a reused source holds a copy of its origin's
         points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == source.id)
-        rows = [{"run": run.id, "step": step, "value": value} for step, value in points.tuples()]
+        rows = [{"run": run.id, "step": step, "value": value} for step, value in tuple_rows(points)]
         insert_in_batches(RunPoint, rows, ignore_conflicts=True)
     return taken
 

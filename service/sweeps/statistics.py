@@ -50,9 +50,10 @@ class Configuration:
 
     def ci95(self) -> tuple[float, float] | None:
         """The 95% confidence interval of the mean (Student's t); None below two runs."""
-        if self.n < 2:
+        std = self.std
+        if std is None:
             return None
-        half = _t_quantile(self.n - 1) * self.std / math.sqrt(self.n)
+        half = _t_quantile(self.n - 1) * std / math.sqrt(self.n)
         return self.mean - half, self.mean + half
 
     def best_run(self, direction: str) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from peewee import fn
 
 from service.core.db import insert_in_batches, write_transaction
-from service.core.queries import row_by_id
+from service.core.queries import row_by_id, tuple_rows
 from service.core.tables import (
     ACTIVE_RUN_STATES,
     Experiment,
@@ -63,9 +63,9 @@ def trial_history(experiment_id: int) -> list[TrialRecord]:
     """Every trial so far, in order, with its runs' outcomes (a pruned run with its curve)."""
     records: dict[int, TrialRecord] = {}
     pruned: dict[int, int] = {}
-    rows = (Run.select(Run.id, Run.trial, Run.param_i, Run.param_j, Run.param_k, Run.status,
-                       Run.value)
-            .where(Run.experiment == experiment_id).order_by(Run.trial, Run.id).tuples())
+    rows = tuple_rows(Run.select(Run.id, Run.trial, Run.param_i, Run.param_j, Run.param_k,
+                                 Run.status, Run.value)
+                      .where(Run.experiment == experiment_id).order_by(Run.trial, Run.id))
     for run_id, trial, i, j, k, status, value in rows:
         record = records.setdefault(trial, TrialRecord({"i": i, "j": j, "k": k}))
         if status in ACTIVE_RUN_STATES:
@@ -76,7 +76,7 @@ def trial_history(experiment_id: int) -> list[TrialRecord]:
             pruned.setdefault(trial, run_id)
     for trial, run_id in pruned.items():
         points = RunPoint.select(RunPoint.step, RunPoint.value).where(RunPoint.run == run_id)
-        records[trial].pruned_curve = dict(points.tuples())
+        records[trial].pruned_curve = dict(tuple_rows(points))
     return [records[trial] for trial in sorted(records)]
 
 
@@ -89,10 +89,10 @@ def extend_search(experiment_id: int) -> list[int]:
     with write_transaction():
         # one asker at a time per experiment (SQLite's IMMEDIATE transaction already is)
         experiment = row_by_id(Experiment, experiment_id, for_update=True)
-        search = experiment.search if experiment else None
-        if not search or search["strategy"] != TPE:
+        if experiment is None or experiment.status != ExperimentStatus.RUNNING:
             return []
-        if experiment.status != ExperimentStatus.RUNNING:
+        search = experiment.search
+        if not search or search["strategy"] != TPE:
             return []
         history = trial_history(experiment_id)
         in_flight = sum(1 for record in history if record.active)

@@ -8,6 +8,7 @@ from typing import Any
 from peewee import fn
 
 from service.core.db import database
+from service.core.queries import tuple_rows
 from service.core.tables import Experiment, MLModel, ModelImage, Run, RunStatus
 from service.core.timeutil import iso
 from service.sweeps.aggregate import status_counts
@@ -92,8 +93,8 @@ def best_json(run_id: int | None) -> dict[str, Any] | None:
 
 
 def label_counts(model_id: int) -> tuple[int, dict[str, int]]:
-    rows = (ModelImage.select(ModelImage.label, fn.COUNT(ModelImage.id).alias("n"))
-            .where(ModelImage.model == model_id).group_by(ModelImage.label).tuples())
+    rows = tuple_rows(ModelImage.select(ModelImage.label, fn.COUNT(ModelImage.id).alias("n"))
+                      .where(ModelImage.model == model_id).group_by(ModelImage.label))
     total, labels = 0, {}
     for label, number in rows:
         total += number

@@ -18,6 +18,7 @@ from peewee import Case
 
 from service.core.db import write_transaction
 from service.core.errors import Invalid
+from service.core.queries import tuple_rows
 from service.core.tables import Run, RunStatus, WorkerProcess
 from service.core.timeutil import iso, utcnow
 
@@ -120,9 +121,9 @@ def _kept_since(now: datetime, retention_s: float) -> datetime:
 def _running_runs() -> dict[str, list[int]]:
     """The ids of the running runs, by the worker that holds them."""
     held: dict[str, list[int]] = defaultdict(list)
-    rows = (Run.select(Run.id, Run.worker)
-            .where(Run.status == RunStatus.RUNNING.value, Run.worker.is_null(False))
-            .order_by(Run.id).tuples())
+    rows = tuple_rows(Run.select(Run.id, Run.worker)
+                      .where(Run.status == RunStatus.RUNNING.value, Run.worker.is_null(False))
+                      .order_by(Run.id))
     for run_id, worker in rows:
         held[worker].append(run_id)
     return held

@@ -20,11 +20,12 @@ from service.core.errors import Conflict, Invalid, NotFound
 from service.core.queries import row_by_id
 from service.core.tables import Experiment, Run, RunStatus
 from service.execution.training import STDERR_NAME, STDOUT_NAME, Outcome
-from service.runs.attempts import record_and_aggregate, record_outcome, requeue_attempt
+from service.runs.attempts import record_outcome, requeue_attempt
 from service.runs.curves import CurveFollower
 from service.runs.state import Claim, ClaimOutcome, aggregate_later, claim_run, heartbeat
 from service.settings import Settings
 from service.storage import remove_tree
+from service.sweeps.aggregate import record_and_aggregate
 from service.sweeps.pruning import keep_going as curve_keeps_going
 
 LOG_NAMES = {"stdout": STDOUT_NAME, "stderr": STDERR_NAME}
@@ -176,8 +177,9 @@ def finish_for(settings: Settings, run_id: int, attempt: int, worker: str,
             return False
         raise Conflict(f"run {run_id}: send attempt {attempt}'s run folder before its result")
     experiment = row_by_id(Experiment, run.experiment_id)
-    metric = experiment.objective_metric if experiment is not None else None
-    _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME, metric)
+    if experiment is not None:  # else deleted meanwhile, the run with it: no curve to keep
+        _curves.finish(run_id, settings.runs_dir / str(run_id) / STDOUT_NAME,
+                       experiment.objective_metric)
     return record_and_aggregate(run_id, run.experiment_id, attempt, worker, outcome,
                                 inline=experiment is not None and not aggregate_later(experiment))
 

@@ -77,9 +77,9 @@ class Axis:
 
     def tick_values(self) -> list[float]:
         if self.log:
-            first, last = round(math.log10(self.low)), round(math.log10(self.high))
-            every = max(1, math.ceil((last - first) / 6))  # at most about 7 labels
-            return [10.0 ** e for e in range(first, last + 1, every)]
+            low_power, high_power = round(math.log10(self.low)), round(math.log10(self.high))
+            every = max(1, math.ceil((high_power - low_power) / 6))  # at most about 7 labels
+            return [10.0 ** e for e in range(low_power, high_power + 1, every)]
         first = math.ceil(self.low / self.step - 1e-9) * self.step
         count = math.floor((self.high - first) / self.step + 1e-9)
         values = [round(first + n * self.step, 12) for n in range(count + 1)]

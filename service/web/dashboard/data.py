@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from service.core.queries import tuple_rows
 from service.core.tables import Experiment, Image, ModelImage, RunStatus
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.runs.curves import curve_json, experiment_curves
@@ -29,8 +30,8 @@ ENDED_STATES = ("succeeded", "failed", "cancelled", "pruned")  # for the progres
 
 def _thumbnails(model_id: int) -> dict[str | None, list[str]]:
     shown: dict[str | None, list[str]] = {}
-    rows = (ModelImage.select(ModelImage.label, Image.sha256).join(Image)
-            .where(ModelImage.model == model_id).order_by(ModelImage.id).tuples())
+    rows = tuple_rows(ModelImage.select(ModelImage.label, Image.sha256).join(Image)
+                      .where(ModelImage.model == model_id).order_by(ModelImage.id))
     for label, sha in rows:
         chosen = shown.setdefault(label, [])
         if len(chosen) < THUMBNAILS_PER_LABEL:
