@@ -9,16 +9,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from service.core.tables import RunStatus
+from service.execution.command import last_lines, script_env, train_argv
 from service.execution.parsing import find_metric
 from service.execution.scripts import script_sha256
-from service.execution.supervise import RUN_MARKER, ChildResult, start_child, supervise
+from service.execution.supervise import ChildResult, start_child, supervise
 from service.settings import Settings
 
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
 TAIL_BYTES = 1 << 20
-ERROR_LINES = 5
-SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN", "SWEEPLAB_WORKER_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -44,23 +43,9 @@ def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
         return ""
 
 
-def script_env(run_id: int) -> dict[str, str]:
-    """The worker's environment, less secrets, plus the marker that names the run."""
-    env = {name: value for name, value in os.environ.items() if name not in SECRET_SETTINGS}
-    env[RUN_MARKER] = str(run_id)
-    env["PYTHONUNBUFFERED"] = "1"  # so a run's log can be followed while it runs
-    return env
-
-
-def train_argv(settings: Settings, job: TrainingJob) -> list[str]:
-    return [settings.python, str(settings.train_script), "--i", repr(float(job.i)),
-            "--j", str(job.j), "--k", str(job.k), "--images", str(job.images)]
-
-
 def _last_lines(run_dir: Path) -> str:
-    text = read_tail(run_dir / STDERR_NAME, 8192).strip() or read_tail(
-        run_dir / STDOUT_NAME, 8192).strip()
-    return "\n".join(text.splitlines()[-ERROR_LINES:])
+    return last_lines(read_tail(run_dir / STDERR_NAME, 8192).strip() or read_tail(
+        run_dir / STDOUT_NAME, 8192))
 
 
 def judge(result: ChildResult, run_dir: Path, timeout_s: float,
@@ -110,6 +95,10 @@ class TrainingJob:
     seed: int = 0
     poll_s: float = 1.0  # how often the supervisor asks `keep_going`
 
+    @property
+    def params(self) -> dict[str, float | int]:
+        return {"i": self.i, "j": self.j, "k": self.k}
+
 
 def run_training(settings: Settings, job: TrainingJob,
                  keep_going: Callable[[int | None], bool]) -> Outcome:
@@ -121,7 +110,7 @@ def run_training(settings: Settings, job: TrainingJob,
     script = script_sha256(settings.train_script)
     env = {**script_env(job.run_id), **job.extra_env, "SWEEPLAB_SEED": str(job.seed)}
     try:
-        child = start_child(train_argv(settings, job), job.run_dir, env,
+        child = start_child(train_argv(settings, job.params, job.images), job.run_dir, env,
                             job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
     except OSError as error:
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")

@@ -23,9 +23,10 @@ from typing import Any
 
 from service.core.errors import Conflict
 from service.core.tables import Run
+from service.execution.command import last_lines, script_env, test_argv
 from service.execution.parsing import last_line_dict
 from service.execution.supervise import kill_group, with_parent_death_signal
-from service.execution.training import read_tail, script_env
+from service.execution.training import read_tail
 from service.predict.warm import Held, WarmBroken, WarmPool, WarmTimeout
 from service.settings import Settings
 
@@ -57,11 +58,6 @@ def cold_parallelism() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def test_argv(settings: Settings, run: Run, image: Path) -> list[str]:
-    return [settings.python, str(settings.test_script), "--i", repr(float(run.param_i)),
-            "--j", str(run.param_j), "--k", str(run.param_k), "--image", str(image)]
-
-
 def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
             duration_s: float) -> dict[str, Any]:
     if output.get("image") in (str(image.path), image.path.name):
@@ -71,13 +67,13 @@ def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
             "stdout": stdout, "duration_s": duration_s}
 
 
-async def _run_child(argv: list[str], cwd: Path, out: Path, err: Path,
+async def _run_child(argv: list[str], run_id: int, cwd: Path, out: Path, err: Path,
                      timeout_s: float) -> tuple[int | None, bool]:
     command, preexec = with_parent_death_signal(argv)
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         child = await asyncio.create_subprocess_exec(
             *command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            start_new_session=True, preexec_fn=preexec, env=script_env(0),
+            start_new_session=True, preexec_fn=preexec, env=script_env(run_id),
         )
     try:
         code = await asyncio.wait_for(child.wait(), timeout_s)
@@ -95,7 +91,7 @@ async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> di
     out = image.path.parent / f"{image.path.stem}.stdout.log"
     err = image.path.parent / f"{image.path.stem}.stderr.log"
     started = time.monotonic()
-    code, timed_out = await _run_child(test_argv(settings, run, image.path),
+    code, timed_out = await _run_child(test_argv(settings, run.params, image.path), run.id,
                                        settings.runs_dir / str(run.id), out, err,
                                        settings.predict_timeout_s)
     stdout = read_tail(out, OUTPUT_LIMIT)
@@ -103,7 +99,7 @@ async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> di
         raise _ImageFailed(-1, f"the test script timed out after "
                                f"{settings.predict_timeout_s:g} s")
     if code != 0:
-        tail = "\n".join(read_tail(err, 4096).strip().splitlines()[-5:])
+        tail = last_lines(read_tail(err, 4096))
         raise _ImageFailed(-1, f"the test script exited with code {code}: {tail}")
     return _answer(run, image, last_line_dict(stdout), stdout,
                    round(time.monotonic() - started, 3))

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from service.core.tables import Run
+from service.execution.command import last_lines, script_env, serve_argv
 from service.execution.parsing import parse_dict_line
 from service.execution.scripts import ScriptKey, script_key
 from service.execution.supervise import kill_group, with_parent_death_signal
-from service.execution.training import script_env
 from service.settings import Settings
 
 log = logging.getLogger("sweeplab.warm")
@@ -71,11 +71,6 @@ def opts_in(script: Path) -> bool:
     return SERVE_MARKER.search(text) is not None
 
 
-def serve_argv(settings: Settings, run: Run) -> list[str]:
-    return [settings.python, str(settings.test_script), "--serve", "--i",
-            repr(float(run.param_i)), "--j", str(run.param_j), "--k", str(run.param_k)]
-
-
 class WarmProcess:
     """One running `test.py --serve`, in its own process group."""
 
@@ -92,12 +87,12 @@ class WarmProcess:
     @classmethod
     async def start(cls, settings: Settings, run: Run, key: ScriptKey) -> WarmProcess:
         """Start it and wait for its ready line (within the predict time limit)."""
-        command, preexec = with_parent_death_signal(serve_argv(settings, run))
+        command, preexec = with_parent_death_signal(serve_argv(settings, run.params))
         try:
             process = await asyncio.create_subprocess_exec(
                 *command, cwd=settings.runs_dir / str(run.id), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, preexec_fn=preexec, env=script_env(0),
+                start_new_session=True, preexec_fn=preexec, env=script_env(run.id),
                 limit=LINE_LIMIT)
         except OSError as error:
             raise WarmBroken(f"could not start: {error}") from None
@@ -121,8 +116,7 @@ class WarmProcess:
         return self.process.returncode is None and not self.stopping
 
     def stderr_tail(self, lines: int = 5) -> str:
-        text = self._stderr.decode("utf-8", errors="replace").strip()
-        return "\n".join(text.splitlines()[-lines:])
+        return last_lines(self._stderr.decode("utf-8", errors="replace"), lines)
 
     async def _drain_stderr(self) -> None:
         # Read standard error as it comes (a full pipe would block the script), keeping a tail.

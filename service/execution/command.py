@@ -1,0 +1,48 @@
+"""What a script is started with, and what its failure says: its argv, its environment and the
+last lines of its errors. One place for training, cold and warm predictions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from service.execution.supervise import RUN_MARKER
+from service.settings import Settings
+
+SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN", "SWEEPLAB_WORKER_TOKEN")
+ERROR_LINES = 5
+
+
+def script_env(run_id: int) -> dict[str, str]:
+    """The worker's (or the API's) environment, less secrets, with the run the script trains
+    or whose model it predicts with (SWEEPLAB_RUN_ID, also how its processes are found)."""
+    env = {name: value for name, value in os.environ.items() if name not in SECRET_SETTINGS}
+    env[RUN_MARKER] = str(run_id)
+    env["PYTHONUNBUFFERED"] = "1"  # so a run's log can be followed while it runs
+    return env
+
+
+def params_argv(params: Mapping[str, float | int]) -> list[str]:
+    """`--i LR --j LAYERS --k STEPS`: each parameter as two words, never through a shell."""
+    return ["--i", repr(float(params["i"])), "--j", str(int(params["j"])),
+            "--k", str(int(params["k"]))]
+
+
+def train_argv(settings: Settings, params: Mapping[str, float | int], images: Path) -> list[str]:
+    return [settings.python, str(settings.train_script), *params_argv(params),
+            "--images", str(images)]
+
+
+def test_argv(settings: Settings, params: Mapping[str, float | int], image: Path) -> list[str]:
+    return [settings.python, str(settings.test_script), *params_argv(params),
+            "--image", str(image)]
+
+
+def serve_argv(settings: Settings, params: Mapping[str, float | int]) -> list[str]:
+    return [settings.python, str(settings.test_script), "--serve", *params_argv(params)]
+
+
+def last_lines(text: str, count: int = ERROR_LINES) -> str:
+    """The last lines of what a script printed, for the reason it failed."""
+    return "\n".join(text.strip().splitlines()[-count:])
