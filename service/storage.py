@@ -12,7 +12,7 @@ import tarfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal, TypedDict
 
 from service.core.errors import Conflict
@@ -31,8 +31,13 @@ EXTRACT_FILTER: ExtractOptions = {"filter": "data"} if hasattr(tarfile, "data_fi
 UNLABELLED_NOTE = "images without a label lie at the snapshot's top level"
 
 
+def image_in(store: Path, sha256: str, extension: str) -> Path:
+    """Where an image lies in a content-addressed store (the API's, or a worker's cache)."""
+    return store / sha256[:2] / f"{sha256}.{extension}"
+
+
 def image_path(settings: Settings, sha256: str, extension: str) -> Path:
-    return settings.images_dir / sha256[:2] / f"{sha256}.{extension}"
+    return image_in(settings.images_dir, sha256, extension)
 
 
 def new_temp_dir(settings: Settings, purpose: str) -> Path:
@@ -70,6 +75,18 @@ def store_image(settings: Settings, source: Path, sha256: str, extension: str) -
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
     return target
+
+
+def outside_problem(name: str) -> str | None:
+    """Why a member name from an archive (an upload, a run folder, a backup) would land
+    outside the folder it is unpacked into, or None: absolute (also `\\x` and `C:x`), or
+    with `..`. Backslashes count as separators, as an archive made on Windows means them."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    if name.startswith(("/", "\\")) or (path.parts and ":" in path.parts[0]):
+        return "absolute path"
+    if ".." in path.parts:
+        return "path leaves the archive (..)"
+    return None
 
 
 def link_or_copy(source: Path | str, target: Path | str) -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from service.execution.parsing import find_accuracy, last_line_dict
+from service.execution.parsing import find_metric, last_line_dict
 
 ASSIGNMENT_LINE = "{'i': '0.001', 'j': '2', 'k': '2000', 'images': '/data/x', 'accuracy': 0.342}"
 
@@ -27,7 +27,7 @@ ASSIGNMENT_LINE = "{'i': '0.001', 'j': '2', 'k': '2000', 'images': '/data/x', 'a
     ],
 )
 def test_find_accuracy(output, expected):
-    found = find_accuracy(output)
+    found = find_metric(output, "accuracy")
     assert found == pytest.approx(expected) if expected is not None else found is None
 
 

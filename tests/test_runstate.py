@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.core.tables import Experiment, MLModel, Run, RunEvent, RunStatus
+from service.contract import ClaimOutcome, RunStatus
+from service.core.tables import Experiment, MLModel, Run, RunEvent
 from service.core.timeutil import utcnow
-from service.runs.state import MAX_ATTEMPTS, ClaimOutcome, claim_run, heartbeat, transition
+from service.runs.state import MAX_ATTEMPTS, claim_run, heartbeat, transition
 from service.sweeps.grid import DEFAULT_GRID
 
 DEAD_LOCAL_WORKER = "host-that-is-not-this-one:1"
@@ -87,7 +88,7 @@ def test_the_reconciler_settles_an_experiment_whose_last_aggregate_went_missing(
 
     # Given every run ended but the experiment still says running (its aggregate was lost)
     run_id = make_run(db)
-    Run.update(status="succeeded", accuracy=0.7).where(Run.id == run_id).execute()
+    Run.update(status="succeeded", accuracy=0.7, value=0.7).where(Run.id == run_id).execute()
     # When the reconciler passes
     assert reconcile(settings, StubBroker())["settled"] == 1
     # Then the status and the best are right, and a second pass has nothing to do

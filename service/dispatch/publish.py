@@ -23,9 +23,10 @@ import dramatiq
 import pika.exceptions
 from peewee import fn
 
+from service.contract import ACTIVE_RUN_VALUES, ExperimentStatus, RunStatus
 from service.core.db import database
 from service.core.queries import row_by_id
-from service.core.tables import ACTIVE_RUN_VALUES, Experiment, ExperimentStatus, Run, RunStatus
+from service.core.tables import Experiment, Run
 from service.core.timeutil import utcnow
 from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE, BrokerUnavailable, send_train
 from service.dispatch.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
@@ -123,7 +124,7 @@ def _nudge(broker: dramatiq.Broker, runs: list[Run]) -> int:
 
 def redeliver_dead_letter(broker: dramatiq.Broker, letter: DeadLetter) -> None:
     """Send a dead-lettered run again, or fail it once its messages died too often."""
-    run = Run.get_or_none(Run.id == letter.subject_id)
+    run = row_by_id(Run, letter.subject_id)
     if run is None or run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
         return  # deleted, or ended meanwhile: the message is not needed
     if run.dead_letters + 1 >= MAX_DEAD_LETTERS:
@@ -139,7 +140,9 @@ def redeliver_dead_letter(broker: dramatiq.Broker, letter: DeadLetter) -> None:
                 letter.last_error)
     Run.update(dead_letters=Run.dead_letters + 1, nudged_at=utcnow()).where(
         Run.id == run.id).execute()
-    send_train(broker, run.id, Experiment.get_by_id(run.experiment_id).timeout_s)
+    experiment = row_by_id(Experiment, run.experiment_id)
+    if experiment is not None:  # deleted meanwhile: nothing to send
+        send_train(broker, run.id, experiment.timeout_s)
 
 
 def redo_dead_aggregate(broker: dramatiq.Broker, settings: Settings, letter: DeadLetter) -> None:

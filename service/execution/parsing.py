@@ -80,10 +80,6 @@ def find_metric(stdout: str, key: str = "accuracy") -> float | None:
     return None
 
 
-def find_accuracy(stdout: str) -> float | None:
-    return find_metric(stdout, "accuracy")
-
-
 def last_line_dict(stdout: str) -> dict[str, Any]:
     """The last non-empty line of `stdout` read as a dict, else `{}`."""
     lines = [line for line in stdout.splitlines() if line.strip()]

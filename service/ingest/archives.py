@@ -26,6 +26,7 @@ from typing import IO
 from service.ingest.labels import LabelError, check_label
 from service.ingest.tarstream import tar_stream
 from service.ingest.zipstream import LOCAL_HEADER, ZipStream, ZipStreamError, decoded_name
+from service.storage import outside_problem
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 NESTED_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst")
@@ -72,11 +73,9 @@ def is_archive_head(head: bytes, original_name: str) -> bool:
 
 
 def _member_problem(name: str, seen: set[str]) -> str | None:
-    path = PurePosixPath(name.replace("\\", "/"))
-    if name.startswith(("/", "\\")) or (path.parts and ":" in path.parts[0]):
-        return "absolute path"
-    if ".." in path.parts:
-        return "path leaves the archive (..)"
+    outside = outside_problem(name)
+    if outside:
+        return outside
     if name in seen:
         return "duplicate name in the archive"
     if name.lower().endswith(NESTED_SUFFIXES):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.core.db import write_transaction
+from service.core.db import insert_in_batches, write_transaction
 from service.core.errors import TooLarge
 from service.core.tables import Image, ModelImage
 from service.ingest.archives import (
@@ -198,10 +198,8 @@ def record_images(settings: Settings, model_id: int, candidates: list[Candidate]
         known = _labels_in_model(model_id, [c.image.sha256 for c in candidates])
         fresh, conflicts = _split_fresh(candidates, known)
         rows = [_image_row(c.image) for c in fresh.values()]
-        for start in range(0, len(rows), IN_BATCH):
-            Image.insert_many(rows[start:start + IN_BATCH]).on_conflict_ignore().execute()
+        insert_in_batches(Image, rows, IN_BATCH, ignore_conflicts=True)
         links = [{"model": model_id, "image": sha, "label": c.label,
                   "original_name": c.name[-255:]} for sha, c in fresh.items()]
-        for start in range(0, len(links), IN_BATCH):
-            ModelImage.insert_many(links[start:start + IN_BATCH]).execute()
+        insert_in_batches(ModelImage, links, IN_BATCH)
     return Recorded(len(fresh), len(candidates) - len(fresh), conflicts)

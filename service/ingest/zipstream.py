@@ -7,7 +7,8 @@ central directory instead, at the end. The two can disagree in a hostile or brok
 only the directory says which members are links. So the directory's bytes are kept as they pass
 (only they: recording stops while a member is read) and, at the end, must name the same members
 in the same order; a member it marks as a link or special file is refused as the file reader
-refuses it. `ZipIndex.check` says what to do with each member once the whole archive is read.
+refuses it. `ZipStream.special_names` says which members those are once the whole archive is
+read.
 """
 
 from __future__ import annotations

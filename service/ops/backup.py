@@ -39,7 +39,7 @@ from playhouse.db_url import parse as parse_url
 from service.core.db import database, open_database
 from service.migrate import apply_migrations, migration_names
 from service.settings import Settings, SettingsError, ensure_data_dirs, load_settings
-from service.storage import EXTRACT_FILTER
+from service.storage import EXTRACT_FILTER, outside_problem
 
 FORMAT = 1
 FOLDERS = ("images", "snapshots", "runs")
@@ -303,7 +303,7 @@ def read_manifest(tar: tarfile.TarFile, kind: str) -> dict[str, Any]:
 
 def member_problem(member: tarfile.TarInfo, seen: dict[str, bytes]) -> str | None:
     name, parts = member.name, member.name.split("/")
-    if name.startswith("/") or ".." in parts or posixpath.normpath(name) != name:
+    if outside_problem(name) or posixpath.normpath(name) != name:
         return "is not a plain relative path (absolute, or with '..')"
     if name in seen:
         return "appears twice"

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from service.core.db import write_transaction
+from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import tuple_rows
 from service.core.tables import Run, RunPoint
 from service.execution.parsing import metric_in_line, parse_dict_line
@@ -61,8 +61,7 @@ def record_points(run_id: int, points: list[tuple[int, float]]) -> None:
         return
     rows = [{"run": run_id, "step": step, "value": value} for step, value in points]
     with write_transaction():
-        for start in range(0, len(rows), 500):
-            RunPoint.insert_many(rows[start:start + 500]).on_conflict_ignore().execute()
+        insert_in_batches(RunPoint, rows, ignore_conflicts=True)
 
 
 class CurveFollower:

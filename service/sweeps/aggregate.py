@@ -7,43 +7,26 @@ matter how often, or in which order, the `aggregate` messages arrive.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 from peewee import Query, fn
 
+from service.contract import TERMINAL_RUN_STATES, TPE, ExperimentStatus, Outcome, RunStatus
 from service.core.db import write_transaction
 from service.core.queries import row_by_id, run_kept
-from service.core.tables import (
-    TERMINAL_RUN_STATES,
-    Experiment,
-    ExperimentStatus,
-    MLModel,
-    Run,
-    RunStatus,
-)
-from service.execution.training import Outcome
+from service.core.tables import Experiment, MLModel, Run
 from service.runs.attempts import record_outcome
-from service.sweeps.space import TPE
 from service.sweeps.statistics import MAXIMIZE, Configuration, group, ranked
 
 
 def succeeded_runs(experiment: Experiment) -> list[tuple[int, float, int, int, float]]:
     """(id, i, j, k, objective value) of the experiment's succeeded runs."""
-    only_value = experiment.objective_metric != "accuracy"
-    rows = run_kept(("succeeded_runs", only_value), _succeeded_runs_query(only_value),
-                    experiment.id).fetchall()
+    rows = run_kept("succeeded_runs", _succeeded_runs_query, experiment.id).fetchall()
     return [row for row in rows if row[4] is not None]
 
 
-def _succeeded_runs_query(only_value: bool) -> Callable[[int], Query]:
-    value = Run.value if only_value else fn.COALESCE(Run.value, Run.accuracy)  # old rows:
-    # written with their accuracy only
-
-    def build(experiment_id: int) -> Query:
-        return (Run.select(Run.id, Run.param_i, Run.param_j, Run.param_k, value)
-                .where(Run.experiment == experiment_id,
-                       Run.status == RunStatus.SUCCEEDED.value))
-    return build
+def _succeeded_runs_query(experiment_id: int) -> Query:
+    return (Run.select(Run.id, Run.param_i, Run.param_j, Run.param_k, Run.value)
+            .where(Run.experiment == experiment_id, Run.status == RunStatus.SUCCEEDED.value))
 
 
 def experiment_order(experiment: Experiment) -> list[Configuration]:
@@ -184,7 +167,7 @@ def _best_means(model_id: int, metric: str, direction: str) -> list[tuple[int, f
 
 
 def _best_means_query(model_id: int, metric: str, direction: str) -> Query:
-    value = fn.AVG(fn.COALESCE(Run.value, Run.accuracy))  # old rows: only their accuracy
+    value = fn.AVG(Run.value)
     return (Run.select(Experiment.id, Experiment.best_run_id, value, fn.MIN(Run.id))
             .join(Experiment)
             .where(Experiment.model == model_id, Experiment.objective_metric == metric,

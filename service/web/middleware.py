@@ -1,4 +1,5 @@
-"""Every error leaves the API as JSON: `{"error": {"code", "message"}}`."""
+"""Errors as their client reads them: an API request's as JSON (`{"error": {"code",
+"message"}}`), a dashboard page's as an HTML page saying the same; and the bearer token."""
 
 from __future__ import annotations
 

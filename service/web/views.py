@@ -7,9 +7,10 @@ from typing import Any
 
 from peewee import fn
 
+from service.contract import RunStatus
 from service.core.db import database
 from service.core.queries import tuple_rows
-from service.core.tables import Experiment, MLModel, ModelImage, Run, RunStatus
+from service.core.tables import Experiment, MLModel, ModelImage, Run
 from service.core.timeutil import iso
 from service.sweeps.aggregate import status_counts
 from service.sweeps.statistics import comparison_json, configuration_json, group, ranked
@@ -155,17 +156,15 @@ def experiment_json(experiment: Experiment, with_runs: bool = True,
     return {**body, "counts": counts, "runs": runs,
             "best": best_of(runs, experiment.best_run_id, experiment.objective_metric,
                             experiment.objective_direction),
-            **configurations_json(runs, experiment.objective_metric,
-                                  experiment.objective_direction)}
+            **configurations_json(runs, experiment.objective_direction)}
 
 
-def configurations_json(runs: list[dict[str, Any]], metric: str,
-                        direction: str) -> dict[str, Any]:
+def configurations_json(runs: list[dict[str, Any]], direction: str) -> dict[str, Any]:
     """Each configuration's n, mean, std and 95% interval, best first; and whether the best is
     distinguishable from the runner-up (Welch's t-test)."""
-    values = [(r, r["value"] if r["value"] is not None or metric != "accuracy"
-               else r["accuracy"]) for r in runs if r["status"] == RunStatus.SUCCEEDED]
-    order = ranked(group([(r["id"], r["params"]["i"], r["params"]["j"], r["params"]["k"], v)
-                          for r, v in values if v is not None]), direction)
+    order = ranked(group([(r["id"], r["params"]["i"], r["params"]["j"], r["params"]["k"],
+                           r["value"]) for r in runs
+                          if r["status"] == RunStatus.SUCCEEDED and r["value"] is not None]),
+                   direction)
     return {"configurations": [configuration_json(config) for config in order],
             "comparison": comparison_json(order)}

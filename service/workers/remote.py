@@ -16,15 +16,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from service.contract import Claim, ClaimOutcome, Outcome, RunStatus
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.queries import row_by_id
-from service.core.tables import Experiment, Run, RunStatus
-from service.execution.training import STDERR_NAME, STDOUT_NAME, Outcome
+from service.core.tables import Experiment, Run
+from service.execution.training import STDERR_NAME, STDOUT_NAME
 from service.runs.attempts import record_outcome, requeue_attempt
 from service.runs.curves import CurveFollower
-from service.runs.state import Claim, ClaimOutcome, aggregate_later, claim_run, heartbeat
+from service.runs.state import aggregate_later, claim_run, heartbeat
 from service.settings import Settings
-from service.storage import remove_tree
+from service.storage import outside_problem, remove_tree
 from service.sweeps.aggregate import record_and_aggregate
 from service.sweeps.pruning import keep_going as curve_keeps_going
 
@@ -152,8 +153,7 @@ def _extract_plain(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) 
 
 
 def _check_member(member: tarfile.TarInfo) -> None:
-    parts = Path(member.name).parts
-    if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+    if outside_problem(member.name) or not (member.isfile() or member.isdir()):
         raise Invalid(f"run folder member {member.name!r} is not a plain file or folder "
                       f"inside the folder", field="folder")
 

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from service.core.errors import Conflict, Invalid, NotFound, TooLarge
+from service.core.queries import row_by_id
 from service.core.tables import Run
 from service.ingest.imagecheck import NotAnImage, check_image
 from service.ingest.labels import LabelError
@@ -104,7 +105,7 @@ async def best(request: web.Request) -> web.Response:
 
 def _best_run(model_id: int) -> Run:
     model = get_model(model_id)
-    run = Run.get_or_none(Run.id == model.best_run_id) if model.best_run_id else None
+    run = row_by_id(Run, model.best_run_id) if model.best_run_id else None
     if run is None:
         raise Conflict(f"model {model_id} has no best run yet; run an experiment first")
     return run
