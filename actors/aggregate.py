@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dramatiq
 
+from actors.context import worker_context
 from service.dispatch.broker import AGGREGATE_ACTOR, AGGREGATE_QUEUE
 from service.dispatch.publish import publish_experiment
 
@@ -15,6 +16,4 @@ from service.dispatch.publish import publish_experiment
 def aggregate(experiment_id: int) -> None:
     # Cheap and idempotent: a retry (say, after "database is locked") simply recomputes, and a
     # request arriving while another pass waits to read is left to that pass.
-    from actors import settings  # the worker's, made once at start
-
-    publish_experiment(dramatiq.get_broker(), experiment_id, settings)
+    publish_experiment(dramatiq.get_broker(), experiment_id, worker_context().settings)

@@ -14,29 +14,11 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware, SkipMessage
 
 from actors import gpus
-from service.core.db import database
-from service.migrate import schema_problem
 
 log = logging.getLogger("sweeplab.worker")
 # A message put back waits this long: the stopping worker, still consuming for up to a second,
 # would otherwise take it straight back, again and again.
 PUT_BACK_DELAY_MS = 1000
-
-
-class DatabaseConnection(Middleware):
-    """Every message finds its thread's database connection open.
-
-    The connection is kept between messages: opening one (and setting SQLite's pragmas) for
-    each message cost more than the rest of a short run's bookkeeping. After a failed message
-    it is closed, so a broken connection (PostgreSQL restarted) is not reused."""
-
-    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
-        database.connect(reuse_if_open=True)
-
-    def after_process_message(self, broker: dramatiq.Broker, message: MessageProxy, *,
-                              result: Any = None, exception: BaseException | None = None) -> None:
-        if exception is not None and not database.is_closed():
-            database.close()
 
 
 class PrefetchNoMoreThanThreads(Middleware):
@@ -45,25 +27,6 @@ class PrefetchNoMoreThanThreads(Middleware):
 
     def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         worker.queue_prefetch = min(worker.queue_prefetch, worker.worker_threads)
-
-
-class RequireSchema(Middleware):
-    """A worker attached to the wrong database (an empty one, another data directory) would
-    take messages it can only fail, until RabbitMQ dead-letters them. It refuses to start
-    instead: a clear error and a non-zero exit."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
-        database.connect(reuse_if_open=True)
-        problem = schema_problem()
-        database.close()
-        if problem:
-            raise SystemExit(f"sweeplab worker refuses to start: the database {self.where} "
-                             f"{problem}. Point SWEEPLAB_DATA_DIR / SWEEPLAB_DATABASE_URL at "
-                             f"the API's database, and start the API (it migrates) or run "
-                             f"`python -m service.migrate` first.")
 
 
 class GpuPerThread(Middleware):

@@ -22,7 +22,7 @@ import dramatiq
 from dramatiq.common import q_name
 from dramatiq.middleware import Middleware
 
-from service.runs.state import this_worker
+from service.execution.supervise import this_worker
 from service.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)

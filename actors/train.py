@@ -14,12 +14,13 @@ import time
 import dramatiq
 from dramatiq.middleware import Shutdown, SkipMessage
 
+from actors.context import worker_context
 from actors.gpus import gpu_env
-from actors.store import RunSpec, RunStore, StoreUnreachable, WorkerRefused
+from actors.stores.base import RunStore, StoreUnreachable, WorkerRefused
+from service.contract import Claim, ClaimOutcome, RunSpec
 from service.dispatch.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
-from service.execution.supervise import kill_leftovers
+from service.execution.supervise import kill_leftovers, this_worker
 from service.execution.training import STDOUT_NAME, TrainingJob, run_training
-from service.runs.state import Claim, ClaimOutcome, this_worker
 from service.settings import Settings
 
 log = logging.getLogger("sweeplab.train")
@@ -27,12 +28,6 @@ HEARTBEAT_EVERY_S = 2.0
 # With early stopping, a heartbeat (which shows the pruner the curve) also goes out as soon as
 # the script printed more, at most this often: runs shorter than a heartbeat get judged too.
 CURVE_LOOK_EVERY_S = 0.25
-
-
-def _context() -> tuple[Settings, RunStore]:
-    from actors import run_store, settings  # the worker's, made once at start
-
-    return settings, run_store
 
 
 class LeaseKeeper:
@@ -147,7 +142,8 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
                 # instead of holding the worker's stop for a whole training run.
                 notify_shutdown=True)
 def train(run_id: int) -> None:
-    settings, store = _context()
+    context = worker_context()
+    settings, store = context.settings, context.store
     worker = this_worker()
     try:
         claim, spec = store.claim(run_id, worker, settings.lease_s)

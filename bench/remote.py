@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from actors.rest_store import RestStore
+from actors.stores.rest import RestStore
 from bench.common import SLEEP_SCRIPT, Result, children, cpu_seconds, running_stack
 from bench.sweep_overhead import time_sweep
 from service.settings import load_settings

@@ -56,10 +56,10 @@ def db(settings: Settings):
 @pytest.fixture
 def stub_broker(settings: Settings, monkeypatch: pytest.MonkeyPatch):
     import actors
-    from actors.store import LocalStore
+    from actors.context import WorkerContext
+    from actors.stores.local import LocalStore
 
-    monkeypatch.setattr(actors, "settings", settings)
-    monkeypatch.setattr(actors, "run_store", LocalStore(settings))
+    monkeypatch.setattr("actors.context._context", WorkerContext(settings, LocalStore(settings)))
     actors.broker.flush_all()
     # Fresh queues too: a message an earlier test's worker took and never finished (it was
     # stopped mid-run) stays counted as unfinished, and broker.join() would wait forever.

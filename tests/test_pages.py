@@ -262,12 +262,13 @@ async def test_a_finished_silent_script_is_said_to_have_printed_nothing(client, 
                                                                        monkeypatch):
     import dataclasses
 
-    import actors
+    from actors.context import WorkerContext, worker_context
 
     # Given a training script that prints nothing at all
     silent = tmp_path / "silent_train.py"
     silent.write_text("import sys\nsys.exit(0)\n")
-    monkeypatch.setattr(actors, "settings", dataclasses.replace(settings, train_script=silent))
+    monkeypatch.setattr("actors.context._context", WorkerContext(
+        dataclasses.replace(settings, train_script=silent), worker_context().store))
     await post_form(client, "/models", {"name": "digits"})
     await upload_two_labels(client, 1)
     await client.post("/api/v1/models/1/experiments",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from dramatiq import Worker
 
-from actors.store import LocalStore
+from actors.stores.local import LocalStore
 from service.core.db import database, open_database
 from service.migrate import apply_migrations
 from tests.conftest import make_settings
@@ -16,12 +16,11 @@ from tests.test_schema import postgres_database  # noqa: F401 (a fixture)
 
 @pytest.fixture
 def pg_client_parts(postgres_database, tmp_path, stub_broker, monkeypatch):  # noqa: F811
-    import actors
+    from actors.context import WorkerContext
 
     url = postgres_database[0]
     settings = make_settings(tmp_path / "pg", SWEEPLAB_DATABASE_URL=url)
-    monkeypatch.setattr(actors, "settings", settings)
-    monkeypatch.setattr(actors, "run_store", LocalStore(settings))
+    monkeypatch.setattr("actors.context._context", WorkerContext(settings, LocalStore(settings)))
     open_database(url)
     database.connect(reuse_if_open=True)
     apply_migrations()

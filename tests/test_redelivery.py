@@ -14,8 +14,8 @@ import peewee
 import pytest
 from dramatiq import Worker
 
-import actors
 from actors.aggregate import aggregate
+from actors.context import worker_context
 from service.core.db import database, open_database
 from service.core.tables import Experiment, Run
 from service.core.timeutil import utcnow
@@ -51,7 +51,7 @@ async def test_a_message_dead_on_every_delivery_fails_its_run_with_the_error(
     def unreachable(*args, **kwargs):
         raise peewee.OperationalError("could not connect to server: Connection refused")
 
-    monkeypatch.setattr(actors.run_store, "claim", unreachable)
+    monkeypatch.setattr(worker_context().store, "claim", unreachable)
     monkeypatch.setitem(train_module.train.options, "max_retries", 0)
     experiment_id, run_id = await started_run(client)
     # When its message is dead-lettered, again and again, and the reconciler passes each time
@@ -71,13 +71,13 @@ async def test_a_message_dead_on_every_delivery_fails_its_run_with_the_error(
 
 async def test_a_dead_letter_recovers_once_the_fault_is_gone(client, db, settings, stub_broker,
                                                              stub_worker, monkeypatch):
-    real_claim = actors.run_store.claim
-    monkeypatch.setattr(actors.run_store, "claim", lambda *a: (_ for _ in ()).throw(
+    real_claim = worker_context().store.claim
+    monkeypatch.setattr(worker_context().store, "claim", lambda *a: (_ for _ in ()).throw(
         peewee.OperationalError("database is locked")))
     monkeypatch.setitem(train_module.train.options, "max_retries", 0)
     experiment_id, _ = await started_run(client)
     await dead_lettered(stub_broker)
-    monkeypatch.setattr(actors.run_store, "claim", real_claim)
+    monkeypatch.setattr(worker_context().store, "claim", real_claim)
     reconcile(settings, stub_broker)
     done = await wait_for_status(client, experiment_id, {"completed"})
     assert done["counts"]["succeeded"] == 1

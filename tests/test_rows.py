@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from service.contract import RunStatus
 from service.core.queries import run_kept
-from service.core.tables import MLModel, Run, RunEvent, RunStatus
+from service.core.tables import MLModel, Run, RunEvent
 from service.runs.state import transition
 from tests.test_runstate import make_run
 

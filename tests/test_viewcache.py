@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from service.core.tables import Experiment, MLModel, Run, RunStatus
+from service.contract import RunStatus
+from service.core.tables import Experiment, MLModel, Run
 from service.runs.state import transition
 from service.sweeps.grid import GridPoint
 from service.sweeps.trials import add_runs, first_points

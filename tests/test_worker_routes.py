@@ -14,8 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from actors.snapshot_cache import CorruptImage, SnapshotCache
-from service.core.tables import Experiment, Run, RunEvent, RunStatus
+from actors.stores.snapshot_cache import CorruptImage, SnapshotCache
+from service.contract import RunStatus
+from service.core.tables import Experiment, Run, RunEvent
 from service.web.api.worker import TAR_GROUP_BYTES
 from service.web.keys import SETTINGS
 from service.workers import remote as workerapi
@@ -102,7 +103,7 @@ async def test_a_result_needs_its_folder_first_and_a_late_attempt_changes_nothin
 
 def one_request(tmp_path: Path, run_dir: Path, outcome: dict) -> tuple[bytes, dict]:
     """The result request exactly as the remote worker builds it: outcome and folder."""
-    from actors.rest_store import write_result_request
+    from actors.stores.rest import write_result_request
 
     body = io.BytesIO()
     files = sorted(path for path in run_dir.rglob("*") if path.is_file())
@@ -335,8 +336,8 @@ def test_the_worker_sends_a_small_folder_from_memory_and_a_large_one_from_a_file
         tmp_path, monkeypatch, in_memory_limit, from_file):
     from types import SimpleNamespace
 
-    from actors import rest_store
-    from actors.store import RunSpec
+    from actors.stores import rest as rest_store
+    from actors.stores.base import RunSpec
     from service.execution.training import Outcome
     from service.settings import load_settings
 
@@ -377,8 +378,8 @@ def test_a_report_the_api_refuses_or_cannot_take_says_why_and_a_refusal_is_heard
         tmp_path, monkeypatch, answer, message, heard):
     import requests
 
-    from actors import rest_store
-    from actors.store import StoreUnreachable, WorkerRefused
+    from actors.stores import rest as rest_store
+    from actors.stores.base import StoreUnreachable, WorkerRefused
     from service.settings import load_settings
 
     heard_of: list[str] = []

@@ -17,7 +17,7 @@ from service.core.errors import Invalid
 from service.core.tables import Experiment, MLModel, Run, WorkerProcess
 from service.core.timeutil import utcnow
 from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
-from service.runs.state import this_worker
+from service.execution.supervise import this_worker
 from service.settings import SettingsError
 from service.workers.registry import host_of, list_workers, report_worker
 from tests.conftest import make_settings

@@ -24,10 +24,10 @@ from typing import IO, Any
 
 import requests
 
-from actors.snapshot_cache import Manifest, SnapshotCache
-from actors.store import Refused, RunSpec, RunStore, StoreUnreachable, WorkerRefused
-from service.execution.training import STDERR_NAME, STDOUT_NAME, Outcome
-from service.runs.state import Claim, ClaimOutcome
+from actors.stores.base import Refused, RunStore, StoreUnreachable, WorkerRefused
+from actors.stores.snapshot_cache import Manifest, SnapshotCache
+from service.contract import Claim, ClaimOutcome, Outcome, RunSpec
+from service.execution.training import STDERR_NAME, STDOUT_NAME
 from service.settings import Settings
 
 log = logging.getLogger("sweeplab.rest_store")

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+from service.storage import image_in
+
 BATCH = 200
 FETCH_THREADS = 4
 CHUNK = 1 << 20
@@ -57,7 +59,7 @@ class SnapshotCache:
             return self.locks.setdefault(experiment_id, threading.Lock())
 
     def cached(self, sha: str, extension: str) -> Path:
-        return self.images / sha[:2] / f"{sha}.{extension}"
+        return image_in(self.images, sha, extension)
 
     def _build(self, experiment_id: int, final: Path) -> None:
         manifest = self.fetch_manifest(experiment_id)

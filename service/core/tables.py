@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any
 
 from peewee import (
@@ -22,33 +21,9 @@ from peewee import (
     TextField,
 )
 
+from service.contract import GRID, ExperimentStatus, RunStatus
 from service.core.db import database
 from service.core.timeutil import utcnow
-
-
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    PRUNED = "pruned"  # stopped early: its curve said it could not win (it did nothing wrong)
-
-
-TERMINAL_RUN_STATES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED,
-                                 RunStatus.PRUNED})
-ACTIVE_RUN_STATES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
-ACTIVE_RUN_VALUES = [state.value for state in ACTIVE_RUN_STATES]  # for SQL's IN
-# How an experiment searches (its `search` column; None is the grid).
-GRID, RANDOM, TPE = "grid", "random", "tpe"
-
-
-class ExperimentStatus(StrEnum):
-    CREATED = "created"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 class JSONField(TextField):

@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -163,3 +164,8 @@ def kill_leftovers(pgid: int, run_id: int, run_dir: Path) -> int:
         except (OSError, ValueError, IndexError):
             continue
     return killed
+
+
+def this_worker() -> str:
+    """This process as runs and the registry name their worker: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"

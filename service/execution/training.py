@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from service.core.tables import RunStatus
+from service.contract import Outcome, RunStatus
 from service.execution.command import last_lines, script_env, train_argv
 from service.execution.parsing import find_metric
 from service.execution.scripts import script_sha256
@@ -18,18 +18,6 @@ from service.settings import Settings
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
 TAIL_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: RunStatus
-    accuracy: float | None = None
-    value: float | None = None  # the objective's metric (the accuracy unless it names another)
-    exit_code: int | None = None
-    error: str | None = None
-    duration_s: float | None = None
-    stopped: bool = False  # cancelled or taken over: nobody should record this attempt
-    script_sha256: str | None = None  # of the train script that ran (what reuse matches on)
 
 
 def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:

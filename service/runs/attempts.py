@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from service.core.tables import RunStatus
+from service.contract import Outcome, RunStatus
 from service.core.timeutil import utcnow
-from service.execution.training import Outcome
 from service.runs.state import transition
 
 

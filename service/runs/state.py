@@ -11,32 +11,25 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from peewee import Query
 
-from service.core.db import write_transaction
-from service.core.queries import row_by_id, run_kept
-from service.core.tables import (
+from service.contract import (
     TERMINAL_RUN_STATES,
     TPE,
-    Experiment,
+    Claim,
+    ClaimOutcome,
     ExperimentStatus,
-    Run,
-    RunEvent,
-    RunPoint,
     RunStatus,
 )
+from service.core.db import write_transaction
+from service.core.queries import row_by_id, run_kept
+from service.core.tables import Experiment, Run, RunEvent, RunPoint
 from service.core.timeutil import utcnow
 
 MAX_ATTEMPTS = 3
-
-
-def this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _locked(run_id: int) -> Run | None:
@@ -82,24 +75,6 @@ def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus]
         _record(run, to, actor, reason)
         _update(run_id, status=to.value, **changes)
         return True
-
-
-class ClaimOutcome(StrEnum):
-    CLAIMED = "claimed"  # this worker runs it now
-    GONE = "gone"  # no such run (its model was deleted)
-    DONE = "done"  # already in a final state: nothing to do
-    BUSY = "busy"  # another live worker holds it
-    EXHAUSTED = "exhausted"  # its workers died too often: failed as "worker lost"
-    NOT_STARTED = "not_started"  # its experiment was never started: a stale message
-
-
-@dataclass(frozen=True)
-class Claim:
-    outcome: ClaimOutcome
-    attempt: int = 0
-    previous_worker: str | None = None
-    previous_pgid: int | None = None
-    spec: dict[str, Any] | None = None  # what a worker needs to train it (None: no such run)
 
 
 def owner_is_alive(run: Run, lease_s: float) -> bool:

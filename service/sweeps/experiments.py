@@ -6,19 +6,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from service.contract import ACTIVE_RUN_VALUES, GRID, ExperimentStatus, RunStatus
 from service.core.db import write_transaction
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.queries import row_by_id, tuple_rows
-from service.core.tables import (
-    ACTIVE_RUN_VALUES,
-    Experiment,
-    ExperimentStatus,
-    Image,
-    MLModel,
-    ModelImage,
-    Run,
-    RunStatus,
-)
+from service.core.tables import Experiment, Image, MLModel, ModelImage, Run
 from service.core.timeutil import utcnow
 from service.ingest.labels import has_control_characters
 from service.runs.state import transition
@@ -27,7 +19,6 @@ from service.storage import image_path, staged_snapshot
 from service.sweeps.aggregate import aggregate_experiment
 from service.sweeps.reuse import images_sha256
 from service.sweeps.space import (
-    GRID,
     check_run_count,
     validate_early_stopping,
     validate_reuse,

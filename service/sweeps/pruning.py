@@ -11,9 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from service.contract import RunStatus
 from service.core.db import write_transaction
 from service.core.queries import row_by_id
-from service.core.tables import Experiment, Run, RunStatus
+from service.core.tables import Experiment, Run
 from service.core.timeutil import utcnow
 from service.runs.curves import CurveFollower, experiment_curves
 from service.runs.state import transition

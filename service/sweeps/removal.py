@@ -11,18 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from service.contract import ACTIVE_RUN_VALUES, ExperimentStatus
 from service.core.db import insert_in_batches, write_transaction
 from service.core.errors import Conflict, NotFound
-from service.core.tables import (
-    ACTIVE_RUN_VALUES,
-    Experiment,
-    ExperimentStatus,
-    Image,
-    MLModel,
-    ModelImage,
-    Run,
-    RunEvent,
-)
+from service.core.tables import Experiment, Image, MLModel, ModelImage, Run, RunEvent
 from service.core.timeutil import utcnow
 from service.settings import Settings
 from service.storage import image_path, remove_tree

@@ -18,9 +18,10 @@ import shutil
 import uuid
 from pathlib import Path
 
+from service.contract import ExperimentStatus, RunStatus
 from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import row_by_id, tuple_rows
-from service.core.tables import Experiment, ExperimentStatus, Run, RunPoint, RunStatus
+from service.core.tables import Experiment, Run, RunPoint
 from service.core.timeutil import utcnow
 from service.execution.scripts import script_sha256
 from service.runs.state import transition

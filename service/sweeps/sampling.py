@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.contract import TPE
 from service.sweeps.grid import GridPoint
-from service.sweeps.space import TPE, distributions, finite_values, space_size
+from service.sweeps.space import distributions, finite_values, space_size
 
 
 @dataclass

@@ -9,8 +9,8 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
+from service.contract import GRID, RANDOM, TPE
 from service.core.errors import Invalid
-from service.core.tables import GRID, RANDOM, TPE
 from service.sweeps.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
 
 STRATEGY_KEYS = {GRID: {"strategy"}, RANDOM: {"strategy", "runs", "seed"},

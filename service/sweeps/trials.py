@@ -6,19 +6,12 @@ from __future__ import annotations
 
 from peewee import fn
 
+from service.contract import ACTIVE_RUN_STATES, GRID, TPE, ExperimentStatus, RunStatus
 from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import row_by_id, tuple_rows
-from service.core.tables import (
-    ACTIVE_RUN_STATES,
-    Experiment,
-    ExperimentStatus,
-    Run,
-    RunPoint,
-    RunStatus,
-)
+from service.core.tables import Experiment, Run, RunPoint
 from service.sweeps.grid import GridPoint, expand_grid
 from service.sweeps.sampling import TrialRecord, ask, first_configurations
-from service.sweeps.space import GRID, TPE
 
 
 def first_points(experiment: Experiment) -> list[GridPoint]:

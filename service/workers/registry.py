@@ -16,10 +16,11 @@ from typing import Any
 
 from peewee import Case
 
+from service.contract import RunStatus
 from service.core.db import write_transaction
 from service.core.errors import Invalid
 from service.core.queries import tuple_rows
-from service.core.tables import Run, RunStatus, WorkerProcess
+from service.core.tables import Run, WorkerProcess
 from service.core.timeutil import iso, utcnow
 
 REPORT_KEYS = ("name", "host", "pid", "threads", "gpus", "version", "queues", "remote")

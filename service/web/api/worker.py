@@ -22,9 +22,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from service.contract import Outcome, RunStatus
 from service.core.errors import BadRequest, Invalid, TooLarge
-from service.core.tables import RunStatus
-from service.execution.training import Outcome
 from service.storage import image_path, kept_temp_dir
 from service.web.api.common import (
     MAX_JSON_BYTES,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from service.contract import RunStatus
 from service.core.queries import tuple_rows
-from service.core.tables import Experiment, Image, ModelImage, RunStatus
+from service.core.tables import Experiment, Image, ModelImage
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.runs.curves import curve_json, experiment_curves
 from service.settings import Settings

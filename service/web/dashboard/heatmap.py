@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.core.tables import ACTIVE_RUN_STATES
+from service.contract import ACTIVE_RUN_STATES
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.scale import Scale, colour, mean_ci, objective_value
 
