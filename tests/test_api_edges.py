@@ -12,10 +12,8 @@ import pytest
 
 from service.broker import send_train
 from service.models import Experiment, Run, RunEvent
+from tests.api_support import SMALL, image_form, make_model, upload_two_labels, wait_for_status
 from tests.helpers import png_bytes
-from tests.test_api import image_form, make_model, upload_two_labels, wait_for_status
-
-SMALL = {"i": [0.1], "j": [1], "k": [5]}
 
 
 async def test_ids_are_never_given_twice_after_a_delete(client, db):

@@ -6,51 +6,30 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN, TESTS
-from tests.e2e_support import Stack, VirtualHost, script_processes
+from tests.e2e_support import (
+    FAKE_SCRIPTS,
+    Stack,
+    best_of,
+    script_processes,
+    small_dataset,
+    start_sweep,
+    terminal_events_per_run,
+    wait_until_running,
+)
+from tests.helpers import TESTS, wait_for
 from tests.private_rabbit import PrivateRabbit
-from tests.test_e2e import best_of, small_dataset, terminal_events_per_run, wait_until_running
 
 pytestmark = pytest.mark.e2e
-FAKE = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN), "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT),
-        "SWEEPLAB_LEASE_S": "3"}
-
-
-@pytest.fixture
-def cleanup() -> Iterator[ExitStack]:
-    with ExitStack() as stack:
-        yield stack
-
-
-@pytest.fixture
-def make_stack(tmp_path: Path, cleanup: ExitStack) -> Callable[..., Stack]:
-    def make(broker_url: str | None = None, **options: object) -> Stack:
-        url = broker_url or cleanup.enter_context(VirtualHost())
-        stack = Stack(tmp_path / "data", url, **options)  # type: ignore[arg-type]
-        cleanup.callback(stack.stop)
-        stack.start_api()
-        stack.start_worker()
-        return stack
-
-    return make
+FAKE = {**FAKE_SCRIPTS, "SWEEPLAB_LEASE_S": "3"}
 
 
 def sql(stack: Stack, statement: str, *args: object) -> list[tuple]:
     with sqlite3.connect(stack.data_dir / "sweeplab.db", timeout=30) as connection:
         return connection.execute(statement, args).fetchall()
-
-
-def start_sweep(stack: Stack, model_id: int, grid: dict | None = None) -> int:
-    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                                    {"grid": grid} if grid else {})
-    assert status == 201, created
-    return created["id"]
 
 
 def half_sent_upload(stack: Stack, model_id: int) -> socket.socket:
@@ -65,13 +44,6 @@ def half_sent_upload(stack: Stack, model_id: int) -> socket.socket:
         f"Content-Length: {len(head) + (10 << 20) + 50}\r\n\r\n".encode() + head
         + b"\x89PNG" + b"\0" * (3 << 20))
     return connection
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_api_killed_mid_sweep_and_mid_upload(make_stack):

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 from playhouse.db_url import parse
 
-from tests.e2e_support import Stack, VirtualHost
+from tests.e2e_support import FAKE_SCRIPTS, Stack, VirtualHost, small_dataset
 from tests.tcp_proxy import TcpProxy
-from tests.test_e2e import FAKE_SCRIPTS, small_dataset
-from tests.test_schema import postgres_database  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 GRID = {"i": [0.1], "j": [1, 2], "k": [1]}
@@ -30,7 +28,7 @@ def start(stack: Stack) -> Stack:
 
 
 def test_a_database_outage_longer_than_the_retries_fails_runs_clearly_then_recovers(
-        tmp_path: Path, vhost: str, postgres_database):  # noqa: F811
+        tmp_path: Path, vhost: str, postgres_database):
     # Given the API on PostgreSQL and a worker that reaches it through a link we can cut
     url = postgres_database[0]
     proxy = TcpProxy(parse(url).get("port") or 5432)

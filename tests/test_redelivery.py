@@ -19,18 +19,9 @@ from service.db import database, open_database
 from service.dispatch import MAX_DEAD_LETTERS, reconcile
 from service.models import Experiment, Run
 from service.timeutil import utcnow
-from tests.test_api import make_model, upload_two_labels, wait_for_status
+from tests.api_support import started_run, wait_for_status
 
 train_module = importlib.import_module("actors.train")  # `actors.train` is the actor
-SMALL = {"i": [0.1], "j": [1], "k": [5]}
-
-
-async def started_run(client) -> tuple[int, int]:
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": SMALL})
-    experiment = await created.json()
-    return experiment["id"], experiment["runs"][0]["id"]
 
 
 async def dead_lettered(broker, timeout: float = 20) -> None:

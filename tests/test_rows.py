@@ -8,7 +8,7 @@ import pytest
 from service.models import MLModel, Run, RunEvent, RunStatus
 from service.rows import run_kept
 from service.runstate import transition
-from tests.test_runstate import make_run
+from tests.helpers import make_run
 
 
 def name_of(model_id: int) -> str | None:

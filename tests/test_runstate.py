@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from service.grid import DEFAULT_GRID
-from service.models import Experiment, MLModel, Run, RunEvent, RunStatus
+from service.models import Experiment, Run, RunEvent, RunStatus
 from service.runstate import MAX_ATTEMPTS, ClaimOutcome, claim_run, heartbeat, transition
 from service.timeutil import utcnow
+from tests.helpers import make_run
 
 DEAD_LOCAL_WORKER = "host-that-is-not-this-one:1"
-
-
-def make_run(db) -> int:
-    model = MLModel.create(name="m")
-    experiment = Experiment.create(model=model, grid=DEFAULT_GRID, timeout_s=10,
-                                   status="running")
-    return Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=1).id
 
 
 def test_a_queued_run_is_claimed_once(db):

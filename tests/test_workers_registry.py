@@ -21,6 +21,7 @@ from service.settings import SettingsError
 from service.timeutil import utcnow
 from service.workers import host_of, list_workers, report_worker
 from tests.conftest import make_settings
+from tests.helpers import wait_for
 
 LEASE_S = 30.0
 RETENTION_S = 86400.0
@@ -301,13 +302,6 @@ async def test_the_run_page_shows_the_host_that_ran_it(api, db):
 
 # --- the worker middleware -------------------------------------------------------------------
 
-def wait_for(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def registered(stub_broker):
     """Add a WorkerRegistry to the stub broker for one test (it is shared by every test)."""
@@ -333,7 +327,7 @@ def test_a_worker_reports_at_boot_and_then_every_few_seconds_until_it_stops(
     # When it boots and runs a while
     worker.start()
     try:
-        wait_for(lambda: len(reports) >= 3)
+        wait_for(lambda: len(reports) >= 3, 5, "three reports", every_s=0.01)
     finally:
         worker.stop()
     # Then it reported who it is, what it takes, from which code
@@ -367,7 +361,7 @@ def test_a_failing_report_is_logged_and_the_next_one_still_goes(stub_broker, db,
     # When the worker runs
     worker.start()
     try:
-        wait_for(lambda: len(calls) >= 4)
+        wait_for(lambda: len(calls) >= 4, 5, "four reports", every_s=0.01)
     finally:
         worker.stop()
     # Then the failures were warnings, the reports went on, and it names only its own queue
@@ -398,7 +392,7 @@ def test_a_remote_worker_whose_first_report_fails_refuses_to_start(stub_broker, 
     # But a local one (its store is the database) starts, and tries again later
     worker.start()
     try:
-        wait_for(lambda: len(calls) >= 2)
+        wait_for(lambda: len(calls) >= 2, 5, "two reports", every_s=0.01)
     finally:
         worker.stop()
 
@@ -410,7 +404,7 @@ def test_a_worker_stopped_cleanly_says_so_in_its_last_report(stub_broker, db, re
     worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
     worker.start()
     try:
-        wait_for(lambda: len(reports) >= 2)
+        wait_for(lambda: len(reports) >= 2, 5, "two reports", every_s=0.01)
     finally:
         # When it stops
         worker.stop()
