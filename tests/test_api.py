@@ -2,10 +2,12 @@
 thread running the fake training script."""
 
 import asyncio
+import functools
 
 import aiohttp
 import pytest
 
+from service.broker import TRAIN_QUEUE
 from service.models import RunEvent
 from tests.api_support import (
     image_form,
@@ -13,6 +15,7 @@ from tests.api_support import (
     sweep_to_end,
     upload_two_labels,
     wait_for_status,
+    wait_until,
 )
 from tests.helpers import png_bytes, zip_bytes
 
@@ -141,8 +144,8 @@ async def test_no_accuracy_fails_every_run_and_the_experiment(client, db, stub_w
     assert done["best"] is None
 
 
-async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_worker,
-                                                             monkeypatch):
+async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_broker,
+                                                             stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "hang")
     model_id = await make_model(client)
     await upload_two_labels(client, model_id)
@@ -154,13 +157,21 @@ async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_wo
     started = await client.post(f"/api/v1/models/{model_id}/experiments",
                                 json={"grid": {"i": [0.1], "j": [1, 2], "k": [5]}})
     experiment_id = (await started.json())["id"]
-    await asyncio.sleep(1.5)
+
+    async def both_running() -> bool:
+        body = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
+        return body["counts"]["running"] == 2
+
+    await wait_until(both_running, 30, "both runs to start")
     cancelled = await client.post(f"/api/v1/experiments/{experiment_id}/cancel")
     assert cancelled.status == 202
     body = await cancelled.json()
     assert body["status"] == "cancelled"
     assert body["counts"]["cancelled"] == 2
-    await asyncio.sleep(4)  # the workers notice at their next heartbeat, then must not write
+    # The workers notice at their next heartbeat and stop their scripts; once both attempts
+    # have ended, nothing may have been written
+    await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(stub_broker.join, TRAIN_QUEUE, timeout=30_000))
     after = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
     assert {run["status"] for run in after["runs"]} == {"cancelled"}
     assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 0

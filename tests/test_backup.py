@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from tests.e2e_support import (
     small_dataset,
     wait_until_running,
 )
-from tests.helpers import png_bytes
+from tests.helpers import png_bytes, wait_for
 
 FAKE = {**FAKE_SCRIPTS, "SWEEPLAB_LEASE_S": "3"}
 TABLES = ("model", "image", "model_image", "experiment", "run", "schema_migration")
@@ -275,8 +274,7 @@ def backup_while_writing(host, tmp_path: Path, source_env: dict, target_env: dic
     wait_until_running(source, running, succeeded_at_least=2)
     writer = ModelWriter(source)
     writer.start()
-    while len(writer.done) < 2:
-        time.sleep(0.05)
+    wait_for(lambda: len(writer.done) >= 2, 60, "two models written", every_s=0.05)
     written_before = list(writer.done)
     _, before = source.get(f"/api/v1/experiments/{running}")
     # When the backup script runs (from another folder, to a relative path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +89,9 @@ def test_rabbitmq_stopped_and_started_mid_sweep(make_stack, tmp_path, cleanup):
     second = body["experiment_id"]
     status, health = stack.get("/healthz")
     assert (status, health["broker"]) == (503, "down")
-    time.sleep(3)  # runs go on and end while the broker is away
+    # And the runs under way go on and end while it is away
+    wait_for(lambda: stack.get(f"/api/v1/experiments/{first}")[1]["counts"]["running"] == 0,
+             30, "the runs under way to end")
     # When it starts again, the workers reconnect by themselves and everything completes
     rabbit.start()
     done = stack.wait_for_experiment(first, timeout=180)
@@ -184,12 +185,16 @@ def test_time_limit_and_cancel_kill_whole_process_groups(make_stack):
     # When a running experiment of 6 runs on 2 threads is cancelled
     experiment_id = start_sweep(stack, model_id, {"i": [0.1, 0.2, 0.3], "j": [1, 2], "k": [1]})
     wait_until_running(stack, experiment_id, succeeded_at_least=0)
+    _, before = stack.get(f"/api/v1/experiments/{experiment_id}")
+    running = [run["id"] for run in before["runs"] if run["status"] == "running"]
     status, cancelled = stack.request("POST", f"/api/v1/experiments/{experiment_id}/cancel")
     # Then every run is cancelled at once, the running scripts die within seconds...
     assert status == 202 and cancelled["counts"]["cancelled"] == 6
     wait_for(lambda: script_processes(stack.data_dir) == [], 10, "the scripts to be killed")
-    time.sleep(2)
-    # ...and no late result overwrites `cancelled`
+    # ...and once the attempts that ran them have ended, no late result overwrote `cancelled`
+    wait_for(lambda: all(f"run {run_id} attempt 1 ended after it was cancelled" in
+                         stack.log("worker-1.log", tail=10**6) for run_id in running),
+             30, "the cancelled attempts to end")
     _, after = stack.get(f"/api/v1/experiments/{experiment_id}")
     assert after["status"] == "cancelled"
     assert {run["status"] for run in after["runs"]} == {"cancelled"}

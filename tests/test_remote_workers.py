@@ -388,8 +388,9 @@ def test_a_partitioned_host_stops_its_script_and_its_late_result_is_refused(make
     # Then both are refused, and the run folder on the API's host is still host-b's
     assert statuses == [409, 200, {"recorded": False}], statuses
     assert not (lab.api_data / "runs" / str(stale["id"]) / "late.txt").exists()
-    # ...host-a had stopped its script once the lease ran out: 4 s, tried every 2 s, each try
-    # waiting up to a third of the lease, and 3 s of slack for a busy machine...
+    # ...host-a had stopped its script once the lease ran out: 4 s, tried every third of it
+    # (at most 2 s apart), each try waiting up to a third of the lease, and 3 s of slack for a
+    # busy machine...
     assert stopped_after < 4 + 2 + 4 / 3 + 3, f"script stopped {stopped_after:.1f} s after the cut"
     assert "lease not renewed" in host_a.log(), host_a.log()
     # ...and its own late result of j=2 (its script ended during the cut) was refused too
@@ -449,14 +450,16 @@ def test_the_api_restarted_mid_sweep_loses_no_remote_result(make_lab):
     experiment_id = start_sweep(lab.stack, model_id)
     wait_for(lambda: (counts := counts_of(lab, experiment_id))["running"] >= 3
              and counts["succeeded"] >= 4, 30, "the sweep to get going")
-    # When the API is killed with SIGKILL and started again on the same port 1.5 s later
+    # When the API is killed with SIGKILL, and started again on the same port once a run has
+    # ended meanwhile (its folder and result must wait for the API)
     lab.stack.kill_api()
-    time.sleep(1.5)  # runs end meanwhile: their folders and results must wait for the API
+    waited = re.compile(r"API unreachable \(POST /runs/\d+/result")
+    wait_for(lambda: any(waited.search(host.log()) for host in hosts), 30,
+             "a result to wait for the API")
     lab.stack.start_api()
     done = finish(lab, experiment_id)
     # Then results that waited for the API were sent again, and every run has its one result,
     # from its first attempt
-    waited = re.compile(r"API unreachable \(POST /runs/\d+/result")
     assert any(waited.search(host.log()) for host in hosts), lab.logs()
     assert_each_run_once(lab, done)
     assert all(run["attempts"] == 1 for run in done["runs"]), \

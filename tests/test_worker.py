@@ -15,7 +15,7 @@ from service.broker import AGGREGATE_QUEUE, TRAIN_QUEUE
 
 def test_prefetch_is_no_larger_than_the_thread_count(stub_broker, db):
     # Given a worker with 3 threads (Dramatiq would prefetch 6)
-    worker = Worker(stub_broker, worker_threads=3)
+    worker = Worker(stub_broker, worker_timeout=100, worker_threads=3)
     # When it boots
     worker.start()
     try:
