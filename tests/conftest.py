@@ -120,6 +120,13 @@ def postgres_database() -> Iterator[list[str]]:
 # --- end to end: real processes on the real RabbitMQ ---------------------------------------------
 
 @pytest.fixture
+def vhost_url() -> Iterator[str]:
+    """The URL of a virtual host of its own on the local RabbitMQ, deleted after the test."""
+    with VirtualHost() as url:
+        yield url
+
+
+@pytest.fixture
 def cleanup() -> Iterator[ExitStack]:
     """Undone after the test, last in first out: stacks stop before what they use."""
     with ExitStack() as stack:
