@@ -24,10 +24,17 @@ from service.execution.training import STDOUT_NAME, TrainingJob, run_training
 from service.settings import Settings
 
 log = logging.getLogger("sweeplab.train")
-HEARTBEAT_EVERY_S = 2.0
+# Heartbeats go out every third of the lease (two may be lost before it runs out), and at least
+# this often: a remote worker's logs follow its runs at this pace. Every 2 s with the default
+# 30 s lease; every 0.5 s with a 1.5 s one, so that a cancel is noticed that much sooner.
+MAX_HEARTBEAT_EVERY_S = 2.0
 # With early stopping, a heartbeat (which shows the pruner the curve) also goes out as soon as
 # the script printed more, at most this often: runs shorter than a heartbeat get judged too.
 CURVE_LOOK_EVERY_S = 0.25
+
+
+def heartbeat_every_s(lease_s: float) -> float:
+    return min(MAX_HEARTBEAT_EVERY_S, lease_s / 3)
 
 
 class LeaseKeeper:
@@ -38,6 +45,7 @@ class LeaseKeeper:
 
     def __init__(self, store: RunStore, spec: RunSpec, attempt: int, lease_s: float) -> None:
         self.store, self.spec, self.attempt, self.lease_s = store, spec, attempt, lease_s
+        self.heartbeat_s = heartbeat_every_s(lease_s)
         self.last_try = self.renewed = time.monotonic()  # the claim renewed it just now
         self.pgid: int | None = None  # the script's, until a heartbeat has recorded it
         self.output_seen = 0  # bytes of its output when a heartbeat last went out
@@ -59,7 +67,7 @@ class LeaseKeeper:
             # by its parent-death signal; the pgid only helps a later attempt clean up).
             self.pgid = pgid
             return True
-        if time.monotonic() - self.last_try < HEARTBEAT_EVERY_S and not self._printed_more():
+        if time.monotonic() - self.last_try < self.heartbeat_s and not self._printed_more():
             return True
         self.last_try = time.monotonic()
         self._note_output()
@@ -84,8 +92,10 @@ class LeaseKeeper:
 
     @property
     def poll_s(self) -> float:
-        """How often the supervisor should ask this keeper."""
-        return CURVE_LOOK_EVERY_S if self.spec.early_stopping else 1.0
+        """How often the supervisor should ask this keeper: twice a heartbeat, so that one
+        goes out at most half a heartbeat late; with early stopping, to look at the curve."""
+        half = self.heartbeat_s / 2
+        return min(half, CURVE_LOOK_EVERY_S) if self.spec.early_stopping else half
 
 
 def _handle_unclaimed(claim: Claim, spec: RunSpec | None, lease_s: float) -> None:

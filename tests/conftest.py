@@ -1,14 +1,20 @@
 """Shared fixtures: per-test settings and database, the Dramatiq stub broker and its worker,
-and an in-process API client. End-to-end fixtures live in tests/e2e_support.py."""
+an in-process API client, PostgreSQL databases, and end-to-end stacks (the API and workers as
+real processes, tests/e2e_support.py). Helpers the tests import are in tests/helpers.py,
+tests/api_support.py and tests/e2e_support.py; no test module imports another."""
 
 from __future__ import annotations
 
 import os
 import sys
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from queue import Queue
 
+import peewee
 import pytest
 
 # The actors package reads its settings at import: point it at the stub broker before that.
@@ -18,10 +24,11 @@ os.environ.setdefault("SWEEPLAB_DATA_DIR", tempfile.mkdtemp(prefix="sweeplab-imp
 from service.core.db import database, open_database  # noqa: E402
 from service.migrate import apply_migrations  # noqa: E402
 from service.settings import Settings, ensure_data_dirs, load_settings  # noqa: E402
+from tests.e2e_support import FAKE_SCRIPTS, WORKER_TOKEN, Stack, VirtualHost  # noqa: E402
+from tests.helpers import FAKE_PREDICT, FAKE_TRAIN  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
-FAKE_TRAIN = TESTS / "scripts" / "fake_train.py"
-FAKE_PREDICT = TESTS / "scripts" / "fake_predict.py"
+POSTGRES_ADMIN_URL = os.environ.get("SWEEPLAB_TEST_POSTGRES_URL",
+                                    "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def make_settings(data_dir: Path, **overrides: str) -> Settings:
@@ -84,3 +91,76 @@ async def client(aiohttp_client, settings: Settings, stub_broker):
     from service.app import create_app
 
     return await aiohttp_client(create_app(settings, broker=stub_broker))
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[list[str]]:
+    """The URLs of two new, empty PostgreSQL databases, dropped after the test."""
+    admin_url = POSTGRES_ADMIN_URL
+    try:
+        admin = peewee.PostgresqlDatabase(None)
+        from playhouse.db_url import parse
+
+        admin.init(**parse(admin_url))
+        admin.connect()
+    except peewee.OperationalError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unreachable in CI at {admin_url}: {error}")
+        pytest.skip(f"PostgreSQL unreachable at {admin_url}: {error}")
+    names = [f"sweeplab_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    for name in names:
+        admin.execute_sql(f"CREATE DATABASE {name}")
+    base = admin_url.rsplit("/", 1)[0]
+    yield [f"{base}/{name}" for name in names]
+    for name in names:
+        admin.execute_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+# --- end to end: real processes on the real RabbitMQ ---------------------------------------------
+
+@pytest.fixture
+def vhost_url() -> Iterator[str]:
+    """The URL of a virtual host of its own on the local RabbitMQ, deleted after the test."""
+    with VirtualHost() as url:
+        yield url
+
+
+@pytest.fixture
+def cleanup() -> Iterator[ExitStack]:
+    """Undone after the test, last in first out: stacks stop before what they use."""
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, cleanup: ExitStack) -> Callable[..., Stack]:
+    """make_stack(broker_url=None, name="", worker=True, threads=2, processes=1, **env): the API
+    and a worker on a virtual host of their own (or on `broker_url`), their data in
+    tmp_path/name/data; stopped after the test."""
+    def make(broker_url: str | None = None, name: str = "", worker: bool = True,
+             threads: int = 2, processes: int = 1, **env: str) -> Stack:
+        url = broker_url or cleanup.enter_context(VirtualHost())
+        stack = Stack(tmp_path / name / "data", url, threads=threads, processes=processes, **env)
+        cleanup.callback(stack.stop)
+        stack.start_api()
+        if worker:
+            stack.start_worker()
+        return stack
+
+    return make
+
+
+@pytest.fixture
+def remote_stack(tmp_path: Path) -> Iterator[Stack]:
+    """The API with a worker token; on its host, a worker of the aggregate queue only: runs are
+    trained by remote workers (tests.e2e_support.start_remote_worker)."""
+    with VirtualHost() as url:
+        stack = Stack(tmp_path / "api-data", url, SWEEPLAB_WORKER_TOKEN=WORKER_TOKEN,
+                      SWEEPLAB_LEASE_S="4", FAKE_TRAIN_SLEEP="0.3", **FAKE_SCRIPTS)
+        stack.start_api()
+        # the API's host consumes the aggregate queue only: training happens elsewhere
+        stack.worker = stack._spawn([str(Path(sys.executable).parent / "dramatiq"), "actors",
+                                     "--queues", "sweeplab_aggregate"], "aggregate.log")
+        yield stack
+        stack.stop()

@@ -1,4 +1,6 @@
-"""End-to-end support: a private RabbitMQ virtual host, and the API and workers as real processes.
+"""End-to-end support: a private RabbitMQ virtual host, the API and workers as real processes,
+and what the tests do with them (a small dataset, a sweep, a remote worker). The fixtures that
+start stacks are in tests/conftest.py.
 
 Each stack gets its own virtual host on the shared RabbitMQ, so tests never eat each other's
 messages and never touch the broker's configuration. There is no skipping: without a RabbitMQ
@@ -12,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +26,15 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import FAKE_PREDICT, FAKE_TRAIN, png_bytes, zip_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
+FAKE_SCRIPTS = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN),
+                "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT)}
+WORKER_TOKEN = "worker-secret"  # the remote workers' on this host (tests/conftest.py remote_stack)
+# 16 configurations for FAKE_TRAIN_MODE=hopeless, whose j=1 curves never learn; the best is
+# i=0.8, j=2
+HOPELESS_GRID = {"i": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "j": [1, 2], "k": [10]}
 
 
 def rabbitmqctl(*args: str) -> None:
@@ -194,3 +205,70 @@ def script_processes(data_dir: Path) -> list[int]:
         if needle in environ and is_script and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+# --- what the end-to-end tests do with a stack --------------------------------------------------
+
+def small_dataset(stack: Stack, name: str = "e2e", seed: int = 0) -> int:
+    """A model with 8 images, 4 of each of labels 1 and 2, uploaded as a zip; the same seed
+    gives the same images, another seed others."""
+    status, model = stack.request("POST", "/api/v1/models", {"name": name})
+    assert status == 201, model
+    shades = [seed * 8 + offset for offset in range(8)]
+    archive = zip_bytes({f"{1 + n % 2}/{n}.png": png_bytes(shade % 256, 8 + shade // 256)
+                         for n, shade in enumerate(shades)})
+    body, headers = multipart({"images": ("train.zip", archive)})
+    status, uploaded = stack.request("POST", f"/api/v1/models/{model['id']}/images",
+                                     data=body, headers=headers)
+    assert status == 201 and uploaded["added"] == 8, uploaded
+    return model["id"]
+
+
+def start_sweep(stack: Stack, model_id: int, grid: dict | None = None) -> int:
+    """An experiment over `grid` (the default one if None), started: its id."""
+    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
+                                    {"grid": grid} if grid else {})
+    assert status == 201, created
+    return created["id"]
+
+
+def sweep(stack: Stack, model_id: int, grid: dict | None = None) -> dict:
+    return stack.wait_for_experiment(start_sweep(stack, model_id, grid))
+
+
+def best_of(runs: list[dict]) -> dict:
+    succeeded = [run for run in runs if run["status"] == "succeeded"]
+    return min(succeeded, key=lambda run: (-run["accuracy"], run["id"]))
+
+
+def terminal_events_per_run(data_dir: Path) -> dict[int, int]:
+    with sqlite3.connect(data_dir / "sweeplab.db") as connection:
+        rows = connection.execute(
+            "SELECT run_id, COUNT(*) FROM run_event WHERE to_status IN "
+            "('succeeded', 'failed', 'cancelled') GROUP BY run_id").fetchall()
+    return dict(rows)
+
+
+def wait_until_running(stack: Stack, experiment_id: int, succeeded_at_least: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        _, body = stack.get(f"/api/v1/experiments/{experiment_id}")
+        if body["counts"]["running"] >= 2 and body["counts"]["succeeded"] >= succeeded_at_least:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"runs never got going: {body['counts']}")
+
+
+def start_remote_worker(stack: Stack, data_dir: Path, name: str,
+                        **env: str) -> subprocess.Popen[bytes]:
+    """`dramatiq actors --queues sweeplab_train` knowing only broker, API URL and token."""
+    remote_env = {key: value for key, value in stack.env.items()
+                  if key not in ("SWEEPLAB_DATABASE_URL",)}
+    remote_env.update({"SWEEPLAB_DATA_DIR": str(data_dir), "SWEEPLAB_API_URL": stack.base,
+                       "SWEEPLAB_WORKER_TOKEN": WORKER_TOKEN, **env})
+    log = open(stack.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
+    dramatiq = str(Path(sys.executable).parent / "dramatiq")
+    return subprocess.Popen([dramatiq, "actors", "--queues", "sweeplab_train", "--processes",
+                             "1", "--threads", "2"], cwd=ROOT,
+                            env=remote_env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)

@@ -1,12 +1,21 @@
-"""Small builders the tests share: real PNG bytes, archives with chosen members."""
+"""Small builders the tests share: real PNG bytes, archives with chosen members, rows as a
+finished sweep leaves them; the fake scripts; and waiting for a condition against a deadline."""
 
 from __future__ import annotations
 
 import io
 import tarfile
+import time
 import zipfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from PIL import Image
+
+TESTS = Path(__file__).resolve().parent
+FAKE_TRAIN = TESTS / "scripts" / "fake_train.py"
+FAKE_PREDICT = TESTS / "scripts" / "fake_predict.py"
 
 
 def png_bytes(shade: int = 0, size: int = 8) -> bytes:
@@ -37,3 +46,44 @@ def tar_gz_bytes(members: dict[str, bytes], links: dict[str, str] | None = None,
             info.linkname = target
             archive.addfile(info)
     return buffer.getvalue()
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str,
+             every_s: float = 0.1) -> None:
+    """Poll `condition` until it is true; fail naming `what` once `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(every_s)
+
+
+def make_run(db) -> int:
+    """A queued run of a running experiment of a new model (in the open test database)."""
+    from service.core.tables import Experiment, MLModel, Run
+    from service.sweeps.grid import DEFAULT_GRID
+
+    model = MLModel.create(name="m")
+    experiment = Experiment.create(model=model, grid=DEFAULT_GRID, timeout_s=10,
+                                   status="running")
+    return Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=1).id
+
+
+def settle(experiment_id: int, outcomes: dict[int, dict], best: int | None,
+           curves: dict[int, dict[int, float]]) -> list[int]:
+    """Give the experiment's runs (in id order) these outcomes and curves, as a finished sweep
+    would have; the run ids."""
+    from service.core.tables import Experiment, Run, RunPoint
+
+    ids = [r.id for r in Run.select(Run.id).where(Run.experiment == experiment_id)
+           .order_by(Run.id)]
+    start = datetime(2025, 1, 1)
+    for n, run_id in enumerate(ids):
+        fields = {"status": "succeeded", "started_at": start,
+                  "finished_at": start + timedelta(minutes=n + 1), "duration_s": 60.0,
+                  **outcomes.get(n, {})}
+        Run.update(**fields).where(Run.id == run_id).execute()
+        RunPoint.insert_many([{"run": run_id, "step": s, "value": v}
+                              for s, v in curves.get(n, {}).items()]).execute()
+    Experiment.update(status="completed", best_run_id=ids[best] if best is not None else None
+                      ).where(Experiment.id == experiment_id).execute()
+    return ids

@@ -2,55 +2,22 @@
 thread running the fake training script."""
 
 import asyncio
+import functools
 
 import aiohttp
 import pytest
 
 from service.core.tables import RunEvent
+from service.dispatch.broker import TRAIN_QUEUE
+from tests.api_support import (
+    image_form,
+    make_model,
+    sweep_to_end,
+    upload_two_labels,
+    wait_for_status,
+    wait_until,
+)
 from tests.helpers import png_bytes, zip_bytes
-
-
-async def wait_for_status(client, experiment_id, statuses, timeout=30):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        body = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
-        if body["status"] in statuses:
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.1)
-
-
-async def make_model(client, name="digits"):
-    response = await client.post("/api/v1/models", json={"name": name})
-    assert response.status == 201
-    return (await response.json())["id"]
-
-
-def image_form(files, label=None):
-    form = aiohttp.FormData()
-    if label is not None:
-        form.add_field("label", label)
-    for name, data in files.items():
-        form.add_field("images", data, filename=name, content_type="application/octet-stream")
-    return form
-
-
-async def upload_two_labels(client, model_id):
-    archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 20 + n)
-                         for label in (1, 2) for n in range(3)})
-    response = await client.post(f"/api/v1/models/{model_id}/images",
-                                 data=image_form({"train.zip": archive}))
-    assert response.status == 201, await response.text()
-    return await response.json()
-
-
-async def sweep_to_end(client, grid: dict, statuses=("completed",)) -> dict:
-    """A model with two labels, an experiment over `grid`, waited for until it ends."""
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": grid})
-    assert created.status == 201, await created.text()
-    return await wait_for_status(client, (await created.json())["id"], set(statuses))
 
 
 async def test_models_create_list_show_and_errors(client, db):
@@ -160,7 +127,7 @@ def _predict_form():
 async def test_failing_runs_are_reported_and_the_best_comes_from_the_rest(
         client, db, stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "fail_j4")
-    done = await sweep_to_end(client, {"i": [0.1], "j": [1, 4], "k": [5]}, ("completed",))
+    done = await sweep_to_end(client, {"grid": {"i": [0.1], "j": [1, 4], "k": [5]}})
     failed = [run for run in done["runs"] if run["status"] == "failed"]
     assert len(failed) == 1 and failed[0]["params"]["j"] == 4
     assert failed[0]["exit_code"] == 3
@@ -172,13 +139,13 @@ async def test_failing_runs_are_reported_and_the_best_comes_from_the_rest(
 async def test_no_accuracy_fails_every_run_and_the_experiment(client, db, stub_worker,
                                                               monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "noacc")
-    done = await sweep_to_end(client, {"i": [0.1], "j": [1], "k": [5, 6]}, ("failed",))
+    done = await sweep_to_end(client, {"grid": {"i": [0.1], "j": [1], "k": [5, 6]}}, ("failed",))
     assert {run["error"] for run in done["runs"]} == {"no accuracy found in the output"}
     assert done["best"] is None
 
 
-async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_worker,
-                                                             monkeypatch):
+async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_broker,
+                                                             stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "hang")
     model_id = await make_model(client)
     await upload_two_labels(client, model_id)
@@ -190,13 +157,21 @@ async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_wo
     started = await client.post(f"/api/v1/models/{model_id}/experiments",
                                 json={"grid": {"i": [0.1], "j": [1, 2], "k": [5]}})
     experiment_id = (await started.json())["id"]
-    await asyncio.sleep(1.5)
+
+    async def both_running() -> bool:
+        body = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
+        return body["counts"]["running"] == 2
+
+    await wait_until(both_running, 30, "both runs to start")
     cancelled = await client.post(f"/api/v1/experiments/{experiment_id}/cancel")
     assert cancelled.status == 202
     body = await cancelled.json()
     assert body["status"] == "cancelled"
     assert body["counts"]["cancelled"] == 2
-    await asyncio.sleep(4)  # the workers notice at their next heartbeat, then must not write
+    # The workers notice at their next heartbeat and stop their scripts; once both attempts
+    # have ended, nothing may have been written
+    await asyncio.get_running_loop().run_in_executor(
+        None, functools.partial(stub_broker.join, TRAIN_QUEUE, timeout=30_000))
     after = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
     assert {run["status"] for run in after["runs"]} == {"cancelled"}
     assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 0
@@ -330,7 +305,7 @@ async def test_retry_queues_failed_runs_again_and_never_the_succeeded(client, db
                                                                      monkeypatch):
     # Given a sweep where j = 4 failed
     monkeypatch.setenv("FAKE_TRAIN_MODE", "fail_j4")
-    first = await sweep_to_end(client, {"i": [0.1], "j": [1, 4], "k": [5, 6]}, ("completed",))
+    first = await sweep_to_end(client, {"grid": {"i": [0.1], "j": [1, 4], "k": [5, 6]}})
     succeeded_before = {r["id"]: r["accuracy"] for r in first["runs"] if r["status"] == "succeeded"}
     assert len(succeeded_before) == 2
     # When the script is fixed and the failed runs are retried, several times at once
@@ -355,7 +330,7 @@ async def test_retry_queues_failed_runs_again_and_never_the_succeeded(client, db
 async def test_the_token_never_reaches_the_scripts(client, db, stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "env")
     monkeypatch.setenv("SWEEPLAB_API_TOKEN", "t0ken-that-must-not-leak")
-    done = await sweep_to_end(client, {"i": [0.1], "j": [1], "k": [5]}, ("completed",))
+    done = await sweep_to_end(client, {"grid": {"i": [0.1], "j": [1], "k": [5]}})
     log = await (await client.get(f"/api/v1/runs/{done['runs'][0]['id']}/logs")).text()
     assert "SWEEPLAB_RUN_ID=" in log
     assert "t0ken-that-must-not-leak" not in log

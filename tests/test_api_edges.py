@@ -15,10 +15,8 @@ import pytest
 
 from service.core.tables import Experiment, Run, RunEvent
 from service.dispatch.broker import send_train
+from tests.api_support import SMALL, image_form, make_model, upload_two_labels, wait_for_status
 from tests.helpers import png_bytes
-from tests.test_api import image_form, make_model, upload_two_labels, wait_for_status
-
-SMALL = {"i": [0.1], "j": [1], "k": [5]}
 
 
 async def test_ids_are_never_given_twice_after_a_delete(client, db):

@@ -9,9 +9,7 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,14 +19,19 @@ from service.core.tables import Experiment, Image, MLModel, ModelImage, Run
 from service.migrate import apply_migrations, migration_names
 from service.ops.backup import BackupError, Padded, create, restore
 from service.storage import build_snapshot, image_path
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN, make_settings
-from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
-from tests.helpers import png_bytes, zip_bytes
-from tests.test_e2e import best_of, wait_until_running
-from tests.test_schema import postgres_database  # noqa: F401 (a fixture)
+from tests.conftest import make_settings
+from tests.e2e_support import (
+    FAKE_SCRIPTS,
+    ROOT,
+    Stack,
+    best_of,
+    multipart,
+    small_dataset,
+    wait_until_running,
+)
+from tests.helpers import png_bytes, wait_for
 
-FAKE = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN), "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT),
-        "SWEEPLAB_LEASE_S": "3"}
+FAKE = {**FAKE_SCRIPTS, "SWEEPLAB_LEASE_S": "3"}
 TABLES = ("model", "image", "model_image", "experiment", "run", "schema_migration")
 
 
@@ -224,20 +227,6 @@ def test_a_tampered_archive_is_refused_before_anything_is_written(settings, db, 
 
 # --- end to end: real processes, the real RabbitMQ, SQLite and PostgreSQL --------------------
 
-def dataset(stack: Stack, name: str, seed: int) -> int:
-    """A model with 8 images of its own (2 labels), uploaded as a zip."""
-    status, model = stack.request("POST", "/api/v1/models", {"name": name})
-    assert status == 201, model
-    shades = [seed * 8 + offset for offset in range(8)]
-    archive = zip_bytes({f"{1 + n % 2}/{n}.png": png_bytes(shade % 256, 8 + shade // 256)
-                         for n, shade in enumerate(shades)})
-    body, headers = multipart({"images": ("train.zip", archive)})
-    status, uploaded = stack.request("POST", f"/api/v1/models/{model['id']}/images",
-                                     data=body, headers=headers)
-    assert status == 201 and uploaded["added"] == 8, uploaded
-    return model["id"]
-
-
 class ModelWriter(threading.Thread):
     """A client that keeps creating models and uploading their images until stopped."""
 
@@ -249,26 +238,20 @@ class ModelWriter(threading.Thread):
         seed = 10
         while not self.halt.is_set():
             try:
-                self.done.append(dataset(self.stack, f"writer-{seed}", seed))
+                self.done.append(small_dataset(self.stack, f"writer-{seed}", seed))
             except Exception as error:  # noqa: BLE001 (reported by the test)
                 self.errors.append(error)
             seed += 1
 
 
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    with ExitStack() as cleanup:
-        def start(name: str, worker: bool = True, **env: str) -> Stack:
-            # 1 s runs on 4 threads: a 27-run sweep outlasts the backup by seconds
-            stack = Stack(tmp_path / name / "data", cleanup.enter_context(VirtualHost()),
-                          threads=4, FAKE_TRAIN_SLEEP="1", **FAKE, **env)
-            cleanup.callback(stack.stop)
-            stack.start_api()
-            if worker:
-                stack.start_worker()
-            return stack
+def host(make_stack: Callable[..., Stack]) -> Callable[..., Stack]:
+    def start(name: str, worker: bool = True, **env: str) -> Stack:
+        # 1 s runs on 4 threads: a 27-run sweep outlasts the backup by seconds
+        return make_stack(name=name, worker=worker, threads=4, FAKE_TRAIN_SLEEP="1",
+                          **FAKE, **env)
 
-        yield start
+    return start
 
 
 def same(source: Stack, target: Stack, path: str) -> dict:
@@ -281,18 +264,17 @@ def same(source: Stack, target: Stack, path: str) -> dict:
 def backup_while_writing(host, tmp_path: Path, source_env: dict, target_env: dict) -> None:
     # Given a finished sweep, a sweep still running, and a client adding models all along
     source = host("source", **source_env)
-    finished_model = dataset(source, "finished", 0)
+    finished_model = small_dataset(source, "finished", 0)
     status, created = source.request("POST", f"/api/v1/models/{finished_model}/experiments",
                                      {"grid": {"i": [0.1, 0.2], "j": [1, 2], "k": [1]}})
     finished = source.wait_for_experiment(created["id"])
-    running_model = dataset(source, "running", 1)
+    running_model = small_dataset(source, "running", 1)
     status, created = source.request("POST", f"/api/v1/models/{running_model}/experiments", {})
     running = created["id"]
     wait_until_running(source, running, succeeded_at_least=2)
     writer = ModelWriter(source)
     writer.start()
-    while len(writer.done) < 2:
-        time.sleep(0.05)
+    wait_for(lambda: len(writer.done) >= 2, 60, "two models written", every_s=0.05)
     written_before = list(writer.done)
     _, before = source.get(f"/api/v1/experiments/{running}")
     # When the backup script runs (from another folder, to a relative path)
@@ -358,7 +340,7 @@ def test_a_backup_taken_while_sweeps_run_restores_every_result_on_sqlite(host, t
 
 @pytest.mark.e2e
 def test_a_backup_taken_while_sweeps_run_restores_every_result_on_postgresql(
-        host, tmp_path, postgres_database):  # noqa: F811
+        host, tmp_path, postgres_database):
     source_url, target_url = postgres_database
     backup_while_writing(host, tmp_path, {"SWEEPLAB_DATABASE_URL": source_url},
                          {"SWEEPLAB_DATABASE_URL": target_url})

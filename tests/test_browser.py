@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import ROOT, Stack, VirtualHost
-from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
+from tests.e2e_support import (
+    FAKE_SCRIPTS,
+    HOPELESS_GRID,
+    ROOT,
+    Stack,
+    VirtualHost,
+    small_dataset,
+)
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -251,16 +257,15 @@ def test_a_long_model_name_stays_inside_the_page(long_named_sweep, page, width):
         assert crumb.text_content() == LONG_NAME
 
 
-def test_the_overlay_of_learning_curves_greys_pruned_runs(make_stack, page):  # noqa: F811
+def test_the_overlay_of_learning_curves_greys_pruned_runs(make_stack, page):
     from service.web.dashboard.charts import STYLES
-    from tests.test_early_stopping import GRID
 
     # Given a finished sweep whose hopeless configurations (j=1) were pruned on their curves
     stack = make_stack(threads=2, FAKE_TRAIN_MODE="hopeless", FAKE_TRAIN_SLEEP="0.3",
                        **FAKE_SCRIPTS)
     model_id = small_dataset(stack)
     status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                                    {"grid": GRID, "reuse": False, "early_stopping": {
+                                    {"grid": HOPELESS_GRID, "reuse": False, "early_stopping": {
                                         "rule": "successive_halving", "min_step": 100}})
     assert status == 201, created
     done = stack.wait_for_experiment(created["id"])
@@ -294,7 +299,7 @@ LEGEND_LABELS = """svg => {
 }"""
 
 
-def test_a_loss_sweep_from_the_form_reads_whole_on_a_phone(make_stack, page):  # noqa: F811
+def test_a_loss_sweep_from_the_form_reads_whole_on_a_phone(make_stack, page):
     # Given a live service whose script prints a loss (10 x i), and a model with images
     stack = make_stack(threads=2, FAKE_TRAIN_MODE="loss", **FAKE_SCRIPTS)
     model_id = small_dataset(stack)

@@ -25,7 +25,8 @@ from service.web.dashboard.charts import (
     thin,
     tick_text,
 )
-from tests.test_api import make_model, upload_two_labels
+from tests.api_support import make_model, upload_two_labels
+from tests.helpers import settle
 
 ACCENT, GREY = STYLES["best"].colour, STYLES["pruned"].colour
 
@@ -230,27 +231,6 @@ def test_progress_counts_pruned_runs_as_ended():
 
 
 # --- the pages, from real rows --------------------------------------------------------------------
-
-def settle(experiment_id: int, outcomes: dict[int, dict], best: int | None,
-           curves: dict[int, dict[int, float]]) -> list[int]:
-    """Give the experiment's runs (in id order) these outcomes and curves, as a finished sweep
-    would have; the run ids."""
-    from service.core.tables import Experiment, Run, RunPoint
-
-    ids = [r.id for r in Run.select(Run.id).where(Run.experiment == experiment_id)
-           .order_by(Run.id)]
-    start = datetime(2025, 1, 1)
-    for n, run_id in enumerate(ids):
-        fields = {"status": "succeeded", "started_at": start,
-                  "finished_at": start + timedelta(minutes=n + 1), "duration_s": 60.0,
-                  **outcomes.get(n, {})}
-        Run.update(**fields).where(Run.id == run_id).execute()
-        RunPoint.insert_many([{"run": run_id, "step": s, "value": v}
-                              for s, v in curves.get(n, {}).items()]).execute()
-    Experiment.update(status="completed", best_run_id=ids[best] if best is not None else None
-                      ).where(Experiment.id == experiment_id).execute()
-    return ids
-
 
 async def created(client, body: dict) -> dict:
     model_id = await make_model(client)

@@ -11,14 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN
-from tests.e2e_support import Stack, multipart
+from tests.e2e_support import FAKE_SCRIPTS, Stack, multipart, small_dataset
 from tests.helpers import png_bytes, zip_bytes
-from tests.test_e2e import make_stack, small_dataset  # noqa: F401 (a fixture)
-from tests.test_schema import postgres_database  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
-FAKE = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN), "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT)}
 REUSABLE = {"i": [0.001, 0.003, 0.01, 0.03, 0.1], "j": [1, 2], "k": [200, 300]}
 CLIENTS, ROUNDS = 4, 8
 
@@ -104,10 +100,10 @@ def _hammer(stack: Stack) -> None:
     assert "database is locked" not in stack.log("api.log", tail=10**8)
 
 
-def test_every_write_route_at_once_beside_a_sweep_on_sqlite(make_stack):  # noqa: F811
-    _hammer(make_stack(threads=2, **FAKE))
+def test_every_write_route_at_once_beside_a_sweep_on_sqlite(make_stack):
+    _hammer(make_stack(threads=2, **FAKE_SCRIPTS))
 
 
-def test_every_write_route_at_once_beside_a_sweep_on_postgresql(make_stack,  # noqa: F811
-                                                                postgres_database):  # noqa: F811
-    _hammer(make_stack(threads=2, SWEEPLAB_DATABASE_URL=postgres_database[0], **FAKE))
+def test_every_write_route_at_once_beside_a_sweep_on_postgresql(make_stack,
+                                                                postgres_database):
+    _hammer(make_stack(threads=2, SWEEPLAB_DATABASE_URL=postgres_database[0], **FAKE_SCRIPTS))

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 from service.runs.curves import points_in
-from tests.test_api import make_model, upload_two_labels, wait_for_status
-from tests.test_api_edges import SMALL
+from tests.api_support import SMALL, make_model, upload_two_labels, wait_for_status
 
 
 @pytest.mark.parametrize("line, point", [

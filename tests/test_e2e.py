@@ -5,60 +5,26 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN
-from tests.e2e_support import ROOT, Stack, VirtualHost, multipart, script_processes
-from tests.helpers import png_bytes, zip_bytes
+from tests.e2e_support import (
+    FAKE_SCRIPTS,
+    ROOT,
+    Stack,
+    best_of,
+    multipart,
+    script_processes,
+    small_dataset,
+    sweep,
+    terminal_events_per_run,
+    wait_until_running,
+)
+from tests.helpers import png_bytes
 
 pytestmark = pytest.mark.e2e
-FAKE_SCRIPTS = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN),
-                "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT)}
-
-
-@pytest.fixture
-def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
-    with ExitStack() as cleanup:
-        def make(threads: int = 2, **env: str) -> Stack:
-            url = cleanup.enter_context(VirtualHost())
-            stack = Stack(tmp_path / "data", url, threads=threads, **env)
-            cleanup.callback(stack.stop)
-            stack.start_api()
-            stack.start_worker()
-            return stack
-
-        yield make
-
-
-def small_dataset(stack: Stack, name: str = "e2e") -> int:
-    status, model = stack.request("POST", "/api/v1/models", {"name": name})
-    assert status == 201, model
-    archive = zip_bytes({f"{label}/{n}.png": png_bytes(label * 10 + n)
-                         for label in (1, 2) for n in range(4)})
-    body, headers = multipart({"images": ("train.zip", archive)})
-    status, uploaded = stack.request("POST", f"/api/v1/models/{model['id']}/images",
-                                     data=body, headers=headers)
-    assert status == 201 and uploaded["added"] == 8, uploaded
-    return model["id"]
-
-
-def sweep(stack: Stack, model_id: int, grid: dict | None = None) -> dict:
-    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                                    {"grid": grid} if grid else {})
-    assert status == 201, created
-    return stack.wait_for_experiment(created["id"])
-
-
-def best_of(runs: list[dict]) -> dict:
-    succeeded = [run for run in runs if run["status"] == "succeeded"]
-    return min(succeeded, key=lambda run: (-run["accuracy"], run["id"]))
 
 
 def test_api_test_script_runs_our_train_py_on_the_sample_data(make_stack, tmp_path):
@@ -121,14 +87,6 @@ def test_failing_and_missing_scripts_fail_their_runs_clearly(make_stack, tmp_pat
     assert done["runs"][0]["error"] == f"train script not found: {tmp_path / 'nowhere.py'}"
 
 
-def terminal_events_per_run(data_dir: Path) -> dict[int, int]:
-    with sqlite3.connect(data_dir / "sweeplab.db") as connection:
-        rows = connection.execute(
-            "SELECT run_id, COUNT(*) FROM run_event WHERE to_status IN "
-            "('succeeded', 'failed', 'cancelled') GROUP BY run_id").fetchall()
-    return dict(rows)
-
-
 def kill_worker_mid_run(stack: Stack) -> None:
     children = stack.worker_children()
     assert children, "the worker has no worker process"
@@ -140,16 +98,6 @@ def kill_worker_mid_run(stack: Stack) -> None:
     while script_processes(stack.data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert script_processes(stack.data_dir) == [], "train.py outlived its worker"
-
-
-def wait_until_running(stack: Stack, experiment_id: int, succeeded_at_least: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        _, body = stack.get(f"/api/v1/experiments/{experiment_id}")
-        if body["counts"]["running"] >= 2 and body["counts"]["succeeded"] >= succeeded_at_least:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"runs never got going: {body['counts']}")
 
 
 def test_worker_killed_twice_mid_sweep_loses_nothing_and_runs_nothing_twice(make_stack):

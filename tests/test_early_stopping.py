@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
+from tests.e2e_support import FAKE_SCRIPTS, HOPELESS_GRID, small_dataset
 
 pytestmark = pytest.mark.e2e
-# 16 configurations, j=1 hopeless; the best is i=0.8, j=2
-GRID = {"i": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8], "j": [1, 2], "k": [10]}
 LAST_STEP = 1000
 
 
-def _sweep(make_stack, rule: dict) -> dict:  # noqa: F811
+def _sweep(make_stack, rule: dict) -> dict:
     # ten points 0.3 s apart: a run lasts 3 s, and a worker looks at its curve every 2 s
     stack = make_stack(threads=2, FAKE_TRAIN_MODE="hopeless", FAKE_TRAIN_SLEEP="0.3",
                        **FAKE_SCRIPTS)
     model_id = small_dataset(stack)
     status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                                    {"grid": GRID, "early_stopping": rule, "reuse": False})
+                                    {"grid": HOPELESS_GRID, "early_stopping": rule, "reuse": False})
     assert status == 201, created
     assert created["early_stopping"] == rule
     done = stack.wait_for_experiment(created["id"])
@@ -40,7 +38,7 @@ def _check_pruned_runs(done: dict, min_step: int) -> list[dict]:
     return pruned
 
 
-def test_the_median_rule_prunes_the_hopeless_and_never_the_best(make_stack):  # noqa: F811
+def test_the_median_rule_prunes_the_hopeless_and_never_the_best(make_stack):
     done = _sweep(make_stack, {"rule": "median", "min_step": 200})
     pruned = _check_pruned_runs(done, 200)
     hopeless = [run for run in done["runs"] if run["params"]["j"] == 1]
@@ -51,7 +49,7 @@ def test_the_median_rule_prunes_the_hopeless_and_never_the_best(make_stack):  # 
                for run in pruned if run["params"]["j"] == 1)
 
 
-def test_successive_halving_prunes_the_hopeless_and_never_the_best(make_stack):  # noqa: F811
+def test_successive_halving_prunes_the_hopeless_and_never_the_best(make_stack):
     done = _sweep(make_stack, {"rule": "successive_halving", "min_step": 100})
     pruned = _check_pruned_runs(done, 100)
     hopeless = [run for run in done["runs"] if run["params"]["j"] == 1]
@@ -60,13 +58,14 @@ def test_successive_halving_prunes_the_hopeless_and_never_the_best(make_stack): 
     assert {run["params"]["j"] for run in pruned} <= {1, 2}
 
 
-def test_runs_shorter_than_a_heartbeat_are_judged_too(make_stack):  # noqa: F811
+def test_runs_shorter_than_a_heartbeat_are_judged_too(make_stack):
     # Given runs of ten points 0.1 s apart: each ends within a heartbeat (2 s)
     stack = make_stack(threads=2, FAKE_TRAIN_MODE="hopeless", FAKE_TRAIN_SLEEP="0.1",
                        **FAKE_SCRIPTS)
     model_id = small_dataset(stack)
     status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments", {
-        "grid": GRID, "early_stopping": {"rule": "median", "min_step": 200}, "reuse": False})
+        "grid": HOPELESS_GRID, "early_stopping": {"rule": "median", "min_step": 200},
+        "reuse": False})
     assert status == 201, created
     done = stack.wait_for_experiment(created["id"])
     # Then the pruner still looked as their curves grew: hopeless runs were stopped early

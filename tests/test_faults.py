@@ -5,52 +5,30 @@ from __future__ import annotations
 import socket
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN, TESTS
-from tests.e2e_support import Stack, VirtualHost, script_processes
+from tests.e2e_support import (
+    FAKE_SCRIPTS,
+    Stack,
+    best_of,
+    script_processes,
+    small_dataset,
+    start_sweep,
+    terminal_events_per_run,
+    wait_until_running,
+)
+from tests.helpers import TESTS, wait_for
 from tests.private_rabbit import PrivateRabbit
-from tests.test_e2e import best_of, small_dataset, terminal_events_per_run, wait_until_running
 
 pytestmark = pytest.mark.e2e
-FAKE = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN), "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT),
-        "SWEEPLAB_LEASE_S": "3"}
-
-
-@pytest.fixture
-def cleanup() -> Iterator[ExitStack]:
-    with ExitStack() as stack:
-        yield stack
-
-
-@pytest.fixture
-def make_stack(tmp_path: Path, cleanup: ExitStack) -> Callable[..., Stack]:
-    def make(broker_url: str | None = None, **options: object) -> Stack:
-        url = broker_url or cleanup.enter_context(VirtualHost())
-        stack = Stack(tmp_path / "data", url, **options)  # type: ignore[arg-type]
-        cleanup.callback(stack.stop)
-        stack.start_api()
-        stack.start_worker()
-        return stack
-
-    return make
+FAKE = {**FAKE_SCRIPTS, "SWEEPLAB_LEASE_S": "3"}
 
 
 def sql(stack: Stack, statement: str, *args: object) -> list[tuple]:
     with sqlite3.connect(stack.data_dir / "sweeplab.db", timeout=30) as connection:
         return connection.execute(statement, args).fetchall()
-
-
-def start_sweep(stack: Stack, model_id: int, grid: dict | None = None) -> int:
-    status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                                    {"grid": grid} if grid else {})
-    assert status == 201, created
-    return created["id"]
 
 
 def half_sent_upload(stack: Stack, model_id: int) -> socket.socket:
@@ -65,13 +43,6 @@ def half_sent_upload(stack: Stack, model_id: int) -> socket.socket:
         f"Content-Length: {len(head) + (10 << 20) + 50}\r\n\r\n".encode() + head
         + b"\x89PNG" + b"\0" * (3 << 20))
     return connection
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_api_killed_mid_sweep_and_mid_upload(make_stack):
@@ -118,7 +89,9 @@ def test_rabbitmq_stopped_and_started_mid_sweep(make_stack, tmp_path, cleanup):
     second = body["experiment_id"]
     status, health = stack.get("/healthz")
     assert (status, health["broker"]) == (503, "down")
-    time.sleep(3)  # runs go on and end while the broker is away
+    # And the runs under way go on and end while it is away
+    wait_for(lambda: stack.get(f"/api/v1/experiments/{first}")[1]["counts"]["running"] == 0,
+             30, "the runs under way to end")
     # When it starts again, the workers reconnect by themselves and everything completes
     rabbit.start()
     done = stack.wait_for_experiment(first, timeout=180)
@@ -212,12 +185,16 @@ def test_time_limit_and_cancel_kill_whole_process_groups(make_stack):
     # When a running experiment of 6 runs on 2 threads is cancelled
     experiment_id = start_sweep(stack, model_id, {"i": [0.1, 0.2, 0.3], "j": [1, 2], "k": [1]})
     wait_until_running(stack, experiment_id, succeeded_at_least=0)
+    _, before = stack.get(f"/api/v1/experiments/{experiment_id}")
+    running = [run["id"] for run in before["runs"] if run["status"] == "running"]
     status, cancelled = stack.request("POST", f"/api/v1/experiments/{experiment_id}/cancel")
     # Then every run is cancelled at once, the running scripts die within seconds...
     assert status == 202 and cancelled["counts"]["cancelled"] == 6
     wait_for(lambda: script_processes(stack.data_dir) == [], 10, "the scripts to be killed")
-    time.sleep(2)
-    # ...and no late result overwrites `cancelled`
+    # ...and once the attempts that ran them have ended, no late result overwrote `cancelled`
+    wait_for(lambda: all(f"run {run_id} attempt 1 ended after it was cancelled" in
+                         stack.log("worker-1.log", tail=10**6) for run_id in running),
+             30, "the cancelled attempts to end")
     _, after = stack.get(f"/api/v1/experiments/{experiment_id}")
     assert after["status"] == "cancelled"
     assert {run["status"] for run in after["runs"]} == {"cancelled"}

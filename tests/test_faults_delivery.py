@@ -8,19 +8,11 @@ from pathlib import Path
 import pytest
 from playhouse.db_url import parse
 
-from tests.e2e_support import Stack, VirtualHost
+from tests.e2e_support import FAKE_SCRIPTS, Stack, small_dataset
 from tests.tcp_proxy import TcpProxy
-from tests.test_e2e import FAKE_SCRIPTS, small_dataset
-from tests.test_schema import postgres_database  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 GRID = {"i": [0.1], "j": [1, 2], "k": [1]}
-
-
-@pytest.fixture
-def vhost():
-    with VirtualHost() as url:
-        yield url
 
 
 def start(stack: Stack) -> Stack:
@@ -30,12 +22,12 @@ def start(stack: Stack) -> Stack:
 
 
 def test_a_database_outage_longer_than_the_retries_fails_runs_clearly_then_recovers(
-        tmp_path: Path, vhost: str, postgres_database):  # noqa: F811
+        tmp_path: Path, vhost_url: str, postgres_database):
     # Given the API on PostgreSQL and a worker that reaches it through a link we can cut
     url = postgres_database[0]
     proxy = TcpProxy(parse(url).get("port") or 5432)
     proxy.up()
-    stack = Stack(tmp_path / "data", vhost, threads=2, SWEEPLAB_DATABASE_URL=url,
+    stack = Stack(tmp_path / "data", vhost_url, threads=2, SWEEPLAB_DATABASE_URL=url,
                   SWEEPLAB_LEASE_S="3", SWEEPLAB_TRAIN_RETRIES="1", FAKE_TRAIN_SLEEP="0.1",
                   **FAKE_SCRIPTS)
     stack.start_api()
@@ -67,11 +59,11 @@ def test_a_database_outage_longer_than_the_retries_fails_runs_clearly_then_recov
 
 
 def test_a_worker_on_an_empty_database_refuses_to_start_and_eats_nothing(tmp_path: Path,
-                                                                        vhost: str):
+                                                                        vhost_url: str):
     # Given a good stack, and a second worker pointed at another, empty data directory
-    good = start(Stack(tmp_path / "good", vhost, threads=2, FAKE_TRAIN_SLEEP="0.2",
+    good = start(Stack(tmp_path / "good", vhost_url, threads=2, FAKE_TRAIN_SLEEP="0.2",
                        **FAKE_SCRIPTS))
-    stray = Stack(tmp_path / "stray", vhost, threads=4, **FAKE_SCRIPTS)
+    stray = Stack(tmp_path / "stray", vhost_url, threads=4, **FAKE_SCRIPTS)
     try:
         stray.start_worker()
         # Then it exits at once with a clear error, and a non-zero code

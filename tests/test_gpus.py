@@ -11,7 +11,7 @@ from actors import gpus
 from actors.middleware import GpuPerThread
 from service.core.tables import Run
 from service.execution.training import STDOUT_NAME
-from tests.test_api import make_model, upload_two_labels, wait_for_status
+from tests.api_support import make_model, upload_two_labels, wait_for_status
 
 
 @pytest.fixture

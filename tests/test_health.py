@@ -9,15 +9,9 @@ import pytest
 from service.app import create_app
 from service.web.keys import BROKER_PROBE
 from tests.conftest import make_settings
-from tests.e2e_support import VirtualHost, rabbitmqctl
+from tests.e2e_support import rabbitmqctl
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def vhost_url():
-    with VirtualHost() as url:
-        yield url
 
 
 async def test_health_checks_keep_one_connection_and_log_nothing(aiohttp_client, tmp_path,

@@ -14,21 +14,15 @@ import pytest
 
 from scripts.make_sample_data import write_sample
 from service.sweeps.statistics import MAXIMIZE, comparison_json, group, ranked
-from tests.e2e_support import ROOT
-from tests.test_api import make_model, upload_two_labels, wait_for_status
-from tests.test_api_edges import SMALL
-from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
-
-TWO = {"i": [0.1], "j": [1, 2], "k": [5]}
-
-
-async def sweep(client, body: dict) -> dict:
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments", json=body)
-    assert created.status == 201, await created.text()
-    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
-    return {**done, "model_id": model_id}
+from tests.api_support import (
+    SMALL,
+    TWO,
+    make_model,
+    sweep_to_end,
+    upload_two_labels,
+    wait_for_status,
+)
+from tests.e2e_support import FAKE_SCRIPTS, ROOT, small_dataset
 
 
 async def test_repeats_run_each_configuration_once_per_seed_and_pick_the_best_mean(
@@ -36,7 +30,7 @@ async def test_repeats_run_each_configuration_once_per_seed_and_pick_the_best_me
     # Given a script whose accuracy the seed decides, j=2 better on every seed
     monkeypatch.setenv("FAKE_TRAIN_MODE", "seeded")
     # When each configuration runs 5 times
-    done = await sweep(client, {"grid": TWO, "repeats": 5})
+    done = await sweep_to_end(client, {"grid": TWO, "repeats": 5})
     # Then every run got its seed, and the seeds reached the script
     assert done["repeats"] == 5 and len(done["runs"]) == 10
     for run in done["runs"]:
@@ -62,7 +56,7 @@ async def test_repeats_run_each_configuration_once_per_seed_and_pick_the_best_me
 
 async def test_a_random_script_with_repeats_reports_an_undecided_comparison(
         client, db, stub_worker):
-    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    done = await sweep_to_end(client, {"grid": TWO, "repeats": 3})
     assert len(done["runs"]) == 6
     assert all(config["n"] == 3 and config["ci95"] for config in done["configurations"])
     means = [config["mean"] for config in done["configurations"]]
@@ -75,7 +69,7 @@ async def test_repeats_that_all_gave_the_same_value_make_no_test_and_say_why(
     # Given a script whose value ignores its seed (a function of i, j and k only)
     monkeypatch.setenv("FAKE_TRAIN_MODE", "smooth")
     # When each configuration runs 3 times
-    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    done = await sweep_to_end(client, {"grid": TWO, "repeats": 3})
     # Then each configuration has its mean and an interval of no width, flagged as such
     best, runner_up = done["configurations"]
     assert (best["params"]["j"], best["n"], best["std"]) == (2, 3, 0.0)
@@ -113,8 +107,8 @@ def test_welch_s_test_needs_two_runs_and_some_variance_on_each_side():
 async def test_an_objective_to_minimise_picks_the_smallest(client, db, stub_worker,
                                                           monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "loss")
-    done = await sweep(client, {"grid": {"i": [0.3, 0.1, 0.2], "j": [1], "k": [5]},
-                                "objective": {"metric": "loss", "direction": "minimize"}})
+    done = await sweep_to_end(client, {"grid": {"i": [0.3, 0.1, 0.2], "j": [1], "k": [5]},
+                                       "objective": {"metric": "loss", "direction": "minimize"}})
     assert done["objective"] == {"metric": "loss", "direction": "minimize"}
     best = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
     assert best["params"]["i"] == 0.1 and best["value"] == pytest.approx(1.0)
@@ -133,7 +127,7 @@ async def test_a_missing_objective_metric_fails_the_run_naming_it(client, db, st
 
 
 @pytest.mark.e2e
-def test_the_default_grid_five_times_over_with_an_assignment_style_script(make_stack):  # noqa: F811
+def test_the_default_grid_five_times_over_with_an_assignment_style_script(make_stack):
     # Given the assignment-style script (its accuracy is random.random(): pure noise), on the
     # real RabbitMQ with a real worker
     stack = make_stack(threads=4, **FAKE_SCRIPTS)

@@ -10,13 +10,8 @@ from html.parser import HTMLParser
 import aiohttp
 import pytest
 
-from tests.helpers import png_bytes, zip_bytes
-from tests.test_api import upload_two_labels, wait_for_status
-
-
-async def csrf_of(client) -> str:
-    page = await client.get("/")
-    return re.search(r'name="csrf" value="([^"]+)"', await page.text()).group(1)
+from tests.api_support import TWO, csrf_of, sweep_to_end, upload_two_labels, wait_for_status
+from tests.helpers import png_bytes, settle, zip_bytes
 
 
 async def post_form(client, path, fields):
@@ -295,11 +290,10 @@ def cell_details(html: str) -> list[dict[str, str]]:
 async def test_repeats_show_each_configuration_with_its_interval(client, db, stub_worker,
                                                                  monkeypatch):
     from service.web.dashboard import data
-    from tests.test_objective_repeats import TWO, sweep
 
     # Given a script whose accuracy the seed decides (j=2 better by 0.05), run 3 times each
     monkeypatch.setenv("FAKE_TRAIN_MODE", "seeded")
-    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    done = await sweep_to_end(client, {"grid": TWO, "repeats": 3})
     # When its page is opened
     page = await client.get(f"/experiments/{done['id']}")
     html = await page.text()
@@ -341,11 +335,9 @@ async def test_repeats_show_each_configuration_with_its_interval(client, db, stu
 
 async def test_repeats_that_all_gave_the_same_value_are_shown_as_such_not_as_certain(
         client, db, stub_worker, monkeypatch):
-    from tests.test_objective_repeats import TWO, sweep
-
     # Given a script whose value ignores its seed, run 3 times per configuration
     monkeypatch.setenv("FAKE_TRAIN_MODE", "smooth")
-    done = await sweep(client, {"grid": TWO, "repeats": 3})
+    done = await sweep_to_end(client, {"grid": TWO, "repeats": 3})
     # When its page is opened
     page = await client.get(f"/experiments/{done['id']}")
     html = await page.text()
@@ -364,12 +356,10 @@ async def test_repeats_that_all_gave_the_same_value_are_shown_as_such_not_as_cer
 
 async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, stub_worker,
                                                                  monkeypatch):
-    from tests.test_objective_repeats import sweep
-
     # Given a script that prints only a loss (i x 10), minimised
     monkeypatch.setenv("FAKE_TRAIN_MODE", "loss")
-    done = await sweep(client, {"grid": {"i": [0.3, 0.1, 0.2], "j": [1], "k": [5]},
-                                "objective": {"metric": "loss", "direction": "minimize"}})
+    done = await sweep_to_end(client, {"grid": {"i": [0.3, 0.1, 0.2], "j": [1], "k": [5]},
+                                       "objective": {"metric": "loss", "direction": "minimize"}})
     # When its page is opened
     page = await client.get(f"/experiments/{done['id']}")
     html = await page.text()
@@ -431,7 +421,6 @@ def test_the_colour_scale_puts_the_better_end_right():
 
 async def test_the_models_best_names_its_metric_direction_and_experiment(client, db):
     from service.core.tables import MLModel
-    from tests.test_charts import settle
 
     # Given a model whose accuracy sweep reached 0.9, then a loss sweep whose best run (loss
     # 0.123) has an accuracy of only 0.5: the model's best follows the newest objective

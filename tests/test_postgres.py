@@ -9,13 +9,12 @@ from dramatiq import Worker
 from actors.stores.local import LocalStore
 from service.core.db import database, open_database
 from service.migrate import apply_migrations
+from tests.api_support import make_model, upload_two_labels, wait_for_status
 from tests.conftest import make_settings
-from tests.test_api import make_model, upload_two_labels, wait_for_status
-from tests.test_schema import postgres_database  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def pg_client_parts(postgres_database, tmp_path, stub_broker, monkeypatch):  # noqa: F811
+def pg_client_parts(postgres_database, tmp_path, stub_broker, monkeypatch):
     from actors.context import WorkerContext
 
     url = postgres_database[0]

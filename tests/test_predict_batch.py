@@ -17,11 +17,17 @@ import pytest
 from scripts.make_sample_data import write_sample
 from service.settings import Settings, ensure_data_dirs
 from service.web.keys import WARM_POOL
+from tests.api_support import (
+    csrf_of,
+    image_parts,
+    predict,
+    sweep_to_best,
+    trained,
+    write_fake_serve,
+)
 from tests.conftest import make_settings
 from tests.e2e_support import ROOT
 from tests.helpers import png_bytes
-from tests.test_pages import csrf_of
-from tests.test_warm import image_parts, predict, sweep_to_best, trained, write_fake_serve
 
 
 async def test_a_batch_is_answered_in_order_by_a_script_that_does_not_opt_in(

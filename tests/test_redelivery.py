@@ -21,19 +21,10 @@ from service.core.tables import Experiment, Run
 from service.core.timeutil import utcnow
 from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE, make_broker, send_aggregate
 from service.dispatch.publish import MAX_DEAD_LETTERS, reconcile
+from tests.api_support import SMALL, make_model, started_run, upload_two_labels, wait_for_status
 from tests.e2e_support import VirtualHost
-from tests.test_api import make_model, upload_two_labels, wait_for_status
 
 train_module = importlib.import_module("actors.train")  # `actors.train` is the actor
-SMALL = {"i": [0.1], "j": [1], "k": [5]}
-
-
-async def started_run(client) -> tuple[int, int]:
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": SMALL})
-    experiment = await created.json()
-    return experiment["id"], experiment["runs"][0]["id"]
 
 
 async def dead_lettered(broker, timeout: float = 20) -> None:

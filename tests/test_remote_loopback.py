@@ -5,48 +5,23 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
+from tests.e2e_support import (
+    Stack,
+    best_of,
+    multipart,
+    small_dataset,
+    start_remote_worker,
+    terminal_events_per_run,
+)
 from tests.helpers import png_bytes
-from tests.test_e2e import FAKE_SCRIPTS, best_of, small_dataset, terminal_events_per_run
 
 pytestmark = pytest.mark.e2e
-WORKER_TOKEN = "worker-secret"
 GRID = {"i": [0.1, 0.2], "j": [1, 2], "k": [1]}
-
-
-def start_remote_worker(stack: Stack, data_dir: Path, name: str,
-                        **env: str) -> subprocess.Popen[bytes]:
-    """`dramatiq actors --queues sweeplab_train` knowing only broker, API URL and token."""
-    remote_env = {key: value for key, value in stack.env.items()
-                  if key not in ("SWEEPLAB_DATABASE_URL",)}
-    remote_env.update({"SWEEPLAB_DATA_DIR": str(data_dir), "SWEEPLAB_API_URL": stack.base,
-                       "SWEEPLAB_WORKER_TOKEN": WORKER_TOKEN, **env})
-    log = open(stack.logs / f"{name}.log", "ab")  # noqa: SIM115 (kept open for the child)
-    dramatiq = str(Path(sys.executable).parent / "dramatiq")
-    return subprocess.Popen([dramatiq, "actors", "--queues", "sweeplab_train", "--processes",
-                             "1", "--threads", "2"], cwd=ROOT,
-                            env=remote_env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-@pytest.fixture
-def remote_stack(tmp_path: Path):
-    with VirtualHost() as url:
-        stack = Stack(tmp_path / "api-data", url, SWEEPLAB_WORKER_TOKEN=WORKER_TOKEN,
-                      SWEEPLAB_LEASE_S="4", FAKE_TRAIN_SLEEP="0.3", **FAKE_SCRIPTS)
-        stack.start_api()
-        # the API's host consumes the aggregate queue only: training happens elsewhere
-        stack.worker = stack._spawn([str(Path(sys.executable).parent / "dramatiq"), "actors",
-                                     "--queues", "sweeplab_aggregate"], "aggregate.log")
-        yield stack
-        stack.stop()
 
 
 def test_a_remote_worker_trains_a_sweep_through_the_api(remote_stack: Stack, tmp_path: Path):

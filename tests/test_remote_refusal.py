@@ -7,16 +7,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e_support import Stack, free_port
-from tests.test_e2e import small_dataset
-from tests.test_remote_loopback import remote_stack, start_remote_worker  # noqa: F401 (fixture)
+from tests.e2e_support import Stack, free_port, small_dataset, start_remote_worker
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
 ONE_RUN = {"grid": {"i": [0.1], "j": [1], "k": [1]}}
@@ -25,7 +23,7 @@ Start = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
-def start_worker(remote_stack: Stack, tmp_path: Path) -> Iterator[Start]:  # noqa: F811
+def start_worker(remote_stack: Stack, tmp_path: Path) -> Iterator[Start]:
     """start_remote_worker(name, **env), its data in tmp_path/name; stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
 
@@ -65,13 +63,6 @@ def exit_code(worker: subprocess.Popen[bytes], stack: Stack, log: str, timeout: 
         raise AssertionError(f"the worker still runs after {timeout} s\n{stack.log(log)}") from None
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 def assert_a_good_worker_runs_it(stack: Stack, start_worker: Start, experiment_id: int,
                                  **env: str) -> None:
     start_worker("good", **env)
@@ -88,7 +79,7 @@ def assert_a_good_worker_runs_it(stack: Stack, start_worker: Start, experiment_i
      "[Errno 111] Connection refused"),
 ], ids=["wrong-token", "unreachable-api"])
 def test_a_remote_worker_the_api_does_not_take_refuses_to_start_and_takes_no_message(
-        remote_stack: Stack, start_worker: Start, env: dict[str, str],  # noqa: F811
+        remote_stack: Stack, start_worker: Start, env: dict[str, str],
         problem: str):
     # Given a run waiting in the queue
     experiment_id, run_id = queue_one_run(remote_stack)
@@ -116,14 +107,14 @@ def test_a_remote_worker_the_api_does_not_take_refuses_to_start_and_takes_no_mes
 
 @pytest.mark.parametrize("worker_lease_s", ["60", "4"], ids=["claim-refused", "report-refused"])
 def test_a_remote_worker_whose_token_the_api_no_longer_takes_stops_and_leaves_the_run(
-        remote_stack: Stack, start_worker: Start, worker_lease_s: str):  # noqa: F811
+        remote_stack: Stack, start_worker: Start, worker_lease_s: str):
     # Given a remote worker the API takes, registered. Its lease sets how often it reports:
     # every 20 s, a train message reaches it before its next report does; every 1.3 s, its
     # report is refused first.
     old = start_worker("old", SWEEPLAB_LEASE_S=worker_lease_s)
-    wait_until(lambda: any(w["remote"] and w["status"] == "alive"
-                           for w in remote_stack.get("/api/v1/workers")[1]["workers"]),
-               60, "the remote worker to register")
+    wait_for(lambda: any(w["remote"] and w["status"] == "alive"
+                         for w in remote_stack.get("/api/v1/workers")[1]["workers"]),
+             60, "the remote worker to register")
     # When the API restarts with another worker token, and a run is queued
     remote_stack.kill_api()
     remote_stack.env["SWEEPLAB_WORKER_TOKEN"] = NEW_TOKEN

@@ -26,9 +26,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN
-from tests.e2e_support import ROOT, Stack, VirtualHost, multipart
-from tests.helpers import png_bytes
+from tests.e2e_support import (
+    FAKE_SCRIPTS,
+    ROOT,
+    Stack,
+    VirtualHost,
+    best_of,
+    multipart,
+    small_dataset,
+    start_sweep,
+    terminal_events_per_run,
+)
+from tests.helpers import FAKE_TRAIN, png_bytes, wait_for
 from tests.netns_support import (
     DRAMATIQ,
     BoundTcpProxy,
@@ -39,14 +48,11 @@ from tests.netns_support import (
     sees,
     worker_pid,
 )
-from tests.test_e2e import best_of, small_dataset, terminal_events_per_run
-from tests.test_faults import wait_for
 
 pytestmark = pytest.mark.e2e
 API_TOKEN = "api-token-for-the-remote-tests"
 WORKER_TOKEN = "worker-token-for-the-remote-tests"
 RABBIT_PORT = 5672
-FAKE = {"SWEEPLAB_TRAIN_SCRIPT": str(FAKE_TRAIN), "SWEEPLAB_TEST_SCRIPT": str(FAKE_PREDICT)}
 REACH_PROBE = ("import socket, sys; c = socket.create_connection((sys.argv[1], "
                "int(sys.argv[2])), timeout=2); sys.stdout.write(c.recv(16).decode())")
 
@@ -108,7 +114,7 @@ class Lab:
         base = {k: v for k, v in self.stack.env.items() if not k.startswith("SWEEPLAB_")}
         return {**base, "SWEEPLAB_API_URL": self.stack.base, "SWEEPLAB_WORKER_TOKEN": WORKER_TOKEN,
                 "SWEEPLAB_BROKER_URL": self.broker_url, "SWEEPLAB_DATA_DIR": str(host.data_dir),
-                "SWEEPLAB_LEASE_S": self.stack.env["SWEEPLAB_LEASE_S"], **FAKE, **extra}
+                "SWEEPLAB_LEASE_S": self.stack.env["SWEEPLAB_LEASE_S"], **FAKE_SCRIPTS, **extra}
 
     def host_of(self, run: dict) -> str | None:
         """Which remote host's process holds (or last held) a run, by the pid in `run.worker`
@@ -137,20 +143,13 @@ def make_lab(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
             remote_url = vhost_url.replace(f"127.0.0.1:{RABBIT_PORT}",
                                            f"{hub.address}:{rabbit.port}")
             stack = RemoteStack(tmp_path / "api" / "data", vhost_url, hub.address,
-                                SWEEPLAB_LEASE_S=lease_s, **{**FAKE, **env})
+                                SWEEPLAB_LEASE_S=lease_s, **{**FAKE_SCRIPTS, **env})
             cleanup.callback(stack.stop)
             stack.start_api()
             stack.start_aggregator()
             return Lab(stack, hub, remote_url, tmp_path, cleanup)
 
         yield make
-
-
-def start_sweep(lab: Lab, model_id: int, grid: dict | None = None) -> int:
-    status, created = lab.stack.request("POST", f"/api/v1/models/{model_id}/experiments",
-                                        {"grid": grid} if grid else {})
-    assert status == 201, created
-    return created["id"]
 
 
 def finish(lab: Lab, experiment_id: int, timeout: float = 90) -> dict:
@@ -255,7 +254,7 @@ def test_two_remote_hosts_run_the_default_sweep(make_lab):
         lab.add_host(name, threads=2, FAKE_TRAIN_SLEEP="0.3")
     model_id = small_dataset(lab.stack)
     # When the default 27-run sweep runs
-    done = finish(lab, start_sweep(lab, model_id))
+    done = finish(lab, start_sweep(lab.stack, model_id))
     # Then every grid point ran once, on both hosts, and the best is the highest
     assert_each_run_once(lab, done)
     assert all(run["attempts"] == 1 for run in done["runs"])
@@ -290,7 +289,7 @@ def test_real_train_py_on_the_sample_digits_on_two_remote_hosts(make_lab, tmp_pa
     model_id = upload_digits(lab, sample / "train.zip")
     # When 27 runs train, with few steps (k) so that the sweep stays short on two cores
     grid = {"i": [0.001, 0.01, 0.1], "j": [1, 2, 4], "k": [50, 100, 200]}
-    done = finish(lab, start_sweep(lab, model_id, grid), timeout=240)
+    done = finish(lab, start_sweep(lab.stack, model_id, grid), timeout=240)
     # Then every run succeeded once, on both hosts, and the best is really good
     assert_each_run_once(lab, done)
     assert {lab.host_of(run) for run in done["runs"]} == {"host-a", "host-b"}
@@ -326,7 +325,7 @@ def test_a_remote_host_killed_mid_sweep_has_its_runs_taken_over(make_lab):
     host_a, host_b = (lab.add_host(name, threads=2, FAKE_TRAIN_SLEEP="1.5")
                       for name in ("host-a", "host-b"))
     model_id = small_dataset(lab.stack)
-    experiment_id = start_sweep(lab, model_id)
+    experiment_id = start_sweep(lab.stack, model_id)
     wait_for(lambda: len(running_on(lab, host_a, experiment_id)) == 2, 30,
              "host-a to run two runs")
     # When the whole of host-a is killed with SIGKILL, its worker and every script
@@ -360,7 +359,7 @@ def two_runs_on_one_host(lab: Lab, script_dir: Path) -> tuple[RemoteHost, int]:
     host_a = lab.add_host("host-a", threads=2, SWEEPLAB_TRAIN_SCRIPT=str(script),
                           SLEEP_J1="60", SLEEP_J2="3")
     model_id = small_dataset(lab.stack)
-    experiment_id = start_sweep(lab, model_id, {"i": [0.1], "j": [1, 2], "k": [1]})
+    experiment_id = start_sweep(lab.stack, model_id, {"i": [0.1], "j": [1, 2], "k": [1]})
     wait_for(lambda: len(running_on(lab, host_a, experiment_id)) == 2, 30,
              "host-a to run both runs")
     wait_for(lambda: len(host_a.script_pids()) == 2, 10, "host-a's two scripts to start")
@@ -389,8 +388,9 @@ def test_a_partitioned_host_stops_its_script_and_its_late_result_is_refused(make
     # Then both are refused, and the run folder on the API's host is still host-b's
     assert statuses == [409, 200, {"recorded": False}], statuses
     assert not (lab.api_data / "runs" / str(stale["id"]) / "late.txt").exists()
-    # ...host-a had stopped its script once the lease ran out: 4 s, tried every 2 s, each try
-    # waiting up to a third of the lease, and 3 s of slack for a busy machine...
+    # ...host-a had stopped its script once the lease ran out: 4 s, tried every third of it
+    # (at most 2 s apart), each try waiting up to a third of the lease, and 3 s of slack for a
+    # busy machine...
     assert stopped_after < 4 + 2 + 4 / 3 + 3, f"script stopped {stopped_after:.1f} s after the cut"
     assert "lease not renewed" in host_a.log(), host_a.log()
     # ...and its own late result of j=2 (its script ended during the cut) was refused too
@@ -447,17 +447,19 @@ def test_the_api_restarted_mid_sweep_loses_no_remote_result(make_lab):
     lab = make_lab(lease_s="30")
     hosts = [lab.add_host(name, threads=2, FAKE_TRAIN_SLEEP="1") for name in ("a", "b")]
     model_id = small_dataset(lab.stack)
-    experiment_id = start_sweep(lab, model_id)
+    experiment_id = start_sweep(lab.stack, model_id)
     wait_for(lambda: (counts := counts_of(lab, experiment_id))["running"] >= 3
              and counts["succeeded"] >= 4, 30, "the sweep to get going")
-    # When the API is killed with SIGKILL and started again on the same port 1.5 s later
+    # When the API is killed with SIGKILL, and started again on the same port once a run has
+    # ended meanwhile (its folder and result must wait for the API)
     lab.stack.kill_api()
-    time.sleep(1.5)  # runs end meanwhile: their folders and results must wait for the API
+    waited = re.compile(r"API unreachable \(POST /runs/\d+/result")
+    wait_for(lambda: any(waited.search(host.log()) for host in hosts), 30,
+             "a result to wait for the API")
     lab.stack.start_api()
     done = finish(lab, experiment_id)
     # Then results that waited for the API were sent again, and every run has its one result,
     # from its first attempt
-    waited = re.compile(r"API unreachable \(POST /runs/\d+/result")
     assert any(waited.search(host.log()) for host in hosts), lab.logs()
     assert_each_run_once(lab, done)
     assert all(run["attempts"] == 1 for run in done["runs"]), \

@@ -8,10 +8,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import FAKE_PREDICT, FAKE_TRAIN
-from tests.e2e_support import multipart
-from tests.helpers import png_bytes
-from tests.test_e2e import make_stack, small_dataset  # noqa: F401 (a fixture)
+from tests.e2e_support import multipart, small_dataset
+from tests.helpers import FAKE_PREDICT, FAKE_TRAIN, png_bytes
 
 pytestmark = pytest.mark.e2e
 GRID = {"i": [0.1, 0.2], "j": [1, 2], "k": [5]}
@@ -43,7 +41,7 @@ def _trained_everything(done: dict, before: dict) -> None:
         run["value"] for run in before["runs"])  # the fake script's accuracy is random
 
 
-def test_the_same_experiment_twice_trains_nothing_the_second_time(make_stack, tmp_path):  # noqa: F811
+def test_the_same_experiment_twice_trains_nothing_the_second_time(make_stack, tmp_path):
     # Given our own copy of the training script (so the test can change it)
     script = tmp_path / "train.py"
     shutil.copy(FAKE_TRAIN, script)

@@ -9,7 +9,7 @@ from service.contract import RunStatus
 from service.core.queries import run_kept
 from service.core.tables import MLModel, Run, RunEvent
 from service.runs.state import transition
-from tests.test_runstate import make_run
+from tests.helpers import make_run
 
 
 def name_of(model_id: int) -> str | None:

@@ -5,19 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from service.contract import ClaimOutcome, RunStatus
-from service.core.tables import Experiment, MLModel, Run, RunEvent
+from service.core.tables import Experiment, Run, RunEvent
 from service.core.timeutil import utcnow
 from service.runs.state import MAX_ATTEMPTS, claim_run, heartbeat, transition
-from service.sweeps.grid import DEFAULT_GRID
+from tests.helpers import make_run
 
 DEAD_LOCAL_WORKER = "host-that-is-not-this-one:1"
-
-
-def make_run(db) -> int:
-    model = MLModel.create(name="m")
-    experiment = Experiment.create(model=model, grid=DEFAULT_GRID, timeout_s=10,
-                                   status="running")
-    return Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=1).id
 
 
 def test_a_queued_run_is_claimed_once(db):

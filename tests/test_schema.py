@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import peewee
-import pytest
 
 from service.core.db import database, open_database
 from service.core.tables import ALL_TABLES, SchemaMigration
 from service.migrate import apply_migrations
-
-POSTGRES_ADMIN_URL = os.environ.get("SWEEPLAB_TEST_POSTGRES_URL",
-                                    "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def schema_of(url: str) -> dict:
@@ -98,29 +91,6 @@ def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeyp
     database.execute_sql("INSERT INTO model (name, description, created_at) VALUES ('n', '', '')")
     assert database.execute_sql("SELECT id FROM model").fetchall() == [(2,)]
     database.close()
-
-
-@pytest.fixture
-def postgres_database():
-    admin_url = POSTGRES_ADMIN_URL
-    try:
-        admin = peewee.PostgresqlDatabase(None)
-        from playhouse.db_url import parse
-
-        admin.init(**parse(admin_url))
-        admin.connect()
-    except peewee.OperationalError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable in CI at {admin_url}: {error}")
-        pytest.skip(f"PostgreSQL unreachable at {admin_url}: {error}")
-    names = [f"sweeplab_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
-    for name in names:
-        admin.execute_sql(f"CREATE DATABASE {name}")
-    base = admin_url.rsplit("/", 1)[0]
-    yield [f"{base}/{name}" for name in names]
-    for name in names:
-        admin.execute_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 def test_postgresql_migrations_equal_the_models(postgres_database):

@@ -9,8 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.test_api import make_model, upload_two_labels
-from tests.test_e2e import FAKE_SCRIPTS, make_stack, small_dataset  # noqa: F401 (a fixture)
+from tests.api_support import make_model, upload_two_labels
+from tests.e2e_support import FAKE_SCRIPTS, small_dataset
 
 RANGES = {"i": {"low": 1e-4, "high": 1.0, "log": True}, "j": {"low": 1, "high": 8},
           "k": {"low": 500, "high": 5000}}
@@ -107,7 +107,7 @@ def _overlap(runs: list[dict]) -> int:
 
 
 @pytest.mark.e2e
-def test_tpe_gets_closer_to_the_optimum_than_random_search(make_stack):  # noqa: F811
+def test_tpe_gets_closer_to_the_optimum_than_random_search(make_stack):
     # Given a script whose accuracy is a known smooth function of i, j, k, 1.0 at its optimum
     # (i=0.01, j=3, k=2500, inside the ranges), and 4 worker threads on the real RabbitMQ
     stack = make_stack(threads=4, FAKE_TRAIN_MODE="smooth", **FAKE_SCRIPTS)
@@ -141,7 +141,7 @@ def test_tpe_gets_closer_to_the_optimum_than_random_search(make_stack):  # noqa:
 
 
 @pytest.mark.e2e
-def test_tpe_keeps_at_most_parallel_configurations_in_flight(make_stack):  # noqa: F811
+def test_tpe_keeps_at_most_parallel_configurations_in_flight(make_stack):
     stack = make_stack(threads=6, FAKE_TRAIN_MODE="smooth", FAKE_TRAIN_SLEEP="0.3",
                        **FAKE_SCRIPTS)
     model_id = small_dataset(stack)

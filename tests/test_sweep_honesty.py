@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from service.core.tables import Experiment, Run
-from tests.test_api import make_model, upload_two_labels, wait_for_status
+from tests.api_support import model_with_images, wait_for_status
 
 SMALL = {"i": [0.01], "j": [1], "k": [100, 200]}
 
@@ -18,18 +18,12 @@ async def _create(client, model_id: int, body: dict):
     return await client.post(f"/api/v1/models/{model_id}/experiments", json=body)
 
 
-async def _model_with_images(client, name: str = "digits") -> int:
-    model_id = await make_model(client, name)
-    await upload_two_labels(client, model_id)
-    return model_id
-
-
 def _config_and_seed(run: dict) -> tuple:
     return (run["params"]["i"], run["params"]["j"], run["params"]["k"], run["seed"])
 
 
 async def test_a_random_search_asking_more_than_its_space_holds_is_refused(client, db):
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     response = await _create(client, model_id, {
         "search": {"strategy": "random", "runs": 6, "seed": 5}, "grid": SMALL, "start": False})
     assert response.status == 422
@@ -40,7 +34,7 @@ async def test_a_random_search_asking_more_than_its_space_holds_is_refused(clien
 
 
 async def test_a_random_search_draws_each_configuration_once(client, db):
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     grid = {"i": [0.001, 0.01, 0.1], "j": [1, 2], "k": {"low": 1, "high": 2}}
     response = await _create(client, model_id, {
         "search": {"strategy": "random", "runs": 12, "seed": 3}, "grid": grid, "start": False})
@@ -52,7 +46,7 @@ async def test_a_random_search_draws_each_configuration_once(client, db):
 async def test_a_configuration_tpe_asks_for_again_trains_the_next_seeds(client, db,
                                                                         stub_worker):
     # Given a TPE search of 6 trials over a space of 2 configurations, 2 seeds each
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     response = await _create(client, model_id, {
         "search": {"strategy": "tpe", "runs": 6, "parallel": 1, "seed": 1}, "grid": SMALL,
         "repeats": 2})
@@ -73,7 +67,7 @@ async def test_the_run_limit_counts_seeds_too(aiohttp_client, db, settings, stub
 
     limited = replace(settings, max_grid_points=20)
     client = await aiohttp_client(create_app(limited, broker=stub_broker))
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     response = await _create(client, model_id, {
         "search": {"strategy": "random", "runs": 8, "seed": 1}, "repeats": 3, "start": False})
     assert response.status == 422
@@ -88,7 +82,7 @@ async def test_the_run_limit_counts_seeds_too(aiohttp_client, db, settings, stub
 
 async def test_reuse_and_the_best_follow_the_start(client, db, stub_worker):
     # Given a finished experiment
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     first = await _create(client, model_id, {"grid": SMALL})
     await wait_for_status(client, (await first.json())["id"], {"completed"})
     # When the same one is created without starting it
@@ -111,10 +105,10 @@ async def test_a_reused_run_outlives_its_original_and_lends_its_own_curve(client
                                                                           monkeypatch):
     # Given a result with a learning curve, reused by a second model with the same images
     monkeypatch.setenv("FAKE_TRAIN_MODE", "curve")
-    original_model = await _model_with_images(client, "original")
+    original_model = await model_with_images(client, "original")
     first = await _create(client, original_model, {"grid": SMALL})
     await wait_for_status(client, (await first.json())["id"], {"completed"})
-    heir_model = await _model_with_images(client, "heir")
+    heir_model = await model_with_images(client, "heir")
     second = await (await _create(client, heir_model, {"grid": SMALL})).json()
     reused = await wait_for_status(client, second["id"], {"completed"})
     # When the original's model is deleted
@@ -138,7 +132,7 @@ async def test_a_reused_run_outlives_its_original_and_lends_its_own_curve(client
 
 async def test_an_experiment_whose_snapshot_fails_leaves_nothing(client, db, settings):
     # Given a model whose image file vanished from the store behind the database's back
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     victim = next(settings.images_dir.rglob("*.png"))
     victim.unlink()
     # When an experiment is created
@@ -152,7 +146,7 @@ async def test_an_experiment_whose_snapshot_fails_leaves_nothing(client, db, set
 
 @pytest.mark.parametrize("objective", [{"metric": "loss"}, {"metric": "f1"}])
 async def test_an_objective_other_than_accuracy_needs_its_direction(client, db, objective):
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     response = await _create(client, model_id, {"objective": objective, "start": False})
     assert response.status == 422
     error = (await response.json())["error"]
@@ -161,7 +155,7 @@ async def test_an_objective_other_than_accuracy_needs_its_direction(client, db, 
 
 
 async def test_accuracy_still_maximises_by_default(client, db):
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     response = await _create(client, model_id, {"objective": {"metric": "accuracy"},
                                                 "start": False})
     assert response.status == 201
@@ -173,7 +167,7 @@ async def test_the_best_names_the_objective_it_is_best_by(client, db, stub_worke
                                                           monkeypatch):
     # Given a model whose newest experiment minimises a loss
     monkeypatch.setenv("FAKE_TRAIN_MODE", "loss")
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     created = await (await _create(client, model_id, {
         "grid": SMALL, "objective": {"metric": "loss", "direction": "minimize"}})).json()
     done = await wait_for_status(client, created["id"], {"completed"})
@@ -187,7 +181,7 @@ async def test_the_best_names_the_objective_it_is_best_by(client, db, stub_worke
 
 async def test_an_experiment_is_deleted_unless_it_runs(client, db, settings, stub_worker):
     # Given a finished experiment that holds the model's best, and one never started
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     done = await (await _create(client, model_id, {"grid": SMALL})).json()
     done = await wait_for_status(client, done["id"], {"completed"})
     waiting = await (await _create(client, model_id, {"grid": SMALL, "start": False})).json()
@@ -205,7 +199,7 @@ async def test_an_experiment_is_deleted_unless_it_runs(client, db, settings, stu
 
 async def test_a_running_experiment_is_not_deleted(client, db, monkeypatch, stub_worker):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "hang")
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     running = await (await _create(client, model_id, {"grid": SMALL, "timeout_s": 30})).json()
     response = await client.delete(f"/api/v1/experiments/{running['id']}")
     assert response.status == 409
@@ -216,7 +210,7 @@ async def test_a_running_experiment_is_not_deleted(client, db, monkeypatch, stub
 
 async def test_an_image_deleted_from_a_model_stays_in_earlier_snapshots(client, db, settings):
     # Given an experiment made with the model's six images
-    model_id = await _model_with_images(client)
+    model_id = await model_with_images(client)
     before = await (await _create(client, model_id, {"grid": SMALL, "start": False})).json()
     snapshot = settings.snapshots_dir / str(before["id"])
     victim = next(snapshot.rglob("*.png"))

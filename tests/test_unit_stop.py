@@ -18,17 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests import test_e2e
-from tests.e2e_support import ROOT, script_processes
-from tests.test_e2e import (
+from tests.e2e_support import (
     FAKE_SCRIPTS,
+    ROOT,
+    script_processes,
     small_dataset,
     terminal_events_per_run,
     wait_until_running,
 )
 
 pytestmark = pytest.mark.e2e
-make_stack = test_e2e.make_stack  # the fixture
 UNIT = ROOT / "systemd" / "sweeplab-worker.service"
 
 

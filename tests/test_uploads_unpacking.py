@@ -10,9 +10,9 @@ from aiohttp import web
 from service.ingest.receive import ReceivedFile
 from service.ingest.unpacking import ChunkFeed, StreamedUnpack
 from service.ingest.uploads import check_uploads, receive_files, unpacker
+from tests.api_support import make_model
 from tests.conftest import make_settings
 from tests.helpers import png_bytes, tar_gz_bytes, zip_bytes
-from tests.test_api import make_model
 
 BOUNDARY = "sweeplab-test-boundary"
 

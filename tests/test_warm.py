@@ -8,81 +8,15 @@ import asyncio
 import logging
 import os
 import signal
-import textwrap
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from service.settings import Settings, ensure_data_dirs
 from service.web.keys import WARM_POOL
+from tests.api_support import predict, sweep_to_best, trained, write_fake_serve
 from tests.conftest import make_settings
 from tests.helpers import png_bytes
-from tests.test_api import make_model, upload_two_labels, wait_for_status
-
-# A test script that speaks the protocol (with the marker) or not (without it). It answers with
-# its pid, mode and working directory; FAKE_SERVE_* environment variables make it misbehave.
-FAKE_SERVE = textwrap.dedent('''\
-    """A prediction script for the tests; hand-parsed flags like the assignment's."""
-    {marker}
-    import json
-    import os
-    import sys
-    import time
-
-    argv = sys.argv[1:]
-    serve = "--serve" in argv
-    if serve:
-        argv.remove("--serve")
-    args = {{argv[n].lstrip("-"): argv[n + 1] for n in range(0, len(argv), 2)}}
-    hang = os.environ.get("FAKE_SERVE_HANG")  # a file: while it exists, every image hangs
-    fail_over = int(os.environ.get("FAKE_SERVE_FAIL_OVER", "0"))  # bytes: bigger images fail
-    die_over = int(os.environ.get("FAKE_SERVE_DIE_OVER", "0"))  # bytes: bigger ones kill it warm
-    # "N:FILE": the first process to reach its Nth image writes its pid to FILE and waits there
-    # (to be killed); once FILE exists, no process waits again
-    pause_at, _, pause_file = os.environ.get("FAKE_SERVE_PAUSE_AT", "0:").partition(":")
-    served = 0
-
-
-    def answer(image, mode):
-        global served
-        served += 1
-        if mode == "warm" and served == int(pause_at) and not os.path.exists(pause_file):
-            with open(pause_file + ".part", "w") as handle:
-                handle.write(str(os.getpid()))
-            os.rename(pause_file + ".part", pause_file)
-            time.sleep(600)
-        if hang and os.path.exists(hang):
-            time.sleep(600)
-        if mode == "warm" and die_over and os.path.getsize(image) > die_over:
-            os.kill(os.getpid(), 9)
-        if fail_over and os.path.getsize(image) > fail_over:
-            return {{"image": image, "error": "too big for me"}}
-        return {{"i": args["i"], "image": image, "label": "3", "mode": mode, "pid": os.getpid(),
-                "cwd": os.getcwd()}}
-
-
-    if not serve:
-        result = answer(args["image"], "cold")
-        if "error" in result:
-            sys.exit("error: " + result["error"])
-        print(result)
-        sys.exit(0)
-    if os.environ.get("FAKE_SERVE_START") == "broken":
-        print("cannot serve today", file=sys.stderr)
-        sys.exit(4)
-    print("warming up")  # not the ready line: skipped
-    print(json.dumps({{"sweeplab_serve": 1}}), flush=True)
-    for line in sys.stdin:
-        print("a log line before the result")
-        print(json.dumps(answer(line.rstrip("\\n"), "warm")), flush=True)
-''')
-
-
-def write_fake_serve(folder: Path, opt_in: bool = True) -> Path:
-    script = folder / ("serve_predict.py" if opt_in else "plain_predict.py")
-    script.write_text(FAKE_SERVE.format(marker="# sweeplab: serve" if opt_in else ""))
-    return script
 
 
 @pytest.fixture
@@ -92,32 +26,6 @@ def settings(tmp_path: Path) -> Settings:
                              SWEEPLAB_PREDICT_TIMEOUT_S="5", SWEEPLAB_PREDICT_IDLE_S="60")
     ensure_data_dirs(settings)
     return settings
-
-
-def image_parts(*images: bytes) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    for n, data in enumerate(images):
-        form.add_field("image", data, filename=f"digit-{n}.png")
-    return form
-
-
-async def sweep_to_best(client, model_id: int, grid: dict) -> int:
-    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": grid})
-    assert created.status == 201, await created.text()
-    done = await wait_for_status(client, (await created.json())["id"], {"completed"})
-    return done["best"]["run_id"]
-
-
-async def trained(client) -> tuple[int, int]:
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    return model_id, await sweep_to_best(client, model_id, {"i": [0.1], "j": [1], "k": [5]})
-
-
-async def predict(client, model_id: int, *images: bytes) -> tuple[int, dict]:
-    response = await client.post(f"/api/v1/models/{model_id}/predict",
-                                 data=image_parts(*images))
-    return response.status, await response.json()
 
 
 async def gone(pid: int, timeout: float = 10.0) -> bool:

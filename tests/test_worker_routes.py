@@ -20,13 +20,12 @@ from service.core.tables import Experiment, Run, RunEvent
 from service.web.api.worker import TAR_GROUP_BYTES
 from service.web.keys import SETTINGS
 from service.workers import remote as workerapi
+from tests.api_support import started_run
 from tests.conftest import make_settings
 from tests.helpers import tar_gz_bytes
-from tests.test_api import make_model, upload_two_labels
 
 WORKER = {"Authorization": "Bearer w-token"}
 USER = {"Authorization": "Bearer u-token"}
-SMALL = {"i": [0.1], "j": [1], "k": [5]}
 
 
 @pytest.fixture
@@ -40,15 +39,8 @@ async def api(aiohttp_client, tmp_path, stub_broker, db):
     return client
 
 
-async def started_run(client) -> int:
-    model_id = await make_model(client)
-    await upload_two_labels(client, model_id)
-    created = await client.post(f"/api/v1/models/{model_id}/experiments", json={"grid": SMALL})
-    return (await created.json())["runs"][0]["id"]
-
-
 async def claimed_run(client) -> int:
-    run_id = await started_run(client)
+    _, run_id = await started_run(client)
     claimed = await client.post(f"/api/v1/worker/runs/{run_id}/claim", json={"worker": "h:1"},
                                 headers=WORKER)
     assert (claimed.status, (await claimed.json())["outcome"]) == (200, "claimed")
@@ -61,7 +53,7 @@ async def test_without_a_worker_token_the_worker_routes_do_not_exist(client, db)
 
 
 async def test_only_the_worker_token_opens_the_worker_routes_and_nothing_else(api):
-    run_id = await started_run(api)
+    _, run_id = await started_run(api)
     url = f"/api/v1/worker/runs/{run_id}/claim"
     for headers in ({"Authorization": ""}, USER, {"Authorization": "Bearer nope"}):
         response = await api.post(url, json={"worker": "h:1"}, headers=headers)
@@ -226,7 +218,7 @@ async def test_bad_result_bodies_name_the_field(api):
 
 
 async def test_the_manifest_and_images_travel_by_content(api, tmp_path):
-    run_id = await started_run(api)
+    _, run_id = await started_run(api)
     experiment_id = Run.get_by_id(run_id).experiment_id
     manifest = await (await api.get(f"/api/v1/worker/experiments/{experiment_id}/manifest",
                                      headers=WORKER)).json()
@@ -241,7 +233,7 @@ async def test_the_manifest_and_images_travel_by_content(api, tmp_path):
 async def test_the_images_route_looks_at_its_files_off_the_event_loop(api, monkeypatch):
     # Given a worker about to fetch an experiment's images, and each look at an image file
     # recorded with whether it ran on the event loop (which meanwhile serves every request)
-    run_id = await started_run(api)
+    _, run_id = await started_run(api)
     experiment_id = Run.get_by_id(run_id).experiment_id
     manifest = await (await api.get(f"/api/v1/worker/experiments/{experiment_id}/manifest",
                                      headers=WORKER)).json()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from service.execution.supervise import this_worker
 from service.settings import SettingsError
 from service.workers.registry import host_of, list_workers, report_worker
 from tests.conftest import make_settings
+from tests.helpers import wait_for
 
 LEASE_S = 30.0
 RETENTION_S = 86400.0
@@ -301,13 +301,6 @@ async def test_the_run_page_shows_the_host_that_ran_it(api, db):
 
 # --- the worker middleware -------------------------------------------------------------------
 
-def wait_for(condition, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def registered(stub_broker):
     """Add a WorkerRegistry to the stub broker for one test (it is shared by every test)."""
@@ -329,11 +322,11 @@ def test_a_worker_reports_at_boot_and_then_every_few_seconds_until_it_stops(
     reports: list[dict] = []
     registered(WorkerRegistry(report=reports.append, every_s=0.05, gpus=["0", "1"],
                               remote=True))
-    worker = Worker(stub_broker, worker_threads=2)
+    worker = Worker(stub_broker, worker_timeout=100, worker_threads=2)
     # When it boots and runs a while
     worker.start()
     try:
-        wait_for(lambda: len(reports) >= 3)
+        wait_for(lambda: len(reports) >= 3, 5, "three reports", every_s=0.01)
     finally:
         worker.stop()
     # Then it reported who it is, what it takes, from which code
@@ -346,8 +339,9 @@ def test_a_worker_reports_at_boot_and_then_every_few_seconds_until_it_stops(
     # And its reports are what the API accepts
     report_worker(reports[0], RETENTION_S)
     assert [w["name"] for w in list_workers(LEASE_S, RETENTION_S)] == [this_worker()]
-    # And once stopped, it reports no more
-    time.sleep(0.2)
+    # And once stopped, it reports no more: its reporting thread has ended
+    wait_for(lambda: not [t for t in threading.enumerate()
+                          if t.name == "sweeplab-worker-registry"], 5, "the reports to end")
     assert len(reports) == stopped_at
     assert not [t for t in threading.enumerate() if t.name == "sweeplab-worker-registry"]
 
@@ -363,11 +357,12 @@ def test_a_failing_report_is_logged_and_the_next_one_still_goes(stub_broker, db,
             raise ConnectionError("API unreachable")
 
     registered(WorkerRegistry(report=flaky, every_s=0.02))
-    worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
+    worker = Worker(stub_broker, worker_timeout=100, queues={TRAIN_QUEUE},
+                    worker_threads=1)
     # When the worker runs
     worker.start()
     try:
-        wait_for(lambda: len(calls) >= 4)
+        wait_for(lambda: len(calls) >= 4, 5, "four reports", every_s=0.01)
     finally:
         worker.stop()
     # Then the failures were warnings, the reports went on, and it names only its own queue
@@ -387,7 +382,8 @@ def test_a_remote_worker_whose_first_report_fails_refuses_to_start(stub_broker, 
         raise ConnectionError("the API at http://api:8080 answers 401")
 
     registered(WorkerRegistry(report=refused, every_s=0.02, remote=remote))
-    worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
+    worker = Worker(stub_broker, worker_timeout=100, queues={TRAIN_QUEUE},
+                    worker_threads=1)
     if remote:
         # When a remote one starts, it refuses to, saying why, before any worker thread runs
         with pytest.raises(SystemExit, match="^sweeplab worker refuses to start: the API at "
@@ -398,7 +394,7 @@ def test_a_remote_worker_whose_first_report_fails_refuses_to_start(stub_broker, 
     # But a local one (its store is the database) starts, and tries again later
     worker.start()
     try:
-        wait_for(lambda: len(calls) >= 2)
+        wait_for(lambda: len(calls) >= 2, 5, "two reports", every_s=0.01)
     finally:
         worker.stop()
 
@@ -407,10 +403,11 @@ def test_a_worker_stopped_cleanly_says_so_in_its_last_report(stub_broker, db, re
     # Given a worker reporting every 20 ms
     reports: list[dict] = []
     registered(WorkerRegistry(report=reports.append, every_s=0.02))
-    worker = Worker(stub_broker, queues={TRAIN_QUEUE}, worker_threads=1)
+    worker = Worker(stub_broker, worker_timeout=100, queues={TRAIN_QUEUE},
+                    worker_threads=1)
     worker.start()
     try:
-        wait_for(lambda: len(reports) >= 2)
+        wait_for(lambda: len(reports) >= 2, 5, "two reports", every_s=0.01)
     finally:
         # When it stops
         worker.stop()
