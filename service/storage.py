@@ -6,6 +6,7 @@ half-written file where a reader would take it for a whole one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tarfile
@@ -64,16 +65,19 @@ def clear_temp(settings: Settings) -> None:
 
 
 def store_image(settings: Settings, source: Path, sha256: str, extension: str) -> Path:
-    """Move a validated temp file into the image store; the same bytes are stored once."""
+    """Put a validated temp file into the image store, as a hard link (same file system: both
+    under the data dir; a link appears whole). The same bytes are stored once. The temp file
+    stays, so its caller can store it again should the store's copy go meanwhile (an unused
+    image collected as it was uploaded again), and removes it after."""
     target = image_path(settings, sha256, extension)
-    if target.exists():
-        source.unlink(missing_ok=True)
-        return target
     try:
-        os.replace(source, target)  # same file system (both under the data dir): atomic
+        os.link(source, target)
+    except FileExistsError:
+        pass
     except FileNotFoundError:  # its folder does not exist yet: made then, not tried per image
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
+        with contextlib.suppress(FileExistsError):
+            os.link(source, target)
     return target
 
 

@@ -230,3 +230,26 @@ async def test_an_image_deleted_from_a_model_stays_in_earlier_snapshots(client, 
     assert (await client.delete(f"/api/v1/models/{model_id}/images/{sha}")).status == 404
     assert (await client.delete(f"/api/v1/experiments/{before['id']}")).status == 204
     assert list(settings.images_dir.rglob(f"{sha}.*")) == []
+
+
+async def test_an_image_collected_while_it_is_uploaded_again_is_stored_again(client, db,
+                                                                             settings,
+                                                                             monkeypatch):
+    # Given an upload whose stored files vanish between storing them and recording their
+    # rows, as when another model's deletion collects the same bytes at that moment
+    import service.ingest.uploads as uploads
+
+    real_record = uploads._record_rows
+
+    def collected_meanwhile(model_id, candidates):
+        for path in settings.images_dir.rglob("*.png"):
+            path.unlink()
+        return real_record(model_id, candidates)
+
+    monkeypatch.setattr(uploads, "_record_rows", collected_meanwhile)
+    # When the upload ends
+    model_id = await model_with_images(client)
+    # Then every image the model has is in the store, and an experiment can be made of them
+    assert len(list(settings.images_dir.rglob("*.png"))) == 6
+    created = await _create(client, model_id, {"grid": SMALL, "start": False})
+    assert created.status == 201, await created.text()

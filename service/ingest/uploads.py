@@ -190,10 +190,22 @@ def _split_fresh(candidates: list[Candidate], known: dict[str, str | None]
 
 
 def record_images(settings: Settings, model_id: int, candidates: list[Candidate]) -> Recorded:
-    """Store the files, then add the rows in one transaction."""
-    for candidate in candidates:  # files first: a crash here leaves no row without its file
+    """Store the files, then add the rows in one transaction, then make sure the files are
+    still there: an image no model used, collected between the two, is stored again (the
+    collector never takes an image a committed row uses)."""
+    _store_all(settings, candidates)  # files first: a crash here leaves no row without its file
+    recorded = _record_rows(model_id, candidates)
+    _store_all(settings, candidates)
+    return recorded
+
+
+def _store_all(settings: Settings, candidates: list[Candidate]) -> None:
+    for candidate in candidates:
         store_image(settings, candidate.image.path, candidate.image.sha256,
                     candidate.image.extension)
+
+
+def _record_rows(model_id: int, candidates: list[Candidate]) -> Recorded:
     with write_transaction():
         known = _labels_in_model(model_id, [c.image.sha256 for c in candidates])
         fresh, conflicts = _split_fresh(candidates, known)

@@ -51,9 +51,12 @@ def _collect_unused_images(settings: Settings) -> None:
             ~Image.sha256.in_(ModelImage.select(ModelImage.image))))
         paths = {image.sha256: image_path(settings, image.sha256, image.extension)
                  for image in unused}
-        gone = [sha for sha, path in paths.items() if _only_link(path)]
-        Image.delete().where(Image.sha256.in_(gone)).execute()
-        for sha in gone:  # inside the transaction: an upload of the same bytes waits for it
+        unlinked = [sha for sha, path in paths.items() if _only_link(path)]
+        # Used again meanwhile (an upload committed since the select, on PostgreSQL): kept
+        still_unused = ~Image.sha256.in_(ModelImage.select(ModelImage.image))
+        gone = Image.delete().where(Image.sha256.in_(unlinked), still_unused).returning(
+            Image.sha256).tuples().execute()
+        for (sha,) in gone:
             paths[sha].unlink(missing_ok=True)
 
 
