@@ -68,6 +68,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_group(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Stop a process started in its own session: SIGTERM to its group, then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class Stack:
     """The API (`python -m service`) and a worker (`dramatiq actors`) as real processes."""
 
@@ -164,13 +176,8 @@ class Stack:
 
     def stop(self) -> None:
         for process in (self.worker, self.api):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            if process is not None:
+                stop_group(process, timeout=20)
 
 
 def multipart(fields: dict[str, tuple[str, bytes] | str]) -> tuple[bytes, dict[str, str]]:

@@ -7,7 +7,6 @@ directory: the shared node that other tests and CI use is never touched.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e_support import free_port
+from tests.e2e_support import free_port, stop_group
 
 SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 
@@ -86,12 +85,7 @@ class PrivateRabbit:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)  # the Erlang VM stops cleanly on SIGTERM
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, timeout=60)  # the Erlang VM stops cleanly on SIGTERM
         deadline = time.monotonic() + 10
         while self._reachable() and time.monotonic() < deadline:
             time.sleep(0.1)

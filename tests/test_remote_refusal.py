@@ -4,8 +4,6 @@ stops, saying why in one line, and the runs wait in the queue for a worker the A
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_support import Stack, free_port, small_dataset, start_remote_worker
+from tests.e2e_support import Stack, free_port, small_dataset, start_remote_worker, stop_group
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -33,13 +31,7 @@ def start_worker(remote_stack: Stack, tmp_path: Path) -> Iterator[Start]:
 
     yield start
     for worker in started:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait()
+        stop_group(worker, timeout=30)
 
 
 def queue_one_run(stack: Stack) -> tuple[int, int]:
