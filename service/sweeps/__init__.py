@@ -2,4 +2,5 @@
 grid), configurations drawn (sampling) and added as runs (trials), known results reused
 (reuse), hopeless runs pruned (pruning), results summarised (statistics) and aggregated into
 the experiment's and the model's best (aggregate); and the commands that create, start,
-cancel, retry and delete experiments (experiments, removal)."""
+cancel and retry experiments (experiments), and delete them keeping what other experiments
+need (removal)."""

@@ -8,11 +8,11 @@ from typing import Any
 
 from service.contract import ACTIVE_RUN_VALUES, GRID, ExperimentStatus, RunStatus
 from service.core.db import write_transaction
-from service.core.errors import Conflict, Invalid, NotFound
-from service.core.queries import row_by_id, tuple_rows
-from service.core.tables import Experiment, Image, MLModel, ModelImage, Run
+from service.core.errors import Conflict, Invalid
+from service.core.lookup import get_experiment, get_model
+from service.core.queries import tuple_rows
+from service.core.tables import Experiment, Image, ModelImage, Run
 from service.core.timeutil import utcnow
-from service.ingest.labels import has_control_characters
 from service.runs.state import transition
 from service.settings import Settings
 from service.storage import image_path, staged_snapshot
@@ -27,27 +27,6 @@ from service.sweeps.space import (
 )
 from service.sweeps.statistics import validate_objective, validate_repeats
 from service.sweeps.trials import add_runs, first_points
-
-
-def get_model(model_id: int, for_update: bool = False) -> MLModel:
-    model = row_by_id(MLModel, model_id, for_update=for_update)
-    if model is None:
-        raise NotFound(f"model {model_id} does not exist")
-    return model
-
-
-def get_experiment(experiment_id: int) -> Experiment:
-    experiment = row_by_id(Experiment, experiment_id)
-    if experiment is None:
-        raise NotFound(f"experiment {experiment_id} does not exist")
-    return experiment
-
-
-def get_run(run_id: int) -> Run:
-    run = row_by_id(Run, run_id)
-    if run is None:
-        raise NotFound(f"run {run_id} does not exist")
-    return run
 
 
 def _timeout(settings: Settings, raw: Any) -> float:
@@ -151,18 +130,3 @@ def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
     return get_experiment(experiment_id)
 
 
-def create_model(body: dict[str, Any]) -> MLModel:
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise Invalid("name must be a non-empty string of at most 200 characters", field="name")
-    if has_control_characters(name):
-        raise Invalid("name must not hold control characters (NUL, newline, tab, escape)",
-                      field="name")
-    description = body.get("description", "")
-    if not isinstance(description, str) or len(description) > 10_000:
-        raise Invalid("description must be a string of at most 10000 characters",
-                      field="description")
-    with write_transaction():
-        if MLModel.select().where(MLModel.name == name.strip()).exists():
-            raise Conflict(f"a model named {name.strip()!r} already exists")
-        return MLModel.create(name=name.strip(), description=description)

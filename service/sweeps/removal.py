@@ -11,25 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.contract import ACTIVE_RUN_VALUES, ExperimentStatus
+from service.contract import ExperimentStatus
 from service.core.db import insert_in_batches, write_transaction
-from service.core.errors import Conflict, NotFound
-from service.core.tables import Experiment, Image, MLModel, ModelImage, Run, RunEvent
+from service.core.errors import Conflict
+from service.core.lookup import get_experiment
+from service.core.tables import Experiment, Image, ModelImage, Run, RunEvent
 from service.core.timeutil import utcnow
 from service.settings import Settings
 from service.storage import image_path, remove_tree
 from service.sweeps.aggregate import aggregate_model
-from service.sweeps.experiments import get_experiment, get_model
 
 
-def _has_active_runs(model_id: int) -> bool:
-    return (Run.select().join(Experiment)
-            .where(Experiment.model == model_id, Run.status.in_(ACTIVE_RUN_VALUES),
-                   Experiment.status == ExperimentStatus.RUNNING.value)
-            .exists())
-
-
-def _mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
+def mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
     """Runs reused from these keep their result, folder and curve (their own copies) and say
     that the run they were reused from is gone; the event also tells the kept views that
     these runs changed."""
@@ -43,7 +36,7 @@ def _mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
     Run.update(reused_from_deleted=True).where(Run.id.in_([e["run"] for e in events])).execute()
 
 
-def _collect_unused_images(settings: Settings) -> None:
+def collect_unused_images(settings: Settings) -> None:
     """Delete the images no model uses and no snapshot links (the store's file is their only
     link), rows and files. Called after snapshots were removed."""
     with write_transaction():
@@ -67,28 +60,11 @@ def _only_link(path: Path) -> bool:
         return True
 
 
-def _remove_folders(settings: Settings, experiment_ids: list[int], run_ids: list[int]) -> None:
+def remove_folders(settings: Settings, experiment_ids: list[int], run_ids: list[int]) -> None:
     for experiment_id in experiment_ids:
         remove_tree(settings.snapshots_dir / str(experiment_id))
     for run_id in run_ids:
         remove_tree(settings.runs_dir / str(run_id))
-
-
-def delete_model(settings: Settings, model_id: int) -> None:
-    """The model, its images' links, its experiments, runs and their folders. 409 while one
-    of its experiments runs."""
-    with write_transaction():
-        get_model(model_id)
-        if _has_active_runs(model_id):
-            raise Conflict(f"model {model_id} has queued or running runs; cancel its "
-                           f"experiments first")
-        experiments = [e.id for e in Experiment.select(Experiment.id)
-                       .where(Experiment.model == model_id)]
-        runs = [run.id for run in Run.select(Run.id).where(Run.experiment.in_(experiments))]
-        _mark_reusers_of_deleted(runs, f"model {model_id}")
-        MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
-    _remove_folders(settings, experiments, runs)
-    _collect_unused_images(settings)
 
 
 def delete_experiment(settings: Settings, experiment_id: int) -> None:
@@ -99,20 +75,8 @@ def delete_experiment(settings: Settings, experiment_id: int) -> None:
         if experiment.status == ExperimentStatus.RUNNING:
             raise Conflict(f"experiment {experiment_id} is running; cancel it first")
         runs = [run.id for run in Run.select(Run.id).where(Run.experiment == experiment_id)]
-        _mark_reusers_of_deleted(runs, f"experiment {experiment_id}")
+        mark_reusers_of_deleted(runs, f"experiment {experiment_id}")
         Experiment.delete().where(Experiment.id == experiment_id).execute()  # cascades
         aggregate_model(experiment.__data__["model"])
-    _remove_folders(settings, [experiment_id], runs)
-    _collect_unused_images(settings)
-
-
-def delete_model_image(settings: Settings, model_id: int, sha256: str) -> None:
-    """Take the image out of the model's training set: later experiments do not see it;
-    existing snapshots keep it."""
-    with write_transaction():
-        get_model(model_id)
-        deleted = ModelImage.delete().where(ModelImage.model == model_id,
-                                            ModelImage.image == sha256).execute()
-        if not deleted:
-            raise NotFound(f"model {model_id} has no image {sha256}")
-    _collect_unused_images(settings)
+    remove_folders(settings, [experiment_id], runs)
+    collect_unused_images(settings)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.core.errors import Invalid, Unavailable
+from service.core.lookup import get_experiment, get_model
 from service.core.tables import Experiment
 from service.dispatch.publish import publish_experiment
 from service.sweeps.experiments import (
     cancel_experiment,
     create_experiment,
-    get_experiment,
-    get_model,
     mark_running,
     retry_experiment,
 )

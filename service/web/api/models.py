@@ -8,7 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from service.catalog import create_model, delete_model, delete_model_image
 from service.core.errors import Conflict, Invalid, NotFound, TooLarge
+from service.core.lookup import get_model
 from service.core.queries import row_by_id
 from service.core.tables import Run
 from service.ingest.imagecheck import NotAnImage, check_image
@@ -17,8 +19,6 @@ from service.ingest.uploads import Received, check_uploads, receive_files, recor
 from service.predict.batch import PredictImage, image_at, predict_images
 from service.settings import Settings
 from service.storage import kept_temp_dir
-from service.sweeps.experiments import create_model, get_model
-from service.sweeps.removal import delete_model, delete_model_image
 from service.web.api.common import answer, in_db, path_id, read_json, settings_of, shared_read
 from service.web.keys import WARM_POOL
 from service.web.views import all_models_json, best_json, label_counts, model_json

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.core.lookup import get_run
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.runs.curves import curve_json
-from service.sweeps.experiments import get_run
 from service.web.api.common import answer, in_db, path_id, settings_of
 from service.web.views import run_json
 

@@ -6,11 +6,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from service.catalog import create_model
 from service.core.errors import ApiError
 from service.sweeps.experiments import (
     cancel_experiment,
     create_experiment,
-    create_model,
     retry_experiment,
 )
 from service.web.api.common import in_db, path_id, settings_of

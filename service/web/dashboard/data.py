@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from service.contract import RunStatus
+from service.core.lookup import get_experiment, get_model, get_run
 from service.core.queries import tuple_rows
 from service.core.tables import Experiment, Image, ModelImage
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
 from service.runs.curves import curve_json, experiment_curves
 from service.settings import Settings
 from service.storage import image_path
-from service.sweeps.experiments import get_experiment, get_model, get_run
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
 from service.web.dashboard.heatmap import marginal_effects, panels
