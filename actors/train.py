@@ -50,15 +50,17 @@ class LeaseKeeper:
         self.pgid: int | None = None  # the script's, until a heartbeat has recorded it
         self.output_seen = 0  # bytes of its output when a heartbeat last went out
 
+    def _output_size(self) -> int:
+        try:
+            return (self.store.run_dir(self.spec.run_id) / STDOUT_NAME).stat().st_size
+        except OSError:
+            return self.output_seen
+
     def _printed_more(self) -> bool:
         """With early stopping: the script printed since the last heartbeat, a while ago."""
         if not self.spec.early_stopping or time.monotonic() - self.last_try < CURVE_LOOK_EVERY_S:
             return False
-        try:
-            size = (self.store.run_dir(self.spec.run_id) / STDOUT_NAME).stat().st_size
-        except OSError:
-            return False
-        return size > self.output_seen
+        return self._output_size() > self.output_seen
 
     def __call__(self, pgid: int | None) -> bool:
         if pgid is not None:
@@ -70,7 +72,8 @@ class LeaseKeeper:
         if time.monotonic() - self.last_try < self.heartbeat_s and not self._printed_more():
             return True
         self.last_try = time.monotonic()
-        self._note_output()
+        if self.spec.early_stopping:  # only they heartbeat early, when more was printed
+            self.output_seen = self._output_size()
         try:
             mine = self.store.heartbeat(self.spec, self.attempt, child_pgid=self.pgid)
         except StoreUnreachable as error:
@@ -82,13 +85,6 @@ class LeaseKeeper:
         self.renewed = time.monotonic()
         self.pgid = None  # recorded
         return mine
-
-
-    def _note_output(self) -> None:
-        try:
-            self.output_seen = (self.store.run_dir(self.spec.run_id) / STDOUT_NAME).stat().st_size
-        except OSError:
-            pass
 
     @property
     def poll_s(self) -> float:

@@ -1,4 +1,5 @@
-"""Deleting what a user made: a model, an experiment, an image of a model.
+"""Deleting an experiment, and what any deletion (an experiment, a model, an image of a
+model: see service/catalog.py) must keep or collect.
 
 Nothing a remaining experiment needs goes with it. A snapshot holds hard links to the image
 store, and a remote worker fetches a snapshot's images from the store by hash, so an image's
@@ -39,15 +40,14 @@ def mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
 def collect_unused_images(settings: Settings) -> None:
     """Delete the images no model uses and no snapshot links (the store's file is their only
     link), rows and files. Called after snapshots were removed."""
+    unused = ~Image.sha256.in_(ModelImage.select(ModelImage.image))
     with write_transaction():
-        unused = list(Image.select().where(
-            ~Image.sha256.in_(ModelImage.select(ModelImage.image))))
         paths = {image.sha256: image_path(settings, image.sha256, image.extension)
-                 for image in unused}
+                 for image in Image.select().where(unused)}
         unlinked = [sha for sha, path in paths.items() if _only_link(path)]
-        # Used again meanwhile (an upload committed since the select, on PostgreSQL): kept
-        still_unused = ~Image.sha256.in_(ModelImage.select(ModelImage.image))
-        gone = Image.delete().where(Image.sha256.in_(unlinked), still_unused).returning(
+        # asked again as it deletes: an upload committed since the select (on PostgreSQL)
+        # uses the image again, and it is kept
+        gone = Image.delete().where(Image.sha256.in_(unlinked), unused).returning(
             Image.sha256).tuples().execute()
         for (sha,) in gone:
             paths[sha].unlink(missing_ok=True)

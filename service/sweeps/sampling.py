@@ -17,7 +17,7 @@ from typing import Any
 
 from service.contract import TPE
 from service.sweeps.grid import GridPoint
-from service.sweeps.space import distributions, finite_values, space_size
+from service.sweeps.space import distributions, finite_values
 
 
 @dataclass
@@ -110,6 +110,7 @@ def first_configurations(search: dict, space: dict, direction: str) -> list[Grid
         return ask(search, space, direction, [], min(search["parallel"], search["runs"]))
     values = finite_values(space)
     all_lists = all(isinstance(value, list) for value in space.values())
-    if values is not None and (all_lists or 2 * search["runs"] > space_size(space)):
+    if values is not None and (all_lists or 2 * search["runs"] > math.prod(
+            len(v) for v in values.values())):
         return _drawn_from_lists(values, search["runs"], search["seed"])
     return _distinct_random(search, space, direction, search["runs"])
