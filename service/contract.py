@@ -67,6 +67,9 @@ class RunSpec:
     seed: int = 0
     aggregate_later: bool = False  # by the aggregate actor, not with the result (runstate)
     early_stopping: bool = False  # its experiment prunes: its curve is looked at as it grows
+    # Its experiment's code version: {"version", "train", "test", "requirements"} (entry
+    # points and requirements file relative to the tree); None: the deployment's scripts.
+    code: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

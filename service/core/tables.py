@@ -110,6 +110,9 @@ class Experiment(BaseModel):
     early_stopping = JSONField(null=True)  # {"rule": ..., "min_step": M}; None: never
     reuse = BooleanField(default=False)  # take known results instead of training again
     images_sha256 = CharField(max_length=64, null=True)  # of its images' content and labels
+    # the model's code version it trains with (CodeVersion.version); None: the deployment's
+    # train.py and test.py. Pinned at creation, as the image snapshot is.
+    code_version = CharField(max_length=64, null=True)
 
     @property
     def strategy(self) -> str:
@@ -196,6 +199,27 @@ class SchemaMigration(BaseModel):
         table_name = "schema_migration"
 
 
+class CodeVersion(BaseModel):
+    """One tree of a model's code, named by the SHA-256 of its files (their paths and content
+    hashes); its files lie once per deployment under the data directory's code store."""
+
+    id = IdField()
+    model = ForeignKeyField(MLModel, backref="code_versions", on_delete="CASCADE")
+    model_id: int  # peewee's id accessor of the key above, unknown to its stubs
+    version = CharField(max_length=64)
+    files = JSONField()  # [{"path", "size", "sha256"}], sorted by path
+    train = CharField(max_length=255)  # the entry points, relative to the tree's root
+    test = CharField(max_length=255, null=True)
+    requirements = CharField(max_length=255, null=True)
+    defaults = JSONField(null=True)  # what sweeplab.toml gives: a search space, an objective
+    created_at = DateTimeField(default=utcnow)
+    uploaded_at = DateTimeField(default=utcnow)  # its last upload: the newest is the current
+
+    class Meta:
+        table_name = "code_version"
+        indexes = ((("model", "version"), True),)
+
+
 class WorkerProcess(BaseModel):
     """One worker process as it last reported itself; silent past the lease, it is shown lost,
     unless its last report said it stopped."""
@@ -218,4 +242,4 @@ class WorkerProcess(BaseModel):
 
 
 ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent,
-                                     RunPoint, WorkerProcess]
+                                     RunPoint, WorkerProcess, CodeVersion]
