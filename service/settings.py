@@ -79,6 +79,17 @@ class Settings:
     def tmp_dir(self) -> Path:
         return self.data_dir / "tmp"
 
+    @property
+    def code_dir(self) -> Path:
+        """Uploaded code versions, one folder per version: `<code dir>/<version>/`."""
+        return self.data_dir / "code"
+
+    @property
+    def envs_dir(self) -> Path:
+        """Virtual environments built for code versions' requirements (one per file content
+        and interpreter)."""
+        return self.data_dir / "envs"
+
 
 # name -> (default, description); the description is what the README documents.
 DEFAULTS: dict[str, tuple[str, str]] = {
@@ -197,5 +208,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def ensure_data_dirs(settings: Settings) -> None:
     for folder in (settings.images_dir, settings.snapshots_dir, settings.runs_dir,
-                   settings.tmp_dir):
+                   settings.tmp_dir, settings.code_dir, settings.envs_dir):
         folder.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,11 @@ def image_path(settings: Settings, sha256: str, extension: str) -> Path:
     return image_in(settings.images_dir, sha256, extension)
 
 
+def code_in(store: Path, version: str) -> Path:
+    """Where a code version's tree lies in a code store (the API's, or a worker's cache)."""
+    return store / version
+
+
 def new_temp_dir(settings: Settings, purpose: str) -> Path:
     path = settings.tmp_dir / f"{purpose}-{uuid.uuid4().hex}"
     path.mkdir(parents=True)
