@@ -116,7 +116,7 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
         store.requeue(spec, claim.attempt, worker)
         raise
     keeper = LeaseKeeper(store, spec, claim.attempt, settings.lease_s)
-    job = TrainingJob(spec.run_id, spec.i, spec.j, spec.k, images,
+    job = TrainingJob(spec.run_id, spec.params, images,
                       store.run_dir(spec.run_id), spec.timeout_s, gpu_env(), spec.metric,
                       spec.seed, poll_s=keeper.poll_s)
     try:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench.common import SLEEP_SCRIPT, Result, children, cpu_seconds, running_stack
+from service.execution.command import params_argv
 from service.sweeps.grid import expand_grid
 from tests.e2e_support import Stack
 
@@ -30,7 +31,7 @@ POLL_S = 0.05  # 20 polls a second
 
 
 def commands(grid: dict, images: Path) -> list[str]:
-    return [f"{sys.executable} {SLEEP_SCRIPT} --i {p.i!r} --j {p.j} --k {p.k} --images {images}"
+    return [f"{sys.executable} {SLEEP_SCRIPT} {' '.join(params_argv(p))} --images {images}"
             for p in expand_grid(grid)]
 
 

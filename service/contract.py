@@ -59,9 +59,7 @@ class RunSpec:
 
     run_id: int
     experiment_id: int
-    i: float
-    j: int
-    k: int
+    params: dict[str, Any]  # {name: JSON scalar}, in the order the script gets them
     timeout_s: float
     metric: str = "accuracy"  # the experiment's objective
     seed: int = 0

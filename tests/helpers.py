@@ -18,6 +18,14 @@ FAKE_TRAIN = TESTS / "scripts" / "fake_train.py"
 FAKE_PREDICT = TESTS / "scripts" / "fake_predict.py"
 
 
+def run_params(i: float = 0.1, j: int = 1, k: int = 1) -> dict:
+    """A run row's parameters (the assignment's i, j, k) and their identity, for Run.create."""
+    from service.sweeps.grid import config_key
+
+    params = {"i": i, "j": j, "k": k}
+    return {"params": params, "config": config_key(params)}
+
+
 def png_bytes(shade: int = 0, size: int = 8) -> bytes:
     buffer = io.BytesIO()
     Image.new("L", (size, size), color=shade).save(buffer, format="PNG")
@@ -65,7 +73,7 @@ def make_run(db) -> int:
     model = MLModel.create(name="m")
     experiment = Experiment.create(model=model, grid=DEFAULT_GRID, timeout_s=10,
                                    status="running")
-    return Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=1).id
+    return Run.create(experiment=experiment, **run_params(0.1, 1, 1)).id
 
 
 def settle(experiment_id: int, outcomes: dict[int, dict], best: int | None,

@@ -197,7 +197,8 @@ def _processes_of_marker():
     ("body", "status", "field"),
     [
         ({"grid": {"i": [0]}}, 422, "grid.i"),
-        ({"grid": {"q": [1]}}, 422, "grid"),
+        ({"grid": {"9q": [1]}}, 422, "grid"),
+        ({"grid": {"q": 1}}, 422, "grid.q"),
         ({"timeout_s": -1}, 422, "timeout_s"),
         ({"timeout_s": 10**9}, 422, "timeout_s"),
         ({"start": "yes"}, 422, "start"),

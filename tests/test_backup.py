@@ -29,7 +29,7 @@ from tests.e2e_support import (
     small_dataset,
     wait_until_running,
 )
-from tests.helpers import png_bytes, wait_for
+from tests.helpers import png_bytes, run_params, wait_for
 
 FAKE = {**FAKE_SCRIPTS, "SWEEPLAB_LEASE_S": "3"}
 TABLES = ("model", "image", "model_image", "experiment", "run", "schema_migration")
@@ -52,7 +52,7 @@ def populate(settings) -> Run:
     experiment = Experiment.create(model=model, grid={"i": [0.1], "j": [1], "k": [1]},
                                    timeout_s=10, image_count=2, status="completed")
     build_snapshot(settings, experiment.id, images)
-    run = Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=1,
+    run = Run.create(experiment=experiment, **run_params(0.1, 1, 1),
                      status="succeeded", accuracy=0.9, attempts=1)
     MLModel.update(best_run_id=run.id).execute()
     run_dir = settings.runs_dir / str(run.id)
@@ -136,10 +136,10 @@ def test_the_note_counts_only_the_runs_a_restored_service_takes_up(settings, db,
     for experiment in experiments.values():
         (settings.snapshots_dir / str(experiment.id)).mkdir()
     for k, status in enumerate(("running", "queued")):
-        Run.create(experiment=experiments["running"], param_i=0.1, param_j=1, param_k=k,
+        Run.create(experiment=experiments["running"], **run_params(0.1, 1, k),
                    status=status, attempts=1 if status == "running" else 0)
     for k in range(3):
-        Run.create(experiment=experiments["created"], param_i=0.1, param_j=1, param_k=k)
+        Run.create(experiment=experiments["created"], **run_params(0.1, 1, k))
     # When it is backed up, then restored
     archive = tmp_path / "host.tar.gz"
     printed = create(settings, archive)

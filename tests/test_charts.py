@@ -26,7 +26,7 @@ from service.web.dashboard.charts import (
     tick_text,
 )
 from tests.api_support import make_model, upload_two_labels
-from tests.helpers import settle
+from tests.helpers import run_params, settle
 
 ACCENT, GREY = STYLES["best"].colour, STYLES["pruned"].colour
 
@@ -416,7 +416,7 @@ async def test_a_parameter_drawn_from_a_range_shows_four_digits_its_exact_value_
     experiment = await created(client, {"search": {"strategy": "random", "runs": 3, "seed": 1},
                                         "grid": SPACE})
     first = experiment["runs"][0]["id"]
-    Run.update(param_i=exact, param_j=2, param_k=300).where(Run.id == first).execute()
+    Run.update(**run_params(exact, 2, 300)).where(Run.id == first).execute()
     settle(experiment["id"], {0: {"value": 0.9}, 1: {"value": 0.5}, 2: {"value": 0.4}},
            best=0, curves={})
     # When its page and the best run's page are opened

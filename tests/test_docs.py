@@ -47,7 +47,8 @@ def test_every_setting_is_documented_and_every_documented_setting_exists():
     used = set(re.findall(r"SWEEPLAB_[A-Z_]+", code))
     documented = set(re.findall(r"^\| `(SWEEPLAB_[A-Z_]+)`", README, re.M))
     assert documented == set(DEFAULTS)
-    assert used <= set(DEFAULTS) | {"SWEEPLAB_RUN_ID", "SWEEPLAB_SEED"}  # given to scripts
+    given_to_scripts = {"SWEEPLAB_RUN_ID", "SWEEPLAB_SEED", "SWEEPLAB_PARAMS"}
+    assert used <= set(DEFAULTS) | given_to_scripts
 
 
 def test_readme_has_exactly_the_two_commands_and_ci_runs_the_test_one():

@@ -3,14 +3,14 @@ import math
 import pytest
 
 from service.core.errors import Invalid
-from service.sweeps.grid import DEFAULT_GRID, GridPoint, expand_grid, validate_grid
+from service.sweeps.grid import DEFAULT_GRID, config_key, expand_grid, validate_grid
 
 
 def test_default_grid_has_27_points_in_stable_order():
     points = expand_grid(validate_grid(None, 500))
     assert len(points) == 27
-    assert points[0] == GridPoint(0.001, 1, 1000)
-    assert points[-1] == GridPoint(0.1, 4, 4000)
+    assert points[0] == {"i": 0.001, "j": 1, "k": 1000}
+    assert points[-1] == {"i": 0.1, "j": 4, "k": 4000}
     assert validate_grid({}, 500) == DEFAULT_GRID
 
 
@@ -33,7 +33,13 @@ def test_partial_grid_fills_in_defaults_and_drops_duplicates():
         ({"k": [-3]}, "grid.k"),
         ({"k": []}, "grid.k"),
         ({"k": 5}, "grid.k"),
-        ({"x": [1]}, "grid"),
+        ({"1x": [1]}, "grid"),
+        ({"images": [1]}, "grid"),
+        ({"lr": ["--images"]}, "grid.lr"),
+        ({"lr": [None]}, "grid.lr"),
+        ({"lr": [[1]]}, "grid.lr"),
+        ({"lr": [math.nan]}, "grid.lr"),
+        ({f"p{n}": [1] for n in range(17)}, "grid"),
         ([1, 2], "grid"),
     ],
 )
@@ -47,3 +53,25 @@ def test_invalid_grids_name_the_field(grid, field):
 def test_too_many_points_is_refused():
     with pytest.raises(Invalid, match="at most 8"):
         validate_grid({"i": [0.1, 0.2, 0.3]}, 8)
+
+
+def test_any_names_keep_their_order_types_and_the_given_order_of_strings():
+    grid = validate_grid({"optimizer": ["sgd", "adam", "sgd"], "lr": [0.1, 0.01, 1],
+                          "nesterov": [True, False], "i": ["not the assignment's"]}, 500,
+                         rules={})
+    assert list(grid) == ["optimizer", "lr", "nesterov", "i"]
+    assert grid["optimizer"] == ["sgd", "adam"]  # a categorical axis keeps the grid's order
+    assert grid["lr"] == [0.01, 0.1, 1]  # numbers sorted
+    points = expand_grid(grid)
+    assert len(points) == 2 * 3 * 2
+    assert points[0] == {"optimizer": "sgd", "lr": 0.01, "nesterov": True,
+                         "i": "not the assignment's"}
+
+
+def test_true_and_one_are_different_values_but_one_and_one_point_zero_are_not():
+    assert validate_grid({"x": [1, True, 1.0]}, 500) == {"x": [1, True]}
+
+
+def test_a_configuration_is_the_same_whatever_the_order_of_its_parameters():
+    assert config_key({"a": 1, "b": "x"}) == config_key({"b": "x", "a": 1})
+    assert config_key({"a": 1}) != config_key({"a": 1.0}) != config_key({"a": True})

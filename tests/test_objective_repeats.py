@@ -84,8 +84,8 @@ async def test_repeats_that_all_gave_the_same_value_make_no_test_and_say_why(
 
 def test_welch_s_test_needs_two_runs_and_some_variance_on_each_side():
     def compare(best: list[float], runner_up: list[float]) -> dict:
-        runs = [(n, 0.1, 2, 5, value) for n, value in enumerate(best)]
-        runs += [(10 + n, 0.1, 1, 5, value) for n, value in enumerate(runner_up)]
+        runs = [(n, {"i": 0.1, "j": 2, "k": 5}, value) for n, value in enumerate(best)]
+        runs += [(10 + n, {"i": 0.1, "j": 1, "k": 5}, value) for n, value in enumerate(runner_up)]
         return comparison_json(ranked(group(runs), MAXIMIZE))
 
     # Only the runner-up's seeds agree: no test, naming it

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 
 from service.app import create_app
 from service.settings import DEFAULTS, ensure_data_dirs
-from service.sweeps.grid import MAX_VALUES_PER_KEY
+from service.sweeps.grid import MAX_PARAMS, MAX_VALUES_PER_KEY
 from service.web.api.health import OPENAPI_PATH, openapi_document
 from tests.conftest import make_settings
 
@@ -126,11 +126,8 @@ def test_the_yaml_carries_the_default_limits():
     grid = schemas(document)["Grid"]
     assert grid["x-max-grid-points"] == int(DEFAULTS["SWEEPLAB_MAX_GRID_POINTS"][0])
     assert f"at most {grid['x-max-grid-points']} grid points" in grid["description"]
-    for key in "ijk":
-        assert grid["properties"][key]["oneOf"][0]["maxItems"] == MAX_VALUES_PER_KEY
-    for key in "jk":
-        assert grid["properties"][key]["oneOf"][0]["items"]["maximum"] == 10**9
-        assert schemas(document)["IntRange"]["properties"]["high"]["maximum"] == 10**9
+    assert grid["additionalProperties"]["oneOf"][0]["maxItems"] == MAX_VALUES_PER_KEY
+    assert grid["maxProperties"] == MAX_PARAMS
     assert schemas(document)["Search"]["properties"]["runs"]["maximum"] == grid[
         "x-max-grid-points"]
 
@@ -155,13 +152,14 @@ def limit_cases(limits: dict[str, Any]) -> list[tuple[dict, dict, str]]:
     """(a body at a documented limit, the same one past it, the field the 422 names)."""
     timeout_s = limits["ExperimentCreate"]["properties"]["timeout_s"]["maximum"]
     grid = limits["Grid"]
-    top_j, top_k = (grid["properties"][key]["oneOf"][0]["items"]["maximum"] for key in "jk")
-    per_axis, points = grid["properties"]["k"]["oneOf"][0]["maxItems"], grid["x-max-grid-points"]
+    per_axis, points = grid["additionalProperties"]["oneOf"][0]["maxItems"], grid[
+        "x-max-grid-points"]
     one = {"i": [0.1], "j": [1], "k": [1]}
+    names = grid["maxProperties"]
     return [
         ({"timeout_s": timeout_s}, {"timeout_s": timeout_s + 1}, "timeout_s"),
-        ({"grid": {**one, "j": [top_j]}}, {"grid": {**one, "j": [top_j + 1]}}, "grid.j"),
-        ({"grid": {**one, "k": [top_k]}}, {"grid": {**one, "k": [top_k + 1]}}, "grid.k"),
+        ({"grid": {f"p{n}": [1] for n in range(names)}},
+         {"grid": {f"p{n}": [1] for n in range(names + 1)}}, "grid"),
         ({"grid": {**one, "k": list(range(1, per_axis + 1))}},
          {"grid": {**one, "k": list(range(1, per_axis + 2))}}, "grid.k"),
         ({"grid": {**one, "i": [0.1, 0.2], "k": list(range(1, points // 2 + 1))}},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import peewee
 
 from service.core.db import database, open_database
 from service.core.tables import ALL_TABLES, SchemaMigration
 from service.migrate import apply_migrations
+from service.sweeps.grid import config_key
 
 
 def schema_of(url: str) -> dict:
@@ -86,6 +89,10 @@ def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeyp
     for table in ("model", "experiment", "run", "run_event"):
         assert database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone() == (1,), table
     assert database.execute_sql("PRAGMA foreign_keys").fetchone() == (1,)
+    # And the run's i, j, k are its parameters, by name, with their identity
+    params, config = database.execute_sql("SELECT params, config FROM run").fetchone()
+    assert json.loads(params) == {"i": 0.1, "j": 1, "k": 1}
+    assert config == config_key({"i": 0.1, "j": 1, "k": 1})
     # And an id freed by a delete is not given again
     database.execute_sql("DELETE FROM model WHERE id = 1")
     database.execute_sql("INSERT INTO model (name, description, created_at) VALUES ('n', '', '')")

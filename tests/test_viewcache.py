@@ -7,7 +7,6 @@ import json
 from service.contract import RunStatus
 from service.core.tables import Experiment, MLModel, Run
 from service.runs.state import transition
-from service.sweeps.grid import GridPoint
 from service.sweeps.trials import add_runs, first_points
 from service.web.viewcache import experiment_view_bytes, kept_view_bytes
 
@@ -35,7 +34,7 @@ def test_the_view_is_kept_until_a_run_or_the_experiment_changes(db):
     Experiment.update(status="cancelled").where(Experiment.id == experiment.id).execute()
     assert json.loads(experiment_view_bytes(experiment.id))["status"] == "cancelled"
     # and a run added without an event (a TPE search asking for more)
-    add_runs(Experiment.get_by_id(experiment.id), [GridPoint(0.3, 1, 5)], first_trial=0)
+    add_runs(Experiment.get_by_id(experiment.id), [{"i": 0.3, "j": 1, "k": 5}], first_trial=0)
     assert len(json.loads(experiment_view_bytes(experiment.id))["runs"]) == 3
 
 
@@ -69,8 +68,8 @@ def test_only_changed_runs_are_built_again_and_the_view_equals_a_fresh_one(db, m
     from service.web.views import experiment_json
 
     experiment = _experiment()
-    add_runs(Experiment.get_by_id(experiment.id), [GridPoint(0.3, 1, 5), GridPoint(0.3, 2, 5)],
-             first_trial=0)
+    add_runs(Experiment.get_by_id(experiment.id),
+             [{"i": 0.3, "j": 1, "k": 5}, {"i": 0.3, "j": 2, "k": 5}], first_trial=0)
     experiment_view_bytes(experiment.id)
     built: list[int] = []
     real_run_view = viewcache.run_view

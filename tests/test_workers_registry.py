@@ -20,7 +20,7 @@ from service.execution.supervise import this_worker
 from service.settings import SettingsError
 from service.workers.registry import host_of, list_workers, report_worker
 from tests.conftest import make_settings
-from tests.helpers import wait_for
+from tests.helpers import run_params, wait_for
 
 LEASE_S = 30.0
 RETENTION_S = 86400.0
@@ -45,7 +45,7 @@ def make_runs(*specs: tuple[str, str | None]) -> list[int]:
     """Runs of one experiment, each (status, worker); their ids."""
     model = MLModel.create(name=f"m{MLModel.select().count()}")
     experiment = Experiment.create(model=model, grid={}, timeout_s=60)
-    return [Run.create(experiment=experiment, param_i=0.1, param_j=1, param_k=number + 1,
+    return [Run.create(experiment=experiment, **run_params(0.1, 1, number + 1),
                        status=status, worker=worker, attempts=1).id
             for number, (status, worker) in enumerate(specs)]
 

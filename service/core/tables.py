@@ -34,6 +34,14 @@ class JSONField(TextField):
         return None if value is None else json.loads(value)
 
 
+class OrderedJSONField(JSONField):
+    """JSON whose objects keep their keys' order: a grid's and a run's parameters, which a
+    script gets in the order the grid names them."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value)
+
+
 class IdField(AutoField):
     """An id never given twice. SQLite reuses the highest deleted rowid unless the key is
     AUTOINCREMENT; PostgreSQL's sequences never reuse, and take no such keyword."""
@@ -93,7 +101,7 @@ class Experiment(BaseModel):
     model = ForeignKeyField(MLModel, backref="experiments", on_delete="CASCADE")
     model_id: int  # peewee's id accessor of the key above, unknown to its stubs
     status = CharField(max_length=20, default=ExperimentStatus.CREATED.value)
-    grid = JSONField()
+    grid = OrderedJSONField()  # {name: values or a range}, in the order scripts get them
     timeout_s = FloatField()
     image_count = IntegerField(default=0)
     created_at = DateTimeField(default=utcnow)
@@ -124,9 +132,6 @@ class Run(BaseModel):
     id = IdField()
     experiment = ForeignKeyField(Experiment, backref="runs", on_delete="CASCADE")
     experiment_id: int  # peewee's id accessor of the key above, unknown to its stubs
-    param_i = FloatField()
-    param_j = IntegerField()
-    param_k = IntegerField()
     status = CharField(max_length=20, default=RunStatus.QUEUED.value, index=True)
     accuracy = FloatField(null=True)
     attempts = IntegerField(default=0)
@@ -150,15 +155,12 @@ class Run(BaseModel):
     pruner_state = JSONField(null=True)  # what Optuna's pruner noted of it (rungs reached)
     script_sha256 = CharField(max_length=64, null=True)  # of the train script that ran it
     reused_from_deleted = BooleanField(default=False)  # the run it was reused from is gone
-
-    @property
-    def params(self) -> dict[str, float | int]:
-        """Its parameters by name, as runs show them."""
-        return {"i": self.param_i, "j": self.param_j, "k": self.param_k}
+    params = OrderedJSONField()  # {name: JSON scalar}, in its experiment's grid's order
+    config = CharField(max_length=64)  # sweeps.grid.config_key(params): its identity
 
     class Meta:
         # Exactly one run per configuration and seed of an experiment, whoever inserts it.
-        indexes = ((("experiment", "trial", "param_i", "param_j", "param_k", "seed"), True),)
+        indexes = ((("experiment", "trial", "config", "seed"), True),)
 
 
 class RunEvent(BaseModel):

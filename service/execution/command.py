@@ -3,9 +3,11 @@ last lines of its errors. One place for training, cold and warm predictions."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from service.execution.supervise import RUN_MARKER
 from service.settings import Settings
@@ -23,23 +25,33 @@ def script_env(run_id: int) -> dict[str, str]:
     return env
 
 
-def params_argv(params: Mapping[str, float | int]) -> list[str]:
-    """`--i LR --j LAYERS --k STEPS`: each parameter as two words, never through a shell."""
-    return ["--i", repr(float(params["i"])), "--j", str(int(params["j"])),
-            "--k", str(int(params["k"]))]
+def scalar_text(value: Any) -> str:
+    """A parameter's value as its JSON scalar: `0.001`, `4`, `true`; a string as itself."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
-def train_argv(settings: Settings, params: Mapping[str, float | int], images: Path) -> list[str]:
+def params_argv(params: Mapping[str, Any]) -> list[str]:
+    """`--NAME VALUE` for each parameter, in the grid's order: two words each, never through
+    a shell (the assignment's `--i LR --j LAYERS --k STEPS`)."""
+    return [word for name, value in params.items() for word in (f"--{name}", scalar_text(value))]
+
+
+def params_env(params: Mapping[str, Any]) -> dict[str, str]:
+    """SWEEPLAB_PARAMS: the parameters as one JSON object, for scripts that prefer it."""
+    return {"SWEEPLAB_PARAMS": json.dumps(params)}
+
+
+def train_argv(settings: Settings, params: Mapping[str, Any], images: Path) -> list[str]:
     return [settings.python, str(settings.train_script), *params_argv(params),
             "--images", str(images)]
 
 
-def test_argv(settings: Settings, params: Mapping[str, float | int], image: Path) -> list[str]:
+def test_argv(settings: Settings, params: Mapping[str, Any], image: Path) -> list[str]:
     return [settings.python, str(settings.test_script), *params_argv(params),
             "--image", str(image)]
 
 
-def serve_argv(settings: Settings, params: Mapping[str, float | int]) -> list[str]:
+def serve_argv(settings: Settings, params: Mapping[str, Any]) -> list[str]:
     return [settings.python, str(settings.test_script), "--serve", *params_argv(params)]
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from service.contract import Outcome, RunStatus
-from service.execution.command import last_lines, script_env, train_argv
+from service.execution.command import last_lines, params_env, script_env, train_argv
 from service.execution.parsing import find_metric
 from service.execution.scripts import script_sha256
 from service.execution.supervise import ChildResult, start_child, supervise
@@ -17,6 +19,7 @@ from service.settings import Settings
 
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
+PARAMS_NAME = "params.json"  # the run's parameters, for scripts that read them from a file
 TAIL_BYTES = 1 << 20
 
 
@@ -72,9 +75,7 @@ class TrainingJob:
     """One attempt's inputs: which run, its parameters, where its images and folder are."""
 
     run_id: int
-    i: float
-    j: int
-    k: int
+    params: dict[str, Any]  # by name, in the order the script gets them
     images: Path
     run_dir: Path
     timeout_s: float
@@ -82,10 +83,6 @@ class TrainingJob:
     metric: str = "accuracy"
     seed: int = 0
     poll_s: float = 1.0  # how often the supervisor asks `keep_going`
-
-    @property
-    def params(self) -> dict[str, float | int]:
-        return {"i": self.i, "j": self.j, "k": self.k}
 
 
 def run_training(settings: Settings, job: TrainingJob,
@@ -96,7 +93,9 @@ def run_training(settings: Settings, job: TrainingJob,
         return Outcome(RunStatus.FAILED, error=problem)
     job.run_dir.mkdir(parents=True, exist_ok=True)
     script = script_sha256(settings.train_script)
-    env = {**script_env(job.run_id), **job.extra_env, "SWEEPLAB_SEED": str(job.seed)}
+    (job.run_dir / PARAMS_NAME).write_text(json.dumps(job.params))
+    env = {**script_env(job.run_id), **job.extra_env, **params_env(job.params),
+           "SWEEPLAB_SEED": str(job.seed)}
     try:
         child = start_child(train_argv(settings, job.params, job.images), job.run_dir, env,
                             job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)

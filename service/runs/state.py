@@ -148,8 +148,8 @@ def heartbeat(run_id: int, attempt: int, **changes: Any) -> bool:
 
 def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
     """What a worker needs to know of a run to train it (its store makes a RunSpec of it)."""
-    return {"run_id": run.id, "experiment_id": run.experiment_id, "i": run.param_i,
-            "j": run.param_j, "k": run.param_k, "timeout_s": experiment.timeout_s,
+    return {"run_id": run.id, "experiment_id": run.experiment_id, "params": run.params,
+            "timeout_s": experiment.timeout_s,
             "metric": experiment.objective_metric, "seed": run.seed,
             "aggregate_later": aggregate_later(experiment),
             "early_stopping": experiment.early_stopping is not None}

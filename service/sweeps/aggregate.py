@@ -6,7 +6,9 @@ matter how often, or in which order, the `aggregate` messages arrive.
 
 from __future__ import annotations
 
+import json
 import threading
+from typing import Any
 
 from peewee import Query, fn
 
@@ -18,14 +20,15 @@ from service.runs.attempts import record_outcome
 from service.sweeps.statistics import MAXIMIZE, Configuration, group, ranked
 
 
-def succeeded_runs(experiment: Experiment) -> list[tuple[int, float, int, int, float]]:
-    """(id, i, j, k, objective value) of the experiment's succeeded runs."""
+def succeeded_runs(experiment: Experiment) -> list[tuple[int, dict[str, Any], float]]:
+    """(id, parameters, objective value) of the experiment's succeeded runs."""
     rows = run_kept("succeeded_runs", _succeeded_runs_query, experiment.id).fetchall()
-    return [row for row in rows if row[4] is not None]
+    return [(run_id, json.loads(params), value) for run_id, params, value in rows
+            if value is not None]
 
 
 def _succeeded_runs_query(experiment_id: int) -> Query:
-    return (Run.select(Run.id, Run.param_i, Run.param_j, Run.param_k, Run.value)
+    return (Run.select(Run.id, Run.params, Run.value)
             .where(Run.experiment == experiment_id, Run.status == RunStatus.SUCCEEDED.value))
 
 
@@ -174,8 +177,7 @@ def _best_means_query(model_id: int, metric: str, direction: str) -> Query:
                    Experiment.objective_direction == direction,
                    Experiment.best_run_id.is_null(False),
                    Run.status == RunStatus.SUCCEEDED.value)
-            .group_by(Experiment.id, Experiment.best_run_id, Run.param_i, Run.param_j,
-                      Run.param_k))
+            .group_by(Experiment.id, Experiment.best_run_id, Run.config))
 
 
 def record_and_aggregate(run_id: int, experiment_id: int, attempt: int, worker: str,

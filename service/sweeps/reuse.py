@@ -45,8 +45,7 @@ def _source(experiment: Experiment, run: Run, script: str) -> Run | None:
                    Run.script_sha256 == script, Run.id != run.id,
                    Experiment.images_sha256 == experiment.images_sha256,
                    Experiment.objective_metric == experiment.objective_metric,
-                   Run.param_i == run.param_i, Run.param_j == run.param_j,
-                   Run.param_k == run.param_k, Run.seed == run.seed)
+                   Run.config == run.config, Run.seed == run.seed)
             .order_by(Run.id).first())
 
 

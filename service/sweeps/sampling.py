@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.contract import TPE
-from service.sweeps.grid import GridPoint
+from service.sweeps.grid import Params, config_key
 from service.sweeps.space import distributions, finite_values
 
 
@@ -24,7 +24,7 @@ from service.sweeps.space import distributions, finite_values
 class TrialRecord:
     """What the database knows of one trial: its parameters and its runs' outcomes."""
 
-    params: dict[str, float | int]
+    params: Params
     values: list[float] = field(default_factory=list)  # of its succeeded runs
     active: int = 0  # runs queued or running
     pruned_curve: dict[int, float] | None = None  # a pruned run's points
@@ -59,7 +59,7 @@ def _sampler(search: dict, told: int) -> Any:
 
 
 def ask(search: dict, space: dict, direction: str, history: list[TrialRecord],
-        count: int) -> list[GridPoint]:
+        count: int) -> list[Params]:
     """`count` new configurations, given every trial so far."""
     optuna = quiet_optuna()
     dists = distributions(space)
@@ -70,38 +70,41 @@ def ask(search: dict, space: dict, direction: str, history: list[TrialRecord],
         study.add_trial(optuna.trial.create_trial(
             state=state, params=record.params, distributions=dists, value=value,
             intermediate_values=record.pruned_curve))
-    asked = [study.ask(dists).params for _ in range(count)]
-    return [GridPoint(float(p["i"]), int(p["j"]), int(p["k"])) for p in asked]
+    # in the space's order, which is the order a script gets them in
+    return [{name: trial.params[name] for name in space}
+            for trial in (study.ask(dists) for _ in range(count))]
 
 
-def _drawn_from_lists(values: dict[str, Sequence[float | int]], count: int,
-                      seed: int) -> list[GridPoint]:
+def _drawn_from_lists(values: dict[str, Sequence[Any]], count: int,
+                      seed: int) -> list[Params]:
     """`count` distinct points of a finite space, uniformly, each index of the space's
     product decoded into its values (the space is never laid out whole)."""
-    sizes = [len(values[key]) for key in ("i", "j", "k")]
+    sizes = [len(choices) for choices in values.values()]
     points = []
     for index in random.Random(seed).sample(range(math.prod(sizes)), count):
-        index, k = divmod(index, sizes[2])
-        i, j = divmod(index, sizes[1])
-        points.append(GridPoint(float(values["i"][i]), int(values["j"][j]),
-                                int(values["k"][k])))
+        picked: list[Any] = []
+        for size in reversed(sizes):  # the last parameter varies fastest
+            index, position = divmod(index, size)
+            picked.append(position)
+        points.append({name: choices[position] for (name, choices), position
+                       in zip(values.items(), reversed(picked), strict=True)})
     return points
 
 
-def _distinct_random(search: dict, space: dict, direction: str, count: int) -> list[GridPoint]:
+def _distinct_random(search: dict, space: dict, direction: str, count: int) -> list[Params]:
     """Optuna's random draws, a configuration drawn before drawn again: with a range in the
     space a repeat is rare (the space is large or endless), so few draws are wasted."""
-    drawn: dict[GridPoint, None] = {}
+    drawn: dict[str, Params] = {}
     for _ in range(100):
         for point in ask(search, space, direction, [], count):
-            drawn.setdefault(point)
+            drawn.setdefault(config_key(point), point)
             if len(drawn) == count:
-                return list(drawn)
+                return list(drawn.values())
         search = {**search, "seed": search["seed"] + 1}
     raise RuntimeError(f"{count} distinct configurations were not found in 100 tries")
 
 
-def first_configurations(search: dict, space: dict, direction: str) -> list[GridPoint]:
+def first_configurations(search: dict, space: dict, direction: str) -> list[Params]:
     """A random search's every configuration at once, none twice; a TPE search's first
     `parallel`. A random search over lists only (or one that would take most of a finite
     space) draws without replacement from the space's points; with ranges, from Optuna's

@@ -11,7 +11,14 @@ from typing import Any
 
 from service.contract import GRID, RANDOM, TPE
 from service.core.errors import Invalid
-from service.sweeps.grid import DEFAULT_GRID, check_i, check_whole, grid_object, validate_grid
+from service.sweeps.grid import (
+    ASSIGNMENT_RULES,
+    ValueRule,
+    check_scalar,
+    clean_values,
+    grid_object,
+    validate_grid,
+)
 
 STRATEGY_KEYS = {GRID: {"strategy"}, RANDOM: {"strategy", "runs", "seed"},
                  TPE: {"strategy", "runs", "parallel", "seed"}}
@@ -56,57 +63,72 @@ def validate_search(raw: Any, max_runs: int) -> dict[str, Any]:
     return clean
 
 
-def _range(key: str, raw: dict[str, Any]) -> dict[str, Any]:
-    field = f"grid.{key}"
+def _range(name: str, raw: dict[str, Any], rule: ValueRule | None) -> dict[str, Any]:
+    """`{"low", "high", "log"}`: whole numbers if both ends are (an integer parameter), else
+    floats; the deployment's script's rules apply to i, j and k."""
+    field = f"grid.{name}"
     unknown = sorted(set(raw) - {"low", "high", "log"})
     if unknown or "low" not in raw or "high" not in raw:
-        raise Invalid(f"{field}: a range is {{\"low\": L, \"high\": H, \"log\": true|false}}",
-                      field=field)
+        raise Invalid(f"{field}: a range is {{\"low\": L, \"high\": H, \"log\": true|false}}, "
+                      f"and a list of choices {{\"choices\": [...]}}", field=field)
     log = raw.get("log", False)
     if not isinstance(log, bool):
         raise Invalid(f"{field}.log must be true or false", field=f"{field}.log")
-    number = (lambda v: check_i(v, field)) if key == "i" else (
-        lambda v: check_whole(key, v))
-    if log and isinstance(raw["low"], int | float) and raw["low"] <= 0:
-        raise Invalid(f"{field}: a log range cannot reach 0 or below (low is {raw['low']!r})",
+    low, high = (_number(raw[end], f"{field}.{end}", rule) for end in ("low", "high"))
+    if log and low <= 0:
+        raise Invalid(f"{field}: a log range cannot reach 0 or below (low is {low!r})",
                       field=f"{field}.low")
-    low, high = number(raw["low"]), number(raw["high"])
     if low >= high:
         raise Invalid(f"{field}: low ({low!r}) must be below high ({high!r})", field=field)
+    if not (isinstance(low, int) and isinstance(high, int)):
+        low, high = float(low), float(high)
     return {"low": low, "high": high, "log": log}
 
 
-def _list(key: str, raw: list[Any]) -> list[float | int]:
-    return validate_grid({key: raw}, max_points=10**9)[key]
+def _number(value: Any, field: str, rule: ValueRule | None) -> int | float:
+    cleaned = (rule or check_scalar)(value, field)
+    if isinstance(cleaned, bool) or not isinstance(cleaned, int | float):
+        raise Invalid(f"{field}: {value!r} is not a number", field=field)
+    return cleaned
 
 
-def validate_space(raw: Any, strategy: str, max_points: int) -> dict[str, Any]:
-    """For a grid, lists (their product must fit the limit); for random and TPE, each of i, j,
-    k a list of values or a range (i a float, j and k whole numbers)."""
+def _dimension(name: str, value: Any, rules: dict[str, ValueRule]) -> Any:
+    """A list (or `{"choices": [...]}`: the same) of values, or a range of numbers."""
+    rule = rules.get(name)
+    if isinstance(value, dict) and set(value) == {"choices"}:
+        value = value["choices"]
+    elif isinstance(value, dict):
+        return _range(name, value, rule)
+    return clean_values(value, f"grid.{name}", rule or check_scalar)
+
+
+def validate_space(raw: Any, strategy: str, max_points: int,
+                   defaults: dict[str, Any] | None = None,
+                   rules: dict[str, ValueRule] | None = None) -> dict[str, Any]:
+    """For a grid, lists (their product must fit the limit); for random and TPE, each
+    parameter a list of values, `{"choices": [...]}` or a range `{"low", "high", "log"}`.
+    `rules` check the values of the names they cover (the assignment's i, j, k by default)."""
+    rules = ASSIGNMENT_RULES if rules is None else rules
     if strategy == GRID:
         if isinstance(raw, dict) and any(isinstance(v, dict) for v in raw.values()):
-            raise Invalid("a grid search takes lists of values; ranges need search.strategy "
-                          "random or tpe", field="grid")
-        return validate_grid(raw, max_points)
-    raw = grid_object(raw)
-    space: dict[str, Any] = {}
-    for key in DEFAULT_GRID:
-        value = raw.get(key, DEFAULT_GRID[key])
-        space[key] = _range(key, value) if isinstance(value, dict) else _list(key, value)
-    return space
+            raise Invalid("a grid search takes lists of values; ranges and choices need "
+                          "search.strategy random or tpe", field="grid")
+        return validate_grid(raw, max_points, defaults, rules)
+    return {name: _dimension(name, value, rules)
+            for name, value in grid_object(raw, defaults).items()}
 
 
-def finite_values(space: dict[str, Any]) -> dict[str, Sequence[float | int]] | None:
+def finite_values(space: dict[str, Any]) -> dict[str, Sequence[Any]] | None:
     """Each parameter's possible values when all are finitely many (lists, whole-number
     ranges); None when a range of floats makes the space endless."""
-    values: dict[str, Sequence[float | int]] = {}
-    for key, value in space.items():
+    values: dict[str, Sequence[Any]] = {}
+    for name, value in space.items():
         if isinstance(value, list):
-            values[key] = value
-        elif key == "i":
+            values[name] = value
+        elif isinstance(value["low"], float):
             return None
         else:
-            values[key] = range(value["low"], value["high"] + 1)
+            values[name] = range(value["low"], value["high"] + 1)
     return values
 
 
@@ -156,7 +178,7 @@ def distributions(space: dict[str, Any]) -> dict[str, Any]:
     for key, value in space.items():
         if isinstance(value, list):
             result[key] = CategoricalDistribution(value)
-        elif key == "i":
+        elif isinstance(value["low"], float):
             result[key] = FloatDistribution(value["low"], value["high"], log=value["log"])
         else:
             result[key] = IntDistribution(value["low"], value["high"], log=value["log"])

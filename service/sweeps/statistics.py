@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.core.errors import Invalid
+from service.sweeps.grid import config_key
 
 MAXIMIZE, MINIMIZE = "maximize", "minimize"
 DIRECTIONS = (MAXIMIZE, MINIMIZE)
@@ -26,7 +27,7 @@ DIRECTIONS = (MAXIMIZE, MINIMIZE)
 
 @dataclass
 class Configuration:
-    params: tuple[float, int, int]
+    params: dict[str, Any]  # by name, in the grid's order
     values: list[float] = field(default_factory=list)
     run_ids: list[int] = field(default_factory=list)
 
@@ -71,11 +72,11 @@ def _t_quantile(degrees_of_freedom: int) -> float:
     return float(stats.t.ppf(0.975, degrees_of_freedom))
 
 
-def group(runs: list[tuple[int, float, int, int, float]]) -> list[Configuration]:
-    """Succeeded runs as (id, i, j, k, value), grouped by their parameters."""
-    configs: dict[tuple[float, int, int], Configuration] = {}
-    for run_id, i, j, k, value in sorted(runs):
-        config = configs.setdefault((i, j, k), Configuration((i, j, k)))
+def group(runs: list[tuple[int, dict[str, Any], float]]) -> list[Configuration]:
+    """Succeeded runs as (id, parameters, value), grouped by their parameters."""
+    configs: dict[str, Configuration] = {}
+    for run_id, params, value in sorted(runs, key=lambda run: run[0]):
+        config = configs.setdefault(config_key(params), Configuration(params))
         config.values.append(value)
         config.run_ids.append(run_id)
     return list(configs.values())
@@ -113,7 +114,7 @@ def no_test_reason(best: Configuration, runner_up: Configuration) -> str | None:
 
 def configuration_json(config: Configuration) -> dict[str, Any]:
     interval = config.ci95()
-    return {"params": {"i": config.params[0], "j": config.params[1], "k": config.params[2]},
+    return {"params": config.params,
             "n": config.n, "mean": config.mean, "std": config.std,
             "ci95": list(interval) if interval else None, "no_variance": config.no_variance,
             "run_ids": config.run_ids}

@@ -10,32 +10,33 @@ from service.contract import ACTIVE_RUN_STATES, GRID, TPE, ExperimentStatus, Run
 from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import row_by_id, tuple_rows
 from service.core.tables import Experiment, Run, RunPoint
-from service.sweeps.grid import GridPoint, expand_grid
+from service.sweeps.grid import Params, config_key, expand_grid
 from service.sweeps.sampling import TrialRecord, ask, first_configurations
 
 
-def first_points(experiment: Experiment) -> list[GridPoint]:
+def first_points(experiment: Experiment) -> list[Params]:
     search = experiment.search or {"strategy": GRID}
     if search["strategy"] == GRID:
         return expand_grid(experiment.grid)
     return first_configurations(search, experiment.grid, experiment.objective_direction)
 
 
-def add_runs(experiment: Experiment, points: list[GridPoint], first_trial: int) -> list[int]:
+def add_runs(experiment: Experiment, points: list[Params], first_trial: int) -> list[int]:
     """Insert a queued run for each configuration and seed; their ids. A grid's trials are
     all 0 (its parameters tell its configurations apart); a search's are numbered, and a
     configuration a search asks for again is trained with the seeds after those it had, so
     no configuration and seed is ever trained twice in one experiment."""
     numbered = experiment.strategy != GRID
-    next_seed: dict[GridPoint, int] = {}
+    next_seed: dict[str, int] = {}
     rows = []
     for n, point in enumerate(points):
-        if point not in next_seed:
-            next_seed[point] = _next_seed(experiment.id, point) if numbered else 0
-        first_seed = next_seed[point]
-        next_seed[point] += experiment.repeats
-        rows += [{"experiment": experiment.id, "param_i": point.i, "param_j": point.j,
-                  "param_k": point.k, "seed": seed, "trial": first_trial + n if numbered else 0}
+        key = config_key(point)
+        if key not in next_seed:
+            next_seed[key] = _next_seed(experiment.id, key) if numbered else 0
+        first_seed = next_seed[key]
+        next_seed[key] += experiment.repeats
+        rows += [{"experiment": experiment.id, "params": point, "config": key, "seed": seed,
+                  "trial": first_trial + n if numbered else 0}
                  for seed in range(first_seed, first_seed + experiment.repeats)]
     insert_in_batches(Run, rows)
     trials = {row["trial"] for row in rows}
@@ -44,11 +45,10 @@ def add_runs(experiment: Experiment, points: list[GridPoint], first_trial: int) 
                                                        Run.status == RunStatus.QUEUED.value)]
 
 
-def _next_seed(experiment_id: int, point: GridPoint) -> int:
+def _next_seed(experiment_id: int, config: str) -> int:
     """The first seed this configuration has not had in the experiment."""
     highest = Run.select(fn.MAX(Run.seed)).where(
-        Run.experiment == experiment_id, Run.param_i == point.i, Run.param_j == point.j,
-        Run.param_k == point.k).scalar()
+        Run.experiment == experiment_id, Run.config == config).scalar()
     return 0 if highest is None else highest + 1
 
 
@@ -56,11 +56,10 @@ def trial_history(experiment_id: int) -> list[TrialRecord]:
     """Every trial so far, in order, with its runs' outcomes (a pruned run with its curve)."""
     records: dict[int, TrialRecord] = {}
     pruned: dict[int, int] = {}
-    rows = tuple_rows(Run.select(Run.id, Run.trial, Run.param_i, Run.param_j, Run.param_k,
-                                 Run.status, Run.value)
+    rows = tuple_rows(Run.select(Run.id, Run.trial, Run.params, Run.status, Run.value)
                       .where(Run.experiment == experiment_id).order_by(Run.trial, Run.id))
-    for run_id, trial, i, j, k, status, value in rows:
-        record = records.setdefault(trial, TrialRecord({"i": i, "j": j, "k": k}))
+    for run_id, trial, params, status, value in rows:
+        record = records.setdefault(trial, TrialRecord(params))
         if status in ACTIVE_RUN_STATES:
             record.active += 1
         elif status == RunStatus.SUCCEEDED and value is not None:

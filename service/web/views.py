@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from service.workers.registry import worker_json
 
 # The columns a run shows, in order. The experiment view reads them with one raw query: it is
 # the endpoint clients poll, and building 27 model instances cost more than the rest of it.
-RUN_FIELDS = ("id", "experiment_id", "param_i", "param_j", "param_k", "status", "accuracy",
+RUN_FIELDS = ("id", "experiment_id", "params", "status", "accuracy",
               "attempts", "started_at", "finished_at", "duration_s", "exit_code", "error",
               "seed", "value", "trial", "reused_from", "reused_from_deleted", "pruned_step",
               "pruned_value", "worker")
@@ -32,12 +33,18 @@ def _iso_any(value: datetime | str | None) -> str | None:
     return iso(datetime.fromisoformat(value))
 
 
+def _params(value: dict[str, Any] | str) -> dict[str, Any]:
+    """A run's parameters, from a model's field or the raw query's JSON text (object_pairs:
+    in the grid's order)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def run_view(values: tuple[Any, ...]) -> dict[str, Any]:
     row = dict(zip(RUN_FIELDS, values, strict=True))
     return {
         "id": row["id"],
         "experiment_id": row["experiment_id"],
-        "params": {"i": row["param_i"], "j": row["param_j"], "k": row["param_k"]},
+        "params": _params(row["params"]),
         "seed": row["seed"],
         "status": row["status"],
         "accuracy": row["accuracy"],
@@ -162,8 +169,7 @@ def experiment_json(experiment: Experiment, with_runs: bool = True,
 def configurations_json(runs: list[dict[str, Any]], direction: str) -> dict[str, Any]:
     """Each configuration's n, mean, std and 95% interval, best first; and whether the best is
     distinguishable from the runner-up (Welch's t-test)."""
-    order = ranked(group([(r["id"], r["params"]["i"], r["params"]["j"], r["params"]["k"],
-                           r["value"]) for r in runs
+    order = ranked(group([(r["id"], r["params"], r["value"]) for r in runs
                           if r["status"] == RunStatus.SUCCEEDED and r["value"] is not None]),
                    direction)
     return {"configurations": [configuration_json(config) for config in order],
