@@ -257,3 +257,37 @@ async def test_an_archive_with_folders_and_data_files_keeps_them(client, db, nam
     data = zip_bytes(tree) if name.endswith(".zip") else tar_gz_bytes(tree, mode="w")
     body = await upload(client, model_id, archive_form(data, name))
     assert {f["path"] for f in body["files"]} == set(tree)
+
+
+@pytest.fixture
+def pg_settings(postgres_database, tmp_path):
+    from service.core.db import database, open_database
+    from service.migrate import apply_migrations
+    from service.settings import ensure_data_dirs
+
+    settings = make_settings(tmp_path / "pg", SWEEPLAB_DATABASE_URL=postgres_database[0])
+    ensure_data_dirs(settings)
+    open_database(settings.database_url)
+    database.connect(reuse_if_open=True)
+    apply_migrations()
+    yield settings
+    database.close()
+
+
+async def test_concurrent_uploads_and_a_deletion_on_postgresql(aiohttp_client, pg_settings,
+                                                               stub_broker):
+    from service.app import create_app
+
+    client = await aiohttp_client(create_app(pg_settings, broker=stub_broker))
+    keep, gone = await make_model(client, "keep"), await make_model(client, "gone")
+    await upload(client, gone, files_form(TREE))
+    # uploads of the same tree race the deletion of the other model that has it
+    answers = await asyncio.gather(
+        client.delete(f"/api/v1/models/{gone}"),
+        *(client.post(f"/api/v1/models/{keep}/code", data=files_form(TREE)) for _ in range(4)))
+    assert answers[0].status == 204
+    assert sorted(response.status for response in answers[1:]) == [200, 200, 200, 201]
+    version = (await answers[1].json())["version"]
+    assert tree_version(hash_tree(pg_settings.code_dir / version)) == version
+    shown = await (await client.get(f"/api/v1/models/{keep}")).json()
+    assert shown["code_version"] == version
