@@ -12,7 +12,12 @@ from service.core.lookup import get_model
 from service.core.tables import Experiment, MLModel, ModelImage, Run
 from service.ingest.labels import has_control_characters
 from service.settings import Settings
-from service.sweeps.removal import collect_unused_images, mark_reusers_of_deleted, remove_folders
+from service.sweeps.removal import (
+    collect_unused_code,
+    collect_unused_images,
+    mark_reusers_of_deleted,
+    remove_folders,
+)
 
 
 def create_model(body: dict[str, Any]) -> MLModel:
@@ -40,8 +45,9 @@ def _has_active_runs(model_id: int) -> bool:
 
 
 def delete_model(settings: Settings, model_id: int) -> None:
-    """The model, its images' links, its experiments, runs and their folders. 409 while one
-    of its experiments runs."""
+    """The model, its images' links, its code versions, its experiments, runs and their
+    folders; images and code trees no other model uses. 409 while one of its experiments
+    runs."""
     with write_transaction():
         get_model(model_id)
         if _has_active_runs(model_id):
@@ -54,6 +60,7 @@ def delete_model(settings: Settings, model_id: int) -> None:
         MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
     remove_folders(settings, experiments, runs)
     collect_unused_images(settings)
+    collect_unused_code(settings)
 
 
 def delete_model_image(settings: Settings, model_id: int, sha256: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 # which requests the API's access log names (service.web.accesslog); the first is the default
 ACCESS_LOG_CHOICES = ("changes", "all", "off")
+ON_OFF = ("on", "off")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,9 @@ class Settings:
     predict_idle_s: float = 300.0
     access_log: str = ACCESS_LOG_CHOICES[0]
     worker_retention_s: float = 86400.0
+    code_uploads: bool = True
+    code_max_bytes: int = 50 << 20
+    code_max_files: int = 2000
 
     @property
     def remote(self) -> bool:
@@ -125,6 +129,11 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_GPUS": ("", "worker: GPU ids, one per worker thread (CUDA_VISIBLE_DEVICES)"),
     "SWEEPLAB_WORKER_RETENTION_S": ("86400", "a worker stopped or lost this long is no longer "
                                     "listed, and forgotten"),
+    "SWEEPLAB_CODE_UPLOADS": ("on", "API: `off` refuses uploads of models' code (403): the "
+                              "deployment runs only its installed scripts"),
+    "SWEEPLAB_CODE_MAX_BYTES": ("52428800", "bytes of one code upload: its parts, and what "
+                                "an archive unpacks to"),
+    "SWEEPLAB_CODE_MAX_FILES": ("2000", "files in one code upload"),
     "SWEEPLAB_ACCESS_LOG": (ACCESS_LOG_CHOICES[0], "API: which requests the access log names: "
                             "changes (all but successful reads), all, off"),
 }
@@ -195,6 +204,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_url=(env.get("SWEEPLAB_API_URL") or "").rstrip("/") or None,
         access_log=_choice(env, "SWEEPLAB_ACCESS_LOG", ACCESS_LOG_CHOICES),
         worker_retention_s=_number(env, "SWEEPLAB_WORKER_RETENTION_S", float),
+        code_uploads=_choice(env, "SWEEPLAB_CODE_UPLOADS", ON_OFF) == "on",
+        code_max_bytes=int(_number(env, "SWEEPLAB_CODE_MAX_BYTES", int)),
+        code_max_files=int(_number(env, "SWEEPLAB_CODE_MAX_FILES", int)),
     )
     if settings.api_url and not settings.worker_token:
         raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "

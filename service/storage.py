@@ -7,6 +7,7 @@ half-written file where a reader would take it for a whole one.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tarfile
@@ -44,6 +45,40 @@ def image_path(settings: Settings, sha256: str, extension: str) -> Path:
 def code_in(store: Path, version: str) -> Path:
     """Where a code version's tree lies in a code store (the API's, or a worker's cache)."""
     return store / version
+
+
+class _Collected(io.RawIOBase):
+    """What a tarfile writes, kept until it is taken."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]  # (takes bytes only)
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def tree_tar(root: Path, paths: Iterable[str]) -> Iterator[bytes]:
+    """A tar of the files at `paths` under `root`, as chunks (about a file each), so a tree
+    is sent without being written whole. Owners and times are left out: the same tree gives
+    the same bytes."""
+    out = _Collected()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for path in paths:
+            source = root / path
+            info = tarfile.TarInfo(path)
+            info.size, info.mode = source.stat().st_size, 0o644
+            with source.open("rb") as stream:
+                tar.addfile(info, stream)
+            yield out.take()
+    yield out.take()
 
 
 def new_temp_dir(settings: Settings, purpose: str) -> Path:

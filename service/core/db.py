@@ -105,6 +105,14 @@ def write_transaction() -> Iterator[None]:
         yield
 
 
+def hold_lock(key: int) -> None:
+    """Inside a write transaction: wait until no other transaction holds `key`, and hold it
+    until this one ends. On PostgreSQL an advisory lock; SQLite's IMMEDIATE transaction already
+    keeps every other writer out. For a check of files against rows that no row can lock."""
+    if not is_sqlite():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
 def insert_in_batches(model: type[Model], rows: list[dict[str, Any]], batch: int = 500,
                       ignore_conflicts: bool = False) -> None:
     """Insert many rows, a few hundred a statement (SQLite limits a statement's values)."""

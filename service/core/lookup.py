@@ -1,10 +1,10 @@
-"""Rows by id, or the 404 that names what is missing."""
+"""Rows by id, or the 404 that names what is missing; and a model's current code version."""
 
 from __future__ import annotations
 
 from service.core.errors import NotFound
 from service.core.queries import row_by_id
-from service.core.tables import Experiment, MLModel, Run
+from service.core.tables import CodeVersion, Experiment, MLModel, Run
 
 
 def get_model(model_id: int, for_update: bool = False) -> MLModel:
@@ -26,3 +26,9 @@ def get_run(run_id: int) -> Run:
     if run is None:
         raise NotFound(f"run {run_id} does not exist")
     return run
+
+
+def current_code(model_id: int) -> CodeVersion | None:
+    """The model's current code: its last uploaded version; None: the deployment's scripts."""
+    return (CodeVersion.select().where(CodeVersion.model == model_id)
+            .order_by(CodeVersion.uploaded_at.desc(), CodeVersion.id.desc()).first())

@@ -72,13 +72,13 @@ def is_archive_head(head: bytes, original_name: str) -> bool:
     return head.startswith(b"PK\x03\x04") or head.startswith(b"\x1f\x8b")
 
 
-def _member_problem(name: str, seen: set[str]) -> str | None:
+def _member_problem(name: str, seen: set[str], tree: bool) -> str | None:
     outside = outside_problem(name)
     if outside:
         return outside
     if name in seen:
         return "duplicate name in the archive"
-    if name.lower().endswith(NESTED_SUFFIXES):
+    if not tree and name.lower().endswith(NESTED_SUFFIXES):
         return "nested archives are not unpacked"
     return None
 
@@ -204,10 +204,12 @@ class _Source:
         if self.chunks is not None:
             return _tar_entries(tar_stream(self.chunks, gzipped=self.kind == "tar.gz"))
         assert self.path is not None
-        if zipfile.is_zipfile(self.path):
-            return _zip_entries(self.path)
+        # tar first: is_zipfile finds the index of a zip stored whole inside a plain tar (a
+        # tar's own header at its start is never a zip's)
         if tarfile.is_tarfile(self.path):
             return _tar_entries(tarfile.open(self.path, mode="r:*"))
+        if zipfile.is_zipfile(self.path):
+            return _zip_entries(self.path)
         raise ArchiveError("not a readable .zip or .tar.gz archive")
 
     def special_names(self) -> set[str]:
@@ -273,12 +275,13 @@ def _discard(folder: Path, writes: _Writes) -> None:
 
 
 def unpack(path: Path, into: Path, limits: ArchiveLimits, default_label: str | None,
-           visit: Callable[[Member], bool] | None = None
+           visit: Callable[[Member], bool] | None = None, tree: bool = False
            ) -> tuple[list[Member], list[Rejection]]:
     """Unpack the archive file's regular files into `into` as numbered files. `visit` sees
     each member as soon as it is read (with its bytes, when small) and says whether its file is
-    wanted: a small member it refuses is never written."""
-    return _unpack_source(_Source(path=path), into, limits, default_label, visit)
+    wanted: a small member it refuses is never written. A `tree` (a model's code) has no
+    labels, and an archive inside it is a file like any other."""
+    return _unpack_source(_Source(path=path), into, limits, default_label, visit, tree)
 
 
 def unpack_stream(chunks: Iterable[bytes], kind: str, into: Path, limits: ArchiveLimits,
@@ -291,11 +294,12 @@ def unpack_stream(chunks: Iterable[bytes], kind: str, into: Path, limits: Archiv
 
 
 def _unpack_source(source: _Source, into: Path, limits: ArchiveLimits,
-                   default_label: str | None, visit: Callable[[Member], bool] | None
-                   ) -> tuple[list[Member], list[Rejection]]:
+                   default_label: str | None, visit: Callable[[Member], bool] | None,
+                   tree: bool = False) -> tuple[list[Member], list[Rejection]]:
     writes = _Writes()
     try:
-        members, rejected = _unpack_entries(source, into, limits, default_label, visit, writes)
+        members, rejected = _unpack_entries(source, into, limits, default_label, visit, writes,
+                                            tree)
         writes.finish()
         return _without_special(members, rejected, source.special_names()), rejected
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as error:
@@ -311,17 +315,17 @@ def _unpack_source(source: _Source, into: Path, limits: ArchiveLimits,
 
 def _unpack_entries(source: _Source, into: Path, limits: ArchiveLimits,
                     default_label: str | None, visit: Callable[[Member], bool] | None,
-                    writes: _Writes) -> tuple[list[Member], list[Rejection]]:
+                    writes: _Writes, tree: bool) -> tuple[list[Member], list[Rejection]]:
     budget = _Budget(limits)
     members: list[Member] = []
     rejected: list[Rejection] = []
     seen: set[str] = set()
     for name, problem, chunks in source.entries(budget):
         budget.count_member()
-        problem = problem or _member_problem(name, seen)
+        problem = problem or _member_problem(name, seen, tree)
         seen.add(name)
         try:
-            label = None if problem else _label_of(name, default_label)
+            label = None if problem or tree else _label_of(name, default_label)
         except LabelError as error:
             problem = f"bad label folder: {error}"
         if problem or chunks is None:

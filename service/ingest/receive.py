@@ -56,6 +56,7 @@ class ReceivedFile:
     path: Path
     name: str
     label: str | None = None  # the `label` part sent before it, if any
+    field: str = ""  # the name of the part it came in
     size: int = 0
     archive: bool = False  # by its name or its first bytes: unpacked, not checked as an image
     sha256: str | None = None  # of its bytes, for a file that is not an archive
@@ -245,27 +246,27 @@ async def _multipart(request: web.Request, settings: Settings) -> MultipartReade
     return await request.multipart()
 
 
-def _field_rule(file_field: str, labels: bool) -> str:
-    rule = f"file parts named {file_field!r}, each with a filename"
+def _field_rule(file_fields: tuple[str, ...], labels: bool) -> str:
+    rule = f"file parts named {' or '.join(map(repr, file_fields))}, each with a filename"
     if labels:
         rule += ", and text parts 'label', each labelling the file parts after it"
     return rule
 
 
 async def _read_parts(reader: MultipartReader, temp_dir: Path, received: Received,
-                      file_field: str, labels: bool, writer: _Writer,
+                      file_fields: tuple[str, ...], labels: bool, writer: _Writer,
                       budget: _RequestBudget, unpacker: Unpacker | None) -> None:
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader):
             raise BadRequest("nested multipart bodies are not accepted")
         name, filename = _disposition(part)
-        if name == file_field and filename is None:
-            raise BadRequest(f"part {file_field!r} has no filename: send it as a file "
-                             f"(curl -F '{file_field}=@path'); expected "
-                             f"{_field_rule(file_field, labels)}", field=file_field)
-        if name == file_field:
+        if name in file_fields and filename is None:
+            raise BadRequest(f"part {name!r} has no filename: send it as a file "
+                             f"(curl -F '{name}=@path'); expected "
+                             f"{_field_rule(file_fields, labels)}", field=name)
+        if name in file_fields:
             upload = ReceivedFile(temp_dir / f"part-{len(received.files):06d}",
-                                  filename or "upload", received.label)
+                                  filename or "upload", received.label, name or "")
             received.files.append(upload)
             await _save_part(part, upload, writer, budget, unpacker)
         elif labels and name == "label" and filename is None:
@@ -274,7 +275,7 @@ async def _read_parts(reader: MultipartReader, temp_dir: Path, received: Receive
             continue
         else:
             raise BadRequest(f"unexpected form field {name!r}; expected "
-                             f"{_field_rule(file_field, labels)}", field=name)
+                             f"{_field_rule(file_fields, labels)}", field=name)
         received.label_unused = False
     if received.label_unused:
         raise BadRequest(f"the label part {received.label!r} is not followed by any file part: "
@@ -283,9 +284,10 @@ async def _read_parts(reader: MultipartReader, temp_dir: Path, received: Receive
 
 
 async def receive_files(request: web.Request, settings: Settings, temp_dir: Path,
-                        file_field: str, labels: bool = False,
+                        file_field: str | tuple[str, ...], labels: bool = False,
                         unpacker: Unpacker | None = None) -> Received:
-    """Stream every file part named `file_field` to disk, each into a file of its own; with
+    """Stream every file part named `file_field` (or any of them) to disk, each into a file
+    of its own (its `field` says which part name it came in); with
     `labels`, each `label` text part labels the file parts after it. With `unpacker`, an
     archive part is not written: its bytes go to `unpacker` in a thread as they arrive (see
     service.ingest.unpacking), and what it returns is the part's `unpacked`."""
@@ -293,7 +295,8 @@ async def receive_files(request: web.Request, settings: Settings, temp_dir: Path
     writer = _Writer()
     try:
         reader = await _multipart(request, settings)
-        await _read_parts(reader, temp_dir, received, file_field, labels, writer,
+        fields = (file_field,) if isinstance(file_field, str) else file_field
+        await _read_parts(reader, temp_dir, received, fields, labels, writer,
                           _RequestBudget(settings), unpacker)
         await writer.flush_small()
     except UnpackFailed as failed:
@@ -303,5 +306,6 @@ async def receive_files(request: web.Request, settings: Settings, temp_dir: Path
     finally:
         await writer.wait()  # the caller removes the folder: no write may still be going
     if not received.files:
-        raise BadRequest(f"no file parts named {file_field!r} in the request")
+        names = (file_field,) if isinstance(file_field, str) else file_field
+        raise BadRequest(f"no file parts named {' or '.join(map(repr, names))} in the request")
     return received

@@ -9,9 +9,9 @@ from typing import Any
 from service.contract import ACTIVE_RUN_VALUES, GRID, ExperimentStatus, RunStatus
 from service.core.db import write_transaction
 from service.core.errors import Conflict, Invalid
-from service.core.lookup import get_experiment, get_model
+from service.core.lookup import current_code, get_experiment, get_model
 from service.core.queries import tuple_rows
-from service.core.tables import Experiment, Image, ModelImage, Run
+from service.core.tables import CodeVersion, Experiment, Image, ModelImage, Run
 from service.core.timeutil import utcnow
 from service.runs.state import transition
 from service.settings import Settings
@@ -52,30 +52,59 @@ def _content_hash(images: list[tuple[Path, str | None]]) -> str:
     return images_sha256([(path.stem, label) for path, label in images])  # stem: its SHA-256
 
 
-def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -> Experiment:
-    """Validate the body, freeze the model's images as a snapshot, and add one run per
-    configuration and seed (a TPE search adds its first `parallel` configurations): one
-    transaction, with the snapshot renamed into place inside it, so nothing is half-made.
-    Known results are taken when it starts, not before (see dispatch.publish_experiment)."""
-    get_model(model_id)
+def _code_defaults(code: CodeVersion | None, body: dict[str, Any]
+                   ) -> tuple[dict[str, Any] | None, Any]:
+    """With the model's own code: its sweeplab.toml's grid as the default grid (none: the body
+    must give one), and its objective when the body gives none."""
+    if code is None:
+        return None, body.get("objective")
+    defaults = code.defaults or {}
+    if "grid" not in defaults and not body.get("grid"):
+        raise Invalid(f"grid is required: the model's code ({code.version[:12]}) gives no "
+                      f"default grid in its sweeplab.toml", field="grid")
+    objective = body.get("objective")
+    if objective is None and ("metric" in defaults or "minimize" in defaults):
+        objective = {"metric": defaults.get("metric", "accuracy"),
+                     "direction": "minimize" if defaults.get("minimize") else "maximize"}
+    return defaults.get("grid", {}), objective
+
+
+def _validated(settings: Settings, body: dict[str, Any],
+               code: CodeVersion | None) -> dict[str, Any]:
+    """The body's fields checked, with the code's defaults: the experiment's columns."""
+    default_grid, objective = _code_defaults(code, body)
     search = validate_search(body.get("search"), settings.max_grid_points)
-    space = validate_space(body.get("grid"), search["strategy"], settings.max_grid_points)
-    timeout_s = _timeout(settings, body.get("timeout_s"))
-    metric, direction = validate_objective(body.get("objective"))
+    # the model's own code names its own flags: the assignment's i/j/k rules are not for it
+    space = validate_space(body.get("grid"), search["strategy"], settings.max_grid_points,
+                           default_grid, rules=None if code is None else {})
+    metric, direction = validate_objective(objective)
     repeats = validate_repeats(body.get("repeats"))
     check_run_count(search, space, repeats, settings.max_grid_points)
-    early_stopping = validate_early_stopping(body.get("early_stopping"))
-    reuse = validate_reuse(body.get("reuse"))
+    return {"grid": space, "timeout_s": _timeout(settings, body.get("timeout_s")),
+            "objective_metric": metric, "objective_direction": direction,
+            "repeats": repeats, "search": None if search["strategy"] == GRID else search,
+            "early_stopping": validate_early_stopping(body.get("early_stopping")),
+            "reuse": validate_reuse(body.get("reuse")),
+            "code_version": None if code is None else code.version}
+
+
+def create_experiment(settings: Settings, model_id: int, body: dict[str, Any]) -> Experiment:
+    """Validate the body, freeze the model's images as a snapshot, pin the model's current
+    code, and add one run per configuration and seed (a TPE search adds its first `parallel`
+    configurations): one transaction, with the snapshot renamed into place inside it, so
+    nothing is half-made. Known results are taken when it starts, not before (see
+    dispatch.publish_experiment)."""
+    get_model(model_id)
+    _validated(settings, body, current_code(model_id))  # a 422 before any snapshot is made
     images = _training_images(settings, model_id)
     if not images:
         raise Conflict(f"model {model_id} has no images yet; upload training images first")
     with staged_snapshot(settings, images) as place_snapshot, write_transaction():
         get_model(model_id, for_update=True)  # deleted meanwhile: 404, nothing made
-        experiment = Experiment.create(
-            model=model_id, grid=space, timeout_s=timeout_s, image_count=len(images),
-            objective_metric=metric, objective_direction=direction, repeats=repeats,
-            search=None if search["strategy"] == GRID else search,
-            early_stopping=early_stopping, reuse=reuse, images_sha256=_content_hash(images))
+        # checked again with the code current now: an upload since then is what is pinned
+        fields = _validated(settings, body, current_code(model_id))
+        experiment = Experiment.create(model=model_id, image_count=len(images),
+                                       images_sha256=_content_hash(images), **fields)
         add_runs(experiment, first_points(experiment), first_trial=0)
         place_snapshot(experiment.id)  # last: a failure before it leaves no folder behind
     return experiment

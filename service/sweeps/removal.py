@@ -5,22 +5,30 @@ Nothing a remaining experiment needs goes with it. A snapshot holds hard links t
 store, and a remote worker fetches a snapshot's images from the store by hash, so an image's
 file and row stay while any snapshot links it (its link count says so), even once no model
 uses it; it goes with the last snapshot. A run reused from a deleted run keeps its own result,
-folder (hard links) and curve, and says the run it was reused from is gone.
+folder (hard links) and curve, and says the run it was reused from is gone. A code tree stays
+while a model's code version or an experiment names it.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import uuid
 from pathlib import Path
 
 from service.contract import ExperimentStatus
-from service.core.db import insert_in_batches, write_transaction
+from service.core.db import hold_lock, insert_in_batches, write_transaction
 from service.core.errors import Conflict
 from service.core.lookup import get_experiment
-from service.core.tables import Experiment, Image, ModelImage, Run, RunEvent
+from service.core.queries import tuple_rows
+from service.core.tables import CodeVersion, Experiment, Image, ModelImage, Run, RunEvent
 from service.core.timeutil import utcnow
 from service.settings import Settings
-from service.storage import image_path, remove_tree
+from service.storage import code_in, image_path, remove_tree
 from service.sweeps.aggregate import aggregate_model
+
+CODE_STORE_LOCK = 0x5C0DE  # service.code.versions holds it too, to place a tree and its row
+VERSION = re.compile(r"[0-9a-f]{64}")  # a tree's folder; `.staging-*` ones are being placed
 
 
 def mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
@@ -51,6 +59,29 @@ def collect_unused_images(settings: Settings) -> None:
             Image.sha256).tuples().execute()
         for (sha,) in gone:
             paths[sha].unlink(missing_ok=True)
+
+
+def collect_unused_code(settings: Settings) -> None:
+    """Remove the code trees no model's code version and no experiment names. Under the lock
+    an upload holds while it records its row: a tree whose row comes after this is placed
+    again by its upload. Each goes by a rename first, so no reader sees half a tree."""
+    if not settings.code_dir.is_dir():
+        return
+    on_disk = {path.name for path in settings.code_dir.iterdir() if VERSION.fullmatch(path.name)}
+    if not on_disk:
+        return
+    with write_transaction():
+        hold_lock(CODE_STORE_LOCK)
+        used = {version for (version,) in tuple_rows(CodeVersion.select(
+            CodeVersion.version).where(CodeVersion.version.in_(on_disk)))}
+        used |= {version for (version,) in tuple_rows(Experiment.select(
+            Experiment.code_version).where(Experiment.code_version.in_(on_disk)))}
+        trash = []
+        for version in sorted(on_disk - used):
+            trash.append(settings.code_dir / f".trash-{uuid.uuid4().hex}")
+            os.rename(code_in(settings.code_dir, version), trash[-1])
+    for folder in trash:
+        remove_tree(folder)
 
 
 def _only_link(path: Path) -> bool:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.web.api import experiments, health, models, runs, worker, workers
+from service.web.api import code, experiments, health, models, runs, worker, workers
 from service.web.dashboard import actions, pages
 from service.web.dashboard.setup import STATIC_DIR
 from service.web.keys import SETTINGS
 
 ID = r"{id:[0-9]{1,18}}"  # ASCII only: \d would take Unicode digits
 SHA = r"{sha:[0-9a-f]{64}}"
+VERSION = r"{version:[0-9a-f]{64}}"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -22,6 +23,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete(f"/api/v1/models/{ID}", models.delete)
     app.router.add_post(f"/api/v1/models/{ID}/images", models.upload_images)
     app.router.add_delete(f"/api/v1/models/{ID}/images/{SHA}", models.delete_image)
+    app.router.add_post(f"/api/v1/models/{ID}/code", code.upload)
+    app.router.add_get(f"/api/v1/models/{ID}/code", code.list_all)
+    app.router.add_get(f"/api/v1/models/{ID}/code/{VERSION}", code.show)
     app.router.add_get(f"/api/v1/models/{ID}/best", models.best)
     app.router.add_post(f"/api/v1/models/{ID}/predict", models.predict)
     app.router.add_post(f"/api/v1/models/{ID}/experiments", experiments.create)

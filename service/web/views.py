@@ -10,6 +10,7 @@ from peewee import fn
 
 from service.contract import RunStatus
 from service.core.db import database
+from service.core.lookup import current_code
 from service.core.queries import tuple_rows
 from service.core.tables import Experiment, MLModel, ModelImage, Run
 from service.core.timeutil import iso
@@ -124,6 +125,8 @@ def model_json(model: MLModel) -> dict[str, Any]:
         "labels": labels,
         "experiment_count": experiments,
         "best": best_json(model.best_run_id),
+        # its current code (the version new experiments pin); None: the deployment's scripts
+        "code_version": code.version if (code := current_code(model.id)) else None,
     }
 
 
@@ -152,6 +155,8 @@ def experiment_json(experiment: Experiment, with_runs: bool = True,
         "search": search_json(experiment),
         "early_stopping": experiment.early_stopping,
         "reuse": experiment.reuse,
+        # the model's code it trains, pinned at creation; None: the deployment's scripts
+        "code_version": experiment.code_version,
     }
     if not with_runs:
         return {**body, "counts": status_counts(experiment.id),
