@@ -52,6 +52,7 @@ class Settings:
     predict_idle_s: float = 300.0
     access_log: str = ACCESS_LOG_CHOICES[0]
     worker_retention_s: float = 86400.0
+    env_build_timeout_s: float = 900.0
 
     @property
     def remote(self) -> bool:
@@ -125,6 +126,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_GPUS": ("", "worker: GPU ids, one per worker thread (CUDA_VISIBLE_DEVICES)"),
     "SWEEPLAB_WORKER_RETENTION_S": ("86400", "a worker stopped or lost this long is no longer "
                                     "listed, and forgotten"),
+    "SWEEPLAB_ENV_BUILD_TIMEOUT_S": ("900", "time limit of building one code version's "
+                                     "environment (pip install -r its requirements)"),
     "SWEEPLAB_ACCESS_LOG": (ACCESS_LOG_CHOICES[0], "API: which requests the access log names: "
                             "changes (all but successful reads), all, off"),
 }
@@ -195,6 +198,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_url=(env.get("SWEEPLAB_API_URL") or "").rstrip("/") or None,
         access_log=_choice(env, "SWEEPLAB_ACCESS_LOG", ACCESS_LOG_CHOICES),
         worker_retention_s=_number(env, "SWEEPLAB_WORKER_RETENTION_S", float),
+        env_build_timeout_s=_number(env, "SWEEPLAB_ENV_BUILD_TIMEOUT_S", float),
     )
     if settings.api_url and not settings.worker_token:
         raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "

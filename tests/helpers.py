@@ -95,3 +95,29 @@ def settle(experiment_id: int, outcomes: dict[int, dict], best: int | None,
     Experiment.update(status="completed", best_run_id=ids[best] if best is not None else None
                       ).where(Experiment.id == experiment_id).execute()
     return ids
+
+
+def make_wheel(wheelhouse: Path, name: str, version: str, source: str) -> Path:
+    """A pure-Python wheel of one module `name` holding `source`, written by hand (a wheel
+    is a zip with its metadata): `pip wheel` would need setuptools' build backend, which an
+    offline host may lack. pip installs it from `wheelhouse` with PIP_FIND_LINKS."""
+    import base64
+    import hashlib
+
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    members = {
+        f"{name}.py": source.encode(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: sweeplab-tests\n"
+                         b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, data in members.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    members[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = wheelhouse / f"{name}-{version}-py3-none-any.whl"
+    wheel.write_bytes(zip_bytes(members))
+    return wheel
