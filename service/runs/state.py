@@ -26,7 +26,7 @@ from service.contract import (
 )
 from service.core.db import write_transaction
 from service.core.queries import row_by_id, run_kept
-from service.core.tables import Experiment, Run, RunEvent, RunPoint
+from service.core.tables import CodeVersion, Experiment, Run, RunEvent, RunPoint
 from service.core.timeutil import utcnow
 
 MAX_ATTEMPTS = 3
@@ -152,7 +152,21 @@ def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
             "timeout_s": experiment.timeout_s,
             "metric": experiment.objective_metric, "seed": run.seed,
             "aggregate_later": aggregate_later(experiment),
-            "early_stopping": experiment.early_stopping is not None}
+            "early_stopping": experiment.early_stopping is not None,
+            "code": code_spec(experiment)}
+
+
+def code_spec(experiment: Experiment) -> dict[str, Any] | None:
+    """The experiment's pinned code version as a worker needs it; None: the deployment's."""
+    if experiment.code_version is None:
+        return None
+    row = (CodeVersion.select(CodeVersion.train, CodeVersion.test, CodeVersion.requirements)
+           .where(CodeVersion.model == experiment.model_id,
+                  CodeVersion.version == experiment.code_version).first())
+    if row is None:  # cannot be while the experiment exists (its model's rows go with it)
+        return None
+    return {"version": experiment.code_version, "train": row.train, "test": row.test,
+            "requirements": row.requirements}
 
 
 def aggregate_later(experiment: Experiment) -> bool:
