@@ -16,8 +16,8 @@ from dramatiq.middleware import Shutdown, SkipMessage
 
 from actors.context import worker_context
 from actors.gpus import gpu_env
-from actors.stores.base import RunStore, StoreUnreachable, WorkerRefused
-from service.contract import Claim, ClaimOutcome, RunSpec
+from actors.stores.base import CodeUnusable, RunStore, StoreUnreachable, WorkerRefused
+from service.contract import Claim, ClaimOutcome, Outcome, RunSpec, RunStatus
 from service.dispatch.broker import TRAIN_ACTOR, TRAIN_QUEUE, send_aggregate, send_train
 from service.execution.supervise import kill_leftovers, this_worker
 from service.execution.training import STDOUT_NAME, TrainingJob, run_training
@@ -112,13 +112,19 @@ def _execute(settings: Settings, store: RunStore, spec: RunSpec, claim: Claim,
         kill_leftovers(claim.previous_pgid, spec.run_id, store.run_dir(spec.run_id))
     try:
         images = store.snapshot(spec)
+        tree = store.code_tree(spec) if spec.code else None
+    except CodeUnusable as unusable:  # the code is not what the run needs: it cannot succeed
+        outcome = Outcome(RunStatus.FAILED, error=str(unusable))
+        if not store.finish(spec, claim.attempt, worker, outcome) or spec.aggregate_later:
+            send_aggregate(dramatiq.get_broker(), spec.experiment_id)  # as below
+        return
     except BaseException:  # no images (API unreachable, bad bytes): let another try begin
         store.requeue(spec, claim.attempt, worker)
         raise
     keeper = LeaseKeeper(store, spec, claim.attempt, settings.lease_s)
     job = TrainingJob(spec.run_id, spec.params, images,
                       store.run_dir(spec.run_id), spec.timeout_s, gpu_env(), spec.metric,
-                      spec.seed, poll_s=keeper.poll_s)
+                      spec.seed, poll_s=keeper.poll_s, code=spec.code, tree=tree)
     try:
         outcome = run_training(settings, job, keeper)
     except Shutdown:

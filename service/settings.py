@@ -56,6 +56,7 @@ class Settings:
     code_uploads: bool = True
     code_max_bytes: int = 50 << 20
     code_max_files: int = 2000
+    env_build_timeout_s: float = 900.0
 
     @property
     def remote(self) -> bool:
@@ -134,6 +135,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_CODE_MAX_BYTES": ("52428800", "bytes of one code upload: its parts, and what "
                                 "an archive unpacks to"),
     "SWEEPLAB_CODE_MAX_FILES": ("2000", "files in one code upload"),
+    "SWEEPLAB_ENV_BUILD_TIMEOUT_S": ("900", "time limit of building one code version's "
+                                     "environment (pip install -r its requirements)"),
     "SWEEPLAB_ACCESS_LOG": (ACCESS_LOG_CHOICES[0], "API: which requests the access log names: "
                             "changes (all but successful reads), all, off"),
 }
@@ -207,6 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         code_uploads=_choice(env, "SWEEPLAB_CODE_UPLOADS", ON_OFF) == "on",
         code_max_bytes=int(_number(env, "SWEEPLAB_CODE_MAX_BYTES", int)),
         code_max_files=int(_number(env, "SWEEPLAB_CODE_MAX_FILES", int)),
+        env_build_timeout_s=_number(env, "SWEEPLAB_ENV_BUILD_TIMEOUT_S", float),
     )
     if settings.api_url and not settings.worker_token:
         raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "

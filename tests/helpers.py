@@ -95,3 +95,68 @@ def settle(experiment_id: int, outcomes: dict[int, dict], best: int | None,
     Experiment.update(status="completed", best_run_id=ids[best] if best is not None else None
                       ).where(Experiment.id == experiment_id).execute()
     return ids
+
+
+def make_wheel(wheelhouse: Path, name: str, version: str, source: str) -> Path:
+    """A pure-Python wheel of one module `name` holding `source`, written by hand (a wheel
+    is a zip with its metadata): `pip wheel` would need setuptools' build backend, which an
+    offline host may lack. pip installs it from `wheelhouse` with PIP_FIND_LINKS."""
+    import base64
+    import hashlib
+
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    info = f"{name}-{version}.dist-info"
+    members = {
+        f"{name}.py": source.encode(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: sweeplab-tests\n"
+                         b"Root-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, data in members.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{info}/RECORD,,")
+    members[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    wheel = wheelhouse / f"{name}-{version}-py3-none-any.whl"
+    wheel.write_bytes(zip_bytes(members))
+    return wheel
+
+
+def add_code_version(data_dir: Path, model_id: int, files: dict[str, bytes],
+                     test: str | None = "test.py",
+                     requirements: str | None = None) -> str:
+    """A code version of `files` for a model, as an upload leaves it: its tree in the data
+    directory's code store and its row (the upload route is not needed to run code). Its
+    version, as service.execution.codetree names it."""
+    import hashlib
+    import json
+    import sqlite3
+
+    from service.execution.codetree import tree_version
+    from service.storage import code_in
+
+    entries = sorted(({"path": path, "size": len(data),
+                       "sha256": hashlib.sha256(data).hexdigest()}
+                      for path, data in files.items()), key=lambda entry: entry["path"])
+    version = tree_version(entries)  # type: ignore[arg-type]  # TreeFile's keys, as dicts
+    tree = code_in(data_dir / "code", version)
+    for path, data in files.items():
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path).write_bytes(data)
+    now = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")
+    with sqlite3.connect(data_dir / "sweeplab.db") as connection:
+        connection.execute(
+            "INSERT INTO code_version (model_id, version, files, train, test, requirements, "
+            "created_at, uploaded_at) VALUES (?, ?, ?, 'train.py', ?, ?, ?, ?)",
+            (model_id, version, json.dumps(entries), test, requirements, now, now))
+    return version
+
+
+def pin_code_version(data_dir: Path, experiment_id: int, version: str) -> None:
+    """What creating an experiment does once the model has code: pin its current version."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "sweeplab.db") as connection:
+        connection.execute("UPDATE experiment SET code_version = ? WHERE id = ?",
+                           (version, experiment_id))

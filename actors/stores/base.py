@@ -39,6 +39,11 @@ class WorkerRefused(Refused):
         self.status = 401
 
 
+class CodeUnusable(Exception):
+    """The run's code version cannot be had on this host (the API has no such version, or
+    what arrived is not it): the run fails with this reason, rather than run other code."""
+
+
 class RunStore(ABC):
     @abstractmethod
     def claim(self, run_id: int, worker: str, lease_s: float) -> tuple[Claim, RunSpec | None]:
@@ -47,6 +52,11 @@ class RunStore(ABC):
     @abstractmethod
     def snapshot(self, spec: RunSpec) -> Path:
         """The experiment's training images, laid out as the script expects."""
+
+    @abstractmethod
+    def code_tree(self, spec: RunSpec) -> Path:
+        """The tree of the run's code version (`spec.code`), on this host; CodeUnusable
+        when it cannot be had."""
 
     @abstractmethod
     def run_dir(self, run_id: int) -> Path:

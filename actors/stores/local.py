@@ -11,7 +11,7 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from actors.stores.base import RunStore
+from actors.stores.base import CodeUnusable, RunStore
 from service.contract import Claim, Outcome, RunSpec
 from service.core.db import database
 from service.execution.training import STDOUT_NAME
@@ -20,6 +20,7 @@ from service.runs.attempts import requeue_attempt
 from service.runs.curves import CurveFollower
 from service.runs.state import claim_run, heartbeat
 from service.settings import Settings
+from service.storage import code_in
 from service.sweeps.aggregate import record_and_aggregate
 from service.sweeps.pruning import keep_going
 from service.workers.registry import report_worker
@@ -38,6 +39,14 @@ class LocalStore(RunStore):
 
     def snapshot(self, spec: RunSpec) -> Path:
         return self.settings.snapshots_dir / str(spec.experiment_id)
+
+    def code_tree(self, spec: RunSpec) -> Path:
+        assert spec.code is not None
+        tree = code_in(self.settings.code_dir, spec.code["version"])
+        if not tree.is_dir():
+            raise CodeUnusable(f"code version {spec.code['version']} is missing from the "
+                               f"code store: {tree}")
+        return tree
 
     def run_dir(self, run_id: int) -> Path:
         return self.settings.runs_dir / str(run_id)

@@ -24,7 +24,14 @@ from typing import IO, Any
 
 import requests
 
-from actors.stores.base import Refused, RunStore, StoreUnreachable, WorkerRefused
+from actors.stores.base import (
+    CodeUnusable,
+    Refused,
+    RunStore,
+    StoreUnreachable,
+    WorkerRefused,
+)
+from actors.stores.code_cache import CodeCache
 from actors.stores.snapshot_cache import Manifest, SnapshotCache
 from service.contract import Claim, ClaimOutcome, Outcome, RunSpec
 from service.execution.training import STDERR_NAME, STDOUT_NAME
@@ -49,6 +56,7 @@ class RestStore(RunStore):
         self.local = threading.local()
         self.sent: dict[tuple[int, int], dict[str, int]] = {}  # log bytes the API has
         self.cache = SnapshotCache(settings.data_dir, self._manifest, self._images)
+        self.code = CodeCache(settings.code_dir, self._code)
 
     def _session(self) -> requests.Session:
         if not hasattr(self.local, "session"):  # a Session is not safe across threads
@@ -108,6 +116,10 @@ class RestStore(RunStore):
 
     def snapshot(self, spec: RunSpec) -> Path:
         return self.cache.snapshot(spec.experiment_id)
+
+    def code_tree(self, spec: RunSpec) -> Path:
+        assert spec.code is not None
+        return self.code.tree(spec.code["version"])
 
     def run_dir(self, run_id: int) -> Path:
         return self.settings.runs_dir / str(run_id)
@@ -208,6 +220,19 @@ class RestStore(RunStore):
 
     def _manifest(self, experiment_id: int) -> Manifest:
         return self.call("GET", f"/experiments/{experiment_id}/manifest").json()["images"]
+
+    def _code(self, version: str) -> Iterator[IO[bytes]]:
+        try:
+            response = self.call("GET", f"/code/{version}", stream=True)
+        except Refused as error:
+            if error.status != 404:
+                raise
+            raise CodeUnusable(f"the API has no code version {version}") from None
+        try:
+            response.raw.decode_content = True
+            yield response.raw
+        finally:
+            response.close()
 
     def _images(self, wanted: list[dict[str, str]]) -> Iterator[IO[bytes]]:
         response = self.call("POST", "/images", json={"images": wanted}, stream=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +42,41 @@ def params_env(params: Mapping[str, Any]) -> dict[str, str]:
     return {"SWEEPLAB_PARAMS": json.dumps(params)}
 
 
-def train_argv(settings: Settings, params: Mapping[str, Any], images: Path) -> list[str]:
-    return [settings.python, str(settings.train_script), *params_argv(params),
-            "--images", str(images)]
+@dataclass(frozen=True)
+class Entry:
+    """A script and how to run it: its interpreter (a code version's environment's, or the
+    deployment's) and the code tree it belongs to, whose root its imports start from."""
+
+    python: str
+    script: Path
+    tree: Path | None = None  # None: the deployment's script, run as it always was
+
+    def env(self) -> dict[str, str]:
+        """PYTHONPATH with the tree's root first, so `import nets.resnet` finds the tree's."""
+        if self.tree is None:
+            return {}
+        inherited = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": os.pathsep.join(filter(None, (str(self.tree), inherited)))}
 
 
-def test_argv(settings: Settings, params: Mapping[str, Any], image: Path) -> list[str]:
-    return [settings.python, str(settings.test_script), *params_argv(params),
-            "--image", str(image)]
+def deployment_train(settings: Settings) -> Entry:
+    return Entry(settings.python, settings.train_script)
 
 
-def serve_argv(settings: Settings, params: Mapping[str, Any]) -> list[str]:
-    return [settings.python, str(settings.test_script), "--serve", *params_argv(params)]
+def deployment_test(settings: Settings) -> Entry:
+    return Entry(settings.python, settings.test_script)
+
+
+def train_argv(entry: Entry, params: Mapping[str, Any], images: Path) -> list[str]:
+    return [entry.python, str(entry.script), *params_argv(params), "--images", str(images)]
+
+
+def test_argv(entry: Entry, params: Mapping[str, Any], image: Path) -> list[str]:
+    return [entry.python, str(entry.script), *params_argv(params), "--image", str(image)]
+
+
+def serve_argv(entry: Entry, params: Mapping[str, Any]) -> list[str]:
+    return [entry.python, str(entry.script), "--serve", *params_argv(params)]
 
 
 def last_lines(text: str, count: int = ERROR_LINES) -> str:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from service.contract import Outcome, RunStatus
-from service.execution.command import last_lines, params_env, script_env, train_argv
+from service.execution.command import (
+    Entry,
+    deployment_train,
+    last_lines,
+    params_env,
+    script_env,
+    train_argv,
+)
+from service.execution.entries import code_entry
+from service.execution.environments import EnvironmentFailed
 from service.execution.parsing import find_metric
 from service.execution.scripts import script_sha256
 from service.execution.supervise import ChildResult, start_child, supervise
@@ -61,10 +71,10 @@ def judge(result: ChildResult, run_dir: Path, timeout_s: float,
     return ended(RunStatus.SUCCEEDED, accuracy=find_metric(printed, "accuracy"), value=value)
 
 
-def preflight(settings: Settings, images: Path) -> str | None:
+def preflight(script: Path, images: Path) -> str | None:
     """A reason the run cannot start at all, or None."""
-    if not settings.train_script.is_file():
-        return f"train script not found: {settings.train_script}"
+    if not script.is_file():
+        return f"train script not found: {script}"
     if not images.is_dir():
         return f"training images snapshot missing: {images}"
     return None
@@ -83,21 +93,75 @@ class TrainingJob:
     metric: str = "accuracy"
     seed: int = 0
     poll_s: float = 1.0  # how often the supervisor asks `keep_going`
+    code: dict[str, Any] | None = None  # its code version (RunSpec.code); None: the deployment's
+    tree: Path | None = None  # where that version's tree lies on this host
+
+
+T = TypeVar("T")
+
+
+def while_leased(work: Callable[[], T], keep_going: Callable[[int | None], bool],
+                 poll_s: float) -> T | None:
+    """`work()` in a thread while the lease is renewed (building an environment may take
+    minutes); None when the run should stop meanwhile (the build goes on for whoever needs the
+    environment next). Its exception is raised here."""
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as error:  # handed over to the waiting thread
+            failure.append(error)
+        finally:
+            done.set()
+
+    # A daemon: a worker that stops does not wait for pip (whose own time limit ends it).
+    threading.Thread(target=target, name="environment", daemon=True).start()
+    while not done.wait(poll_s):
+        if not keep_going(None):
+            return None
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def train_entry(settings: Settings, job: TrainingJob,
+                keep_going: Callable[[int | None], bool]) -> Entry | Outcome:
+    """The script to run and its interpreter; or the outcome of a run that cannot start
+    (its environment could not be built: failed at once, with pip's reason)."""
+    if job.code is None or job.tree is None:
+        return deployment_train(settings)
+    code, tree = job.code, job.tree
+    if not (tree / code["train"]).is_file():
+        return Outcome(RunStatus.FAILED, error=f"train script not found: {code['train']} in "
+                                               f"code version {code['version']}")
+    try:
+        entry = while_leased(lambda: code_entry(settings, tree, code, "train"), keep_going,
+                             job.poll_s)
+    except EnvironmentFailed as failed:
+        return Outcome(RunStatus.FAILED, error=failed.reason)
+    return Outcome(RunStatus.CANCELLED, stopped=True) if entry is None else entry
 
 
 def run_training(settings: Settings, job: TrainingJob,
                  keep_going: Callable[[int | None], bool]) -> Outcome:
     """Run the training script for `job`; `keep_going(pgid)` renews the lease each poll."""
-    problem = preflight(settings, job.images)
+    entry = train_entry(settings, job, keep_going)
+    if isinstance(entry, Outcome):
+        return entry
+    problem = preflight(entry.script, job.images)
     if problem:
         return Outcome(RunStatus.FAILED, error=problem)
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    script = script_sha256(settings.train_script)
+    # What reuse matches on: a code version names its whole tree (and its requirements)
+    script = job.code["version"] if job.code else script_sha256(settings.train_script)
     (job.run_dir / PARAMS_NAME).write_text(json.dumps(job.params))
     env = {**script_env(job.run_id), **job.extra_env, **params_env(job.params),
-           "SWEEPLAB_SEED": str(job.seed)}
+           **entry.env(), "SWEEPLAB_SEED": str(job.seed)}
     try:
-        child = start_child(train_argv(settings, job.params, job.images), job.run_dir, env,
+        child = start_child(train_argv(entry, job.params, job.images), job.run_dir, env,
                             job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
     except OSError as error:
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")

@@ -23,11 +23,12 @@ from typing import Any
 
 from service.core.errors import Conflict
 from service.core.tables import Run
-from service.execution.command import last_lines, script_env, test_argv
+from service.execution.command import Entry, last_lines, test_argv
 from service.execution.parsing import last_line_dict
 from service.execution.supervise import kill_group, with_parent_death_signal
 from service.execution.training import read_tail
-from service.predict.warm import Held, WarmBroken, WarmPool, WarmTimeout
+from service.predict.entry import prediction_entry
+from service.predict.warm import Held, WarmBroken, WarmPool, WarmTimeout, script_env_for
 from service.settings import Settings
 
 OUTPUT_LIMIT = 64 * 1024
@@ -67,13 +68,13 @@ def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
             "stdout": stdout, "duration_s": duration_s}
 
 
-async def _run_child(argv: list[str], run_id: int, cwd: Path, out: Path, err: Path,
+async def _run_child(argv: list[str], env: dict[str, str], cwd: Path, out: Path, err: Path,
                      timeout_s: float) -> tuple[int | None, bool]:
     command, preexec = with_parent_death_signal(argv)
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         child = await asyncio.create_subprocess_exec(
             *command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            start_new_session=True, preexec_fn=preexec, env=script_env(run_id),
+            start_new_session=True, preexec_fn=preexec, env=env,
         )
     try:
         code = await asyncio.wait_for(child.wait(), timeout_s)
@@ -86,12 +87,14 @@ async def _run_child(argv: list[str], run_id: int, cwd: Path, out: Path, err: Pa
             await child.wait()
 
 
-async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> dict[str, Any]:
+async def _predict_cold(settings: Settings, run: Run, entry: Entry,
+                        image: PredictImage) -> dict[str, Any]:
     """One child for one image; raise _ImageFailed(-1, why) when it fails."""
     out = image.path.parent / f"{image.path.stem}.stdout.log"
     err = image.path.parent / f"{image.path.stem}.stderr.log"
     started = time.monotonic()
-    code, timed_out = await _run_child(test_argv(settings, run.params, image.path), run.id,
+    code, timed_out = await _run_child(test_argv(entry, run.params, image.path),
+                                       script_env_for(run, entry),
                                        settings.runs_dir / str(run.id), out, err,
                                        settings.predict_timeout_s)
     stdout = read_tail(out, OUTPUT_LIMIT)
@@ -105,15 +108,15 @@ async def _predict_cold(settings: Settings, run: Run, image: PredictImage) -> di
                    round(time.monotonic() - started, 3))
 
 
-async def _all_cold(settings: Settings, run: Run, images: Sequence[PredictImage],
-                    first: int = 0) -> list[dict[str, Any]]:
+async def _all_cold(settings: Settings, run: Run, entry: Entry,
+                    images: Sequence[PredictImage], first: int = 0) -> list[dict[str, Any]]:
     """The images' answers, a few children at once; `first`: the index of images[0]."""
     slots = asyncio.Semaphore(cold_parallelism())
 
     async def one(index: int, image: PredictImage) -> dict[str, Any]:
         async with slots:
             try:
-                return await _predict_cold(settings, run, image)
+                return await _predict_cold(settings, run, entry, image)
             except _ImageFailed as failed:
                 raise _ImageFailed(index, failed.message) from None
 
@@ -134,13 +137,13 @@ def _index(error: BaseException) -> int:
     return error.index if isinstance(error, _ImageFailed) else -1
 
 
-async def _all_warm(settings: Settings, pool: WarmPool, model_id: int, run: Run,
+async def _all_warm(settings: Settings, pool: WarmPool, model_id: int, run: Run, entry: Entry,
                     images: Sequence[PredictImage]) -> list[dict[str, Any]]:
     """The first images' answers from the model's warm process, in order: all of them unless
     no process could be had (the script does not opt in, none starts, or two died on one image);
     the rest go cold."""
     answers: list[dict[str, Any]] = []
-    async with pool.process_for(model_id, run) as held:
+    async with pool.process_for(model_id, run, entry) as held:
         for index, image in enumerate(images):
             answer = await _one_warm(settings, held, run, index, image)
             if answer is None:
@@ -174,9 +177,9 @@ async def _one_warm(settings: Settings, held: Held, run: Run, index: int,
     return None
 
 
-def _check_scripts(settings: Settings, run: Run) -> None:
-    if not settings.test_script.is_file():
-        raise Conflict(f"test script not found: {settings.test_script}")
+def _check_scripts(settings: Settings, run: Run, entry: Entry) -> None:
+    if not entry.script.is_file():
+        raise Conflict(f"test script not found: {entry.script}")
     if not (settings.runs_dir / str(run.id)).is_dir():
         raise Conflict(f"the best run's folder is missing: runs/{run.id}")
 
@@ -184,11 +187,14 @@ def _check_scripts(settings: Settings, run: Run) -> None:
 async def predict_images(settings: Settings, pool: WarmPool, model_id: int, run: Run,
                          images: Sequence[PredictImage]) -> list[dict[str, Any]]:
     """Each image's answer, in order; 409 when the script cannot run or fails on one."""
-    _check_scripts(settings, run)
+    # A thread: a query, and maybe the code version's environment to build (minutes, once)
+    entry = await asyncio.get_running_loop().run_in_executor(None, prediction_entry, settings,
+                                                             run)
+    _check_scripts(settings, run, entry)
     try:
-        warm = await _all_warm(settings, pool, model_id, run, images)
+        warm = await _all_warm(settings, pool, model_id, run, entry, images)
         rest = images[len(warm):]
-        return warm + (await _all_cold(settings, run, rest, len(warm)) if rest else [])
+        return warm + (await _all_cold(settings, run, entry, rest, len(warm)) if rest else [])
     except _ImageFailed as failed:
         if len(images) == 1:  # a single image answers exactly as it always has
             raise Conflict(failed.message) from None

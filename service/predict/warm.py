@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from service.core.tables import Run
-from service.execution.command import last_lines, script_env, serve_argv
+from service.execution.command import Entry, last_lines, params_env, script_env, serve_argv
 from service.execution.parsing import parse_dict_line
 from service.execution.scripts import ScriptKey, script_key
 from service.execution.supervise import kill_group, with_parent_death_signal
@@ -44,6 +44,22 @@ STDOUT_KEEP = 64 * 1024  # of one prediction's `stdout`, the tail kept
 STDERR_KEEP = 8 * 1024  # of the process's standard error, the tail kept for the log
 RETRY_AFTER_S = 60.0  # after a failed start, the same run and script predict cold this long
 MAX_WARM = 4  # processes alive at once; past it the least recently used idle one is stopped
+
+
+# What a warm process serves beside its run: the interpreter and the script's version (its path,
+# inside a code version's tree for uploaded code, so a new version is a new key)
+WarmKey = tuple[str, ScriptKey]
+
+
+def script_env_for(run: Run, entry: Entry) -> dict[str, str]:
+    """A test script's environment: the API's less secrets, the run, its parameters as JSON
+    (SWEEPLAB_PARAMS, as training gets them) and its code tree on PYTHONPATH."""
+    return {**script_env(run.id), **params_env(run.params), **entry.env()}
+
+
+def warm_key(entry: Entry) -> WarmKey | None:
+    key = script_key(entry.script)
+    return None if key is None else (entry.python, key)
 
 
 class WarmBroken(Exception):
@@ -74,7 +90,7 @@ def opts_in(script: Path) -> bool:
 class WarmProcess:
     """One running `test.py --serve`, in its own process group."""
 
-    def __init__(self, run_id: int, key: ScriptKey,
+    def __init__(self, run_id: int, key: WarmKey,
                  process: asyncio.subprocess.Process) -> None:
         self.run_id = run_id
         self.key = key
@@ -85,14 +101,15 @@ class WarmProcess:
         self._drain = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, settings: Settings, run: Run, key: ScriptKey) -> WarmProcess:
+    async def start(cls, settings: Settings, run: Run, entry: Entry,
+                    key: WarmKey) -> WarmProcess:
         """Start it and wait for its ready line (within the predict time limit)."""
-        command, preexec = with_parent_death_signal(serve_argv(settings, run.params))
+        command, preexec = with_parent_death_signal(serve_argv(entry, run.params))
         try:
             process = await asyncio.create_subprocess_exec(
                 *command, cwd=settings.runs_dir / str(run.id), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, preexec_fn=preexec, env=script_env(run.id),
+                start_new_session=True, preexec_fn=preexec, env=script_env_for(run, entry),
                 limit=LINE_LIMIT)
         except OSError as error:
             raise WarmBroken(f"could not start: {error}") from None
@@ -104,7 +121,7 @@ class WarmProcess:
             raise
         return warm
 
-    def serves(self, run_id: int, key: ScriptKey | None) -> bool:
+    def serves(self, run_id: int, key: WarmKey | None) -> bool:
         return self.run_id == run_id and self.key == key
 
     @property
@@ -204,7 +221,7 @@ class WarmProcess:
 class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     process: WarmProcess | None = None
-    failed: tuple[int, ScriptKey] | None = None  # the run and script that last failed to start
+    failed: tuple[int, WarmKey] | None = None  # the run and script that last failed to start
     failed_at: float = 0.0
 
 
@@ -212,10 +229,11 @@ class Held:
     """The model's warm process while one request holds its slot. A process that dies is
     replaced on the next `live()`, so one death costs a batch one start, not its rest cold."""
 
-    def __init__(self, pool: WarmPool, slot: _Slot, run: Run) -> None:
+    def __init__(self, pool: WarmPool, slot: _Slot, run: Run, entry: Entry) -> None:
         self._pool = pool
         self._slot = slot
         self._run = run
+        self._entry = entry
         self._process: WarmProcess | None = None  # what `_ready` gave: checked for run, script
 
     async def live(self) -> WarmProcess | None:
@@ -223,7 +241,7 @@ class Held:
         place of one that died); None: predict cold (the script does not opt in, or no process
         started within the last RETRY_AFTER_S)."""
         if self._process is None or not self._process.alive:
-            self._process = await self._pool._ready(self._slot, self._run)
+            self._process = await self._pool._ready(self._slot, self._run, self._entry)
         return self._process
 
 
@@ -233,23 +251,25 @@ class WarmPool:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._slots: dict[int, _Slot] = {}
-        self._opt_in: tuple[ScriptKey, bool] | None = None
+        self._opt_in: dict[WarmKey, bool] = {}  # read again only when a script changed
 
-    def _script_opts_in(self, key: ScriptKey) -> bool:
-        if self._opt_in is None or self._opt_in[0] != key:  # read again only when it changed
-            self._opt_in = (key, opts_in(self.settings.test_script))
-        return self._opt_in[1]
+    def _script_opts_in(self, entry: Entry, key: WarmKey) -> bool:
+        if key not in self._opt_in:
+            if len(self._opt_in) > 4 * MAX_WARM:  # old versions' answers: forget them
+                self._opt_in.clear()
+            self._opt_in[key] = opts_in(entry.script)
+        return self._opt_in[key]
 
     @contextlib.asynccontextmanager
-    async def process_for(self, model_id: int, run: Run) -> AsyncIterator[Held]:
+    async def process_for(self, model_id: int, run: Run, entry: Entry) -> AsyncIterator[Held]:
         """The model's warm process, held for this request alone (started, or replaced when it
-        serves another run or script, by the first `live()`)."""
+        serves another run, script or code version, by the first `live()`)."""
         slot = self._slots.setdefault(model_id, _Slot())
         async with slot.lock:
-            yield Held(self, slot, run)
+            yield Held(self, slot, run, entry)
 
-    async def _ready(self, slot: _Slot, run: Run) -> WarmProcess | None:
-        key = script_key(self.settings.test_script)
+    async def _ready(self, slot: _Slot, run: Run, entry: Entry) -> WarmProcess | None:
+        key = warm_key(entry)
         current = slot.process
         if current is not None and current.alive and current.serves(run.id, key):
             return current
@@ -258,13 +278,13 @@ class WarmPool:
                      current.pid, _why_replaced(current, run.id, key))
             await current.stop()
             slot.process = None
-        if key is None or not self._script_opts_in(key):
+        if key is None or not self._script_opts_in(entry, key):
             return None
         if slot.failed == (run.id, key) and time.monotonic() - slot.failed_at < RETRY_AFTER_S:
             return None
         await self._make_room()
         try:
-            slot.process = await WarmProcess.start(self.settings, run, key)
+            slot.process = await WarmProcess.start(self.settings, run, entry, key)
         except WarmBroken as error:
             log.warning("the warm test script of run %s did not start (%s); predicting cold",
                         run.id, error)
@@ -319,7 +339,7 @@ def _last_used(slot: _Slot) -> float:
     return slot.process.last_used if slot.process is not None else 0.0
 
 
-def _why_replaced(process: WarmProcess, run_id: int, key: ScriptKey | None) -> str:
+def _why_replaced(process: WarmProcess, run_id: int, key: WarmKey | None) -> str:
     if not process.alive:
         return "it exited"
     if process.run_id != run_id:

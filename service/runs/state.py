@@ -153,19 +153,17 @@ def _spec_of(run: Run, experiment: Experiment) -> dict[str, Any]:
             "metric": experiment.objective_metric, "seed": run.seed,
             "aggregate_later": aggregate_later(experiment),
             "early_stopping": experiment.early_stopping is not None,
-            "code": _code_of(experiment)}
+            "code": code_spec(experiment)}
 
 
-def _code_of(experiment: Experiment) -> dict[str, Any] | None:
-    """The pinned code version's entry points (RunSpec.code); None: the deployment's scripts.
-    The row is the model's (a version's entry points are the same for every model that has
-    it: they come from the tree)."""
+def code_spec(experiment: Experiment) -> dict[str, Any] | None:
+    """The experiment's pinned code version as a worker needs it; None: the deployment's."""
     if experiment.code_version is None:
         return None
     row = (CodeVersion.select(CodeVersion.train, CodeVersion.test, CodeVersion.requirements)
            .where(CodeVersion.model == experiment.model_id,
                   CodeVersion.version == experiment.code_version).first())
-    if row is None:  # cannot be while the experiment is (both go with their model)
+    if row is None:  # cannot be while the experiment exists (its model's rows go with it)
         return None
     return {"version": experiment.code_version, "train": row.train, "test": row.test,
             "requirements": row.requirements}

@@ -7,7 +7,8 @@ gone).
 
 The script's hash is the one the worker recorded for the script it actually ran, so a host
 with another script never lends its results; the experiment looks for the hash of the API
-host's script when it asks.
+host's script when it asks. A run of uploaded code records its code version instead (the whole
+tree, its requirements included): runs of one version lend to each other, never to another.
 """
 
 from __future__ import annotations
@@ -92,7 +93,10 @@ def reuse_known_results(settings: Settings, experiment_id: int) -> int:
     worker, whose result is known; how many. Called as the experiment's runs are sent, so
     a reused run starts and ends after its experiment started."""
     experiment = row_by_id(Experiment, experiment_id)
-    script = script_sha256(settings.train_script)
+    # What its runs record as their script (execution.training): a code version, or the hash
+    # of the deployment's train script
+    script = None if experiment is None else (
+        experiment.code_version or script_sha256(settings.train_script))
     if experiment is None or not experiment.reuse or script is None \
             or experiment.status != ExperimentStatus.RUNNING:
         return 0

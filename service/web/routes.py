@@ -11,7 +11,7 @@ from service.web.keys import SETTINGS
 
 ID = r"{id:[0-9]{1,18}}"  # ASCII only: \d would take Unicode digits
 SHA = r"{sha:[0-9a-f]{64}}"
-VERSION = r"{version:[0-9a-f]{64}}"
+VERSION = r"{version:[0-9a-f]{64}}"  # a code version: the SHA-256 of its tree
 
 
 def setup_routes(app: web.Application) -> None:
@@ -54,6 +54,7 @@ def setup_worker_routes(app: web.Application) -> None:
     app.router.add_get(f"/api/v1/worker/experiments/{ID}/manifest",
                        worker.experiment_manifest)
     app.router.add_post("/api/v1/worker/images", worker.images)
+    app.router.add_get(f"/api/v1/worker/code/{VERSION}", worker.code)
     app.router.add_post("/api/v1/worker/processes", workers.report)
 
 

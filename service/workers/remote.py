@@ -19,13 +19,13 @@ from typing import Any
 from service.contract import Claim, ClaimOutcome, Outcome, RunStatus
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.queries import row_by_id
-from service.core.tables import Experiment, Run
+from service.core.tables import CodeVersion, Experiment, Run
 from service.execution.training import STDERR_NAME, STDOUT_NAME
 from service.runs.attempts import record_outcome, requeue_attempt
 from service.runs.curves import CurveFollower
 from service.runs.state import aggregate_later, claim_run, heartbeat
 from service.settings import Settings
-from service.storage import outside_problem, remove_tree
+from service.storage import code_in, outside_problem, remove_tree
 from service.sweeps.aggregate import record_and_aggregate
 from service.sweeps.pruning import keep_going as curve_keeps_going
 
@@ -195,6 +195,19 @@ def keep_folder_and_finish(settings: Settings, run_id: int, attempt: int, worker
 def requeue_for(run_id: int, attempt: int, worker: str) -> bool:
     _existing(run_id)
     return requeue_attempt(run_id, attempt, worker)
+
+
+def code_files(settings: Settings, version: str) -> list[tuple[str, Path]]:
+    """The files of a stored code version, as (path in the tree, file): what a remote worker
+    fetches for a run that pins it. 404 when no model holds that version."""
+    if not CodeVersion.select().where(CodeVersion.version == version).exists():
+        raise NotFound(f"no code version {version}")
+    tree = code_in(settings.code_dir, version)
+    files = [(path.relative_to(tree).as_posix(), path) for path in sorted(tree.rglob("*"))
+             if path.is_file() and not path.is_symlink()]
+    if not files:  # its row exists but its tree does not: a worker must not get an empty one
+        raise NotFound(f"code version {version} is missing from the code store")
+    return files
 
 
 def manifest(settings: Settings, experiment_id: int) -> list[dict[str, Any]]:

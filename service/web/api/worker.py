@@ -38,6 +38,7 @@ from service.workers.remote import (
     LOG_NAMES,
     check_attempt,
     claim_for,
+    code_files,
     fail_oversized,
     finish_for,
     heartbeat_for,
@@ -300,6 +301,20 @@ def _groups(paths: list[Path]) -> list[list[tuple[Path, int]]]:
     return groups
 
 
+async def code(request: web.Request) -> web.StreamResponse:
+    """A code version's tree as one uncompressed tar stream (its files, by their paths); the
+    worker checks it against the version before it uses it."""
+    settings = settings_of(request)
+    files = await in_db(request, code_files, settings, request.match_info["version"])
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await response.prepare(request)
+    for name, path in files:
+        await _stream_member(response, path, path.stat().st_size, name)
+    await response.write(tarfile.NUL * tarfile.BLOCKSIZE * 2)
+    await response.write_eof()
+    return response
+
+
 def _tar_members(paths: list[Path]) -> bytes:
     """Tar headers, contents and padding of each file (blocking: run it in a thread)."""
     blob = bytearray()
@@ -313,8 +328,9 @@ def _tar_members(paths: list[Path]) -> bytes:
     return bytes(blob)
 
 
-async def _stream_member(response: web.StreamResponse, path: Path, size: int) -> None:
-    info = tarfile.TarInfo(path.name)
+async def _stream_member(response: web.StreamResponse, path: Path, size: int,
+                         name: str | None = None) -> None:
+    info = tarfile.TarInfo(name or path.name)
     info.size = size
     await response.write(info.tobuf(format=tarfile.GNU_FORMAT))
     async with aiofiles.open(path, "rb") as source:
