@@ -75,3 +75,13 @@ def test_true_and_one_are_different_values_but_one_and_one_point_zero_are_not():
 def test_a_configuration_is_the_same_whatever_the_order_of_its_parameters():
     assert config_key({"a": 1, "b": "x"}) == config_key({"b": "x", "a": 1})
     assert config_key({"a": 1}) != config_key({"a": 1.0}) != config_key({"a": True})
+
+
+def test_a_grid_naming_every_default_keeps_its_own_order_and_a_partial_one_the_defaults():
+    defaults = {"kernel": ["rbf"], "C": [1.0], "gamma": [0.1]}
+    given = validate_grid({"gamma": [0.01], "C": [2.0], "kernel": ["linear"]}, 100, defaults,
+                          rules={})
+    assert list(given) == ["gamma", "C", "kernel"]
+    partial = validate_grid({"gamma": [0.01]}, 100, defaults, rules={})
+    assert partial == {"kernel": ["rbf"], "C": [1.0], "gamma": [0.01]}
+    assert list(partial) == ["kernel", "C", "gamma"]

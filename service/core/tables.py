@@ -213,7 +213,7 @@ class CodeVersion(BaseModel):
     train = CharField(max_length=255)  # the entry points, relative to the tree's root
     test = CharField(max_length=255, null=True)
     requirements = CharField(max_length=255, null=True)
-    defaults = JSONField(null=True)  # what sweeplab.toml gives: a search space, an objective
+    defaults = OrderedJSONField(null=True)  # sweeplab.toml's grid (its order) and objective
     created_at = DateTimeField(default=utcnow)
     uploaded_at = DateTimeField(default=utcnow)  # its last upload: the newest is the current
 

@@ -110,8 +110,9 @@ def check_name(name: Any) -> str:
 
 def grid_object(grid: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `grid` field as an object of checked names. Absent, the defaults; naming only some
-    of the defaults' parameters, the others keep their default values (so `{"i": [0.1]}`
-    still trains the assignment's j and k); naming any other, exactly what it names."""
+    of the defaults' parameters, the others keep their default values in the defaults' order
+    (so `{"i": [0.1]}` still trains the assignment's j and k); naming all of them, or any
+    other, exactly what it names in its order (the order the script gets its flags in)."""
     defaults = DEFAULT_GRID if defaults is None else defaults
     if grid is None or grid == {}:
         return dict(defaults)
@@ -122,7 +123,7 @@ def grid_object(grid: Any, defaults: dict[str, Any] | None = None) -> dict[str, 
         raise Invalid(f"grid has {len(grid)} parameters; at most {MAX_PARAMS} are allowed",
                       field="grid")
     names = [check_name(name) for name in grid]
-    if set(names) <= set(defaults):
+    if set(names) < set(defaults):
         return {name: grid.get(name, values) for name, values in defaults.items()}
     return dict(grid)
 
