@@ -78,7 +78,7 @@ class LiveApi:
 
     def url(self, path: str) -> str:
         """A documented path with the id of a resource that exists (and a well-formed hash)."""
-        path = path.replace("{sha}", "0" * 64)
+        path = path.replace("{sha}", "0" * 64).replace("{version}", "0" * 64)
         return path.replace("{id}", str(self.seeds[path.split("/")[3]])) if "{id}" in path else path
 
     def aim(self, case: schemathesis.Case) -> None:

@@ -11,7 +11,6 @@ def test_default_grid_has_27_points_in_stable_order():
     assert len(points) == 27
     assert points[0] == {"i": 0.001, "j": 1, "k": 1000}
     assert points[-1] == {"i": 0.1, "j": 4, "k": 4000}
-    assert validate_grid({}, 500) == DEFAULT_GRID
 
 
 def test_partial_grid_fills_in_defaults_and_drops_duplicates():
@@ -85,3 +84,10 @@ def test_a_grid_naming_every_default_keeps_its_own_order_and_a_partial_one_the_d
     partial = validate_grid({"gamma": [0.01]}, 100, defaults, rules={})
     assert partial == {"kernel": ["rbf"], "C": [1.0], "gamma": [0.01]}
     assert list(partial) == ["kernel", "C", "gamma"]
+
+
+def test_an_empty_grid_is_refused_and_an_absent_one_is_the_default():
+    with pytest.raises(Invalid) as refused:
+        validate_grid({}, 100)
+    assert refused.value.field == "grid" and "leave grid out" in str(refused.value)
+    assert validate_grid(None, 100) == DEFAULT_GRID

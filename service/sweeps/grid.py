@@ -114,11 +114,11 @@ def grid_object(grid: Any, defaults: dict[str, Any] | None = None) -> dict[str, 
     (so `{"i": [0.1]}` still trains the assignment's j and k); naming all of them, or any
     other, exactly what it names in its order (the order the script gets its flags in)."""
     defaults = DEFAULT_GRID if defaults is None else defaults
-    if grid is None or grid == {}:
+    if grid is None:
         return dict(defaults)
-    if not isinstance(grid, dict) or not grid:
-        raise Invalid("grid must be an object of parameter names, each with its values",
-                      field="grid")
+    if not isinstance(grid, dict) or not grid:  # {}: a grid of nothing, not "the default"
+        raise Invalid("grid must be an object of one or more parameter names, each with its "
+                      "values (leave grid out for the default grid)", field="grid")
     if len(grid) > MAX_PARAMS:
         raise Invalid(f"grid has {len(grid)} parameters; at most {MAX_PARAMS} are allowed",
                       field="grid")
