@@ -190,14 +190,20 @@ async def test_a_running_sweep_shows_running_cells_and_stays_live(client, db, st
 def test_the_heatmap_axes_default_to_the_parameters_with_most_values():
     from service.web.dashboard.heatmap import axes
 
-    assert axes(None, None, {"i": [1, 2, 3], "j": [1, 2, 3], "k": [1, 2, 3]}) == ("i", "j", "k")
-    assert axes(None, None, {"i": [1], "j": [2], "k": [1, 2, 4]}) == ("i", "k", "j")
-    assert axes(None, None, {"i": [1], "j": [1, 2], "k": [1, 2]}) == ("j", "k", "i")
-    assert axes(None, None, {"i": [1, 2], "j": [1], "k": [1, 2]}) == ("i", "k", "j")
-    assert axes(None, None, {"i": [1, 2], "j": [1, 2, 3], "k": [1]}) == ("i", "j", "k")
+    assert axes(None, None, {"i": [1, 2, 3], "j": [1, 2, 3], "k": [1, 2, 3]}) == ("i", "j", ["k"])
+    assert axes(None, None, {"i": [1], "j": [2], "k": [1, 2, 4]}) == ("i", "k", ["j"])
+    assert axes(None, None, {"i": [1], "j": [1, 2], "k": [1, 2]}) == ("j", "k", ["i"])
+    assert axes(None, None, {"i": [1, 2], "j": [1], "k": [1, 2]}) == ("i", "k", ["j"])
+    assert axes(None, None, {"i": [1, 2], "j": [1, 2, 3], "k": [1]}) == ("i", "j", ["k"])
     # what the reader chose wins, and a half choice is completed with the fullest axis left
-    assert axes("j", "k", {"i": [1, 2, 3], "j": [1], "k": [1]}) == ("j", "k", "i")
-    assert axes("j", None, {"i": [1], "j": [1], "k": [1, 2]}) == ("j", "k", "i")
+    assert axes("j", "k", {"i": [1, 2, 3], "j": [1], "k": [1]}) == ("j", "k", ["i"])
+    assert axes("j", None, {"i": [1], "j": [1], "k": [1, 2]}) == ("j", "k", ["i"])
+    # any names, in the grid's order; the rest are facets; one parameter has no y
+    grid = {"optimizer": ["sgd", "adam"], "lr": [0.1, 0.01, 0.001], "layers": [1, 2, 3],
+            "batchnorm": [True, False]}
+    assert axes(None, None, grid) == ("lr", "layers", ["optimizer", "batchnorm"])
+    assert axes("optimizer", "nope", grid) == ("optimizer", "lr", ["layers", "batchnorm"])
+    assert axes(None, None, {"lr": [0.1, 0.2]}) == ("lr", None, [])
 
 
 async def test_a_heatmap_of_single_values_draws_the_axis_that_varies(client, db):
