@@ -8,7 +8,7 @@ import csv
 import io
 import re
 
-from tests.api_support import make_model, upload_two_labels
+from tests.api_support import make_model, post_sweep, sweep_form_fields, upload_two_labels
 from tests.helpers import settle
 
 ROW = r'<tr[^>]* data-run-id="(\d+)"'
@@ -215,3 +215,43 @@ async def test_a_random_search_draws_a_categorical_parameter_in_the_grids_order(
                                           re.S).group(1)
     # And the parallel chart draws the six runs
     assert len(re.findall(r'<polyline class="pc-line', parallel_svg(html))) == 6
+
+
+async def test_the_sweep_form_shows_the_default_rows_and_room_for_more(client, db):
+    model_id = await make_model(client)
+    fields = sweep_form_fields(await (await client.get(f"/models/{model_id}")).text())
+    rows = [(value, dict(fields)[name.replace("name", "values")]) for name, value in fields
+            if name.startswith("param_name_")]
+    assert rows == [("i", "0.001, 0.01, 0.1"), ("j", "1, 2, 4"), ("k", "1000, 2000, 4000"),
+                    ("", ""), ("", ""), ("", "")]
+
+
+async def test_the_sweep_form_starts_a_grid_of_parameters_it_names(client, db):
+    # Given a model with images
+    model_id = await make_model(client)
+    await upload_two_labels(client, model_id)
+    # When the form's rows are renamed and filled: a string, a float, an integer, a boolean,
+    # i emptied (not one of them: no default comes back), j and k cleared entirely
+    started = await post_sweep(client, {
+        "param_name_0": "optimizer", "param_values_0": "sgd, adam",
+        "param_name_1": "lr", "param_values_1": "0.1, 0.01",
+        "param_name_2": "", "param_values_2": "",
+        "param_name_3": "layers", "param_values_3": "2",
+        "param_name_4": "batchnorm", "param_values_4": "true, false"})
+    # Then the experiment has exactly those parameters, in the rows' order, typed
+    assert started.status == 303, await started.text()
+    shown = await (await client.get("/api/v1/experiments/1")).json()
+    assert shown["grid"] == {"optimizer": ["sgd", "adam"], "lr": [0.01, 0.1], "layers": [2],
+                             "batchnorm": [True, False]}
+    assert len(shown["runs"]) == 8
+    assert shown["runs"][0]["params"] == {"optimizer": "sgd", "lr": 0.01, "layers": 2,
+                                          "batchnorm": True}
+    await client.post("/api/v1/experiments/1/cancel")
+    # And a mistake in a named row marks that row, keeping every row as typed
+    page = await post_sweep(client, {"param_name_4": "dropout", "param_values_4": "0.1, =x, "
+                                                                              + "-y"})
+    html = await page.text()
+    assert page.status == 422
+    assert "grid.dropout: &#39;-y&#39; starts with &#39;-&#39;" in html
+    assert re.findall(r'name="(\w+)"[^>]*aria-invalid="true"', html) == ["param_values_4"]
+    assert 'name="param_name_4" value="dropout"' in html
