@@ -137,6 +137,9 @@ async def test_three_or_more_parameters_get_a_parallel_coordinates_chart(client,
     # And the categorical axis labels its values in the grid's order
     optimizer = re.search(r'data-axis="optimizer">(.*?)</g>', svg, re.S).group(1)
     assert re.findall(r'class="axis end"[^>]*>([^<]+)<', optimizer) == ["sgd", "adam"]
+    # And the integer one ticks whole numbers only
+    layers = re.search(r'data-axis="layers">(.*?)</g>', svg, re.S).group(1)
+    assert re.findall(r'class="axis end"[^>]*>([^<]+)<', layers) == ["1", "2"]
     assert "Every run that succeeded (24), one line each." in html
 
 

@@ -90,9 +90,13 @@ def param_axis(space: Any, taken: list[Any], start: float, end: float) -> Axis:
     if categorical(space):
         return Axis.categories([param_text(value) for value in space], start, end)
     xs = [float(value) for value in taken] + space_ends(space)
-    whole = all(isinstance(value, int) for value in taken) and (
-        not isinstance(space, dict) or isinstance(space["low"], int))
-    return make_axis(xs, start, end, log_param(space, xs), whole)
+    return make_axis(xs, start, end, log_param(space, xs), whole_numbers(space, taken))
+
+
+def whole_numbers(space: Any, taken: list[Any]) -> bool:
+    """Whether a numeric parameter takes whole numbers only: its axis ticks no 1.5."""
+    ends = [space["low"], space["high"]] if isinstance(space, dict) else list(space or [])
+    return all(isinstance(value, int) for value in [*ends, *taken])
 
 
 def x_of(axis: Axis, space: Any, value: Any) -> float:

@@ -13,7 +13,13 @@ from typing import Any
 
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.charts import Y_TICK_PX, Axis, Tick, make_axis
-from service.web.dashboard.marginals import categorical, log_param, space_ends, x_of
+from service.web.dashboard.marginals import (
+    categorical,
+    log_param,
+    space_ends,
+    whole_numbers,
+    x_of,
+)
 from service.web.dashboard.parameters import is_number, names
 from service.web.dashboard.scale import colour, number, objective_value, param_text, scale_of
 
@@ -71,7 +77,8 @@ def column_axis(space: Any, taken: list[Any], bottom: float, top: float) -> Axis
     if categorical(space):
         return Axis.categories([param_text(value) for value in space], bottom, top)
     values = [float(value) for value in taken if is_number(value)] + space_ends(space)
-    return make_axis(values, bottom, top, log_param(space, values), per_tick=Y_TICK_PX)
+    return make_axis(values, bottom, top, log_param(space, values),
+                     whole_numbers(space, taken), per_tick=Y_TICK_PX)
 
 
 def caption(total: int, shown: int) -> str:
