@@ -1,6 +1,6 @@
-"""The dashboard with parameters of any name: a string `optimizer`, a float `lr`, an integer
-`layers` and a boolean `batchnorm`, through the pages as a browser gets them (real rows in a
-temporary database, fetched through the app)."""
+"""The dashboard with parameters of any name (a string `optimizer`, a float `lr`, an integer
+`layers` and a boolean `batchnorm`) and with a model's code versions, through the pages as a
+browser gets them (real rows in a temporary database, fetched through the app)."""
 
 from __future__ import annotations
 
@@ -258,3 +258,42 @@ async def test_the_sweep_form_starts_a_grid_of_parameters_it_names(client, db):
     assert "grid.dropout: &#39;-y&#39; starts with &#39;-&#39;" in html
     assert re.findall(r'name="(\w+)"[^>]*aria-invalid="true"', html) == ["param_values_4"]
     assert 'name="param_name_4" value="dropout"' in html
+
+
+async def test_the_model_page_lists_code_versions_and_an_experiment_names_its_own(client, db):
+    from datetime import datetime
+
+    from service.core.tables import CodeVersion, Experiment
+
+    # Given a model without code, and an experiment of it
+    experiment = await created(client, {"grid": {"lr": [0.1]}})
+    model_id = experiment["model_id"]
+    page = await (await client.get(f"/models/{model_id}")).text()
+    assert 'id="no-code"' in page
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    assert "<span id=\"code-version\">the deployment's train.py</span>" in html
+    # When two versions are uploaded (rows as the upload API writes them) and it pins the first
+    old, new = "a" * 64, "b" * 64
+    CodeVersion.create(model=model_id, version=old, train="train.py", test="test.py",
+                       files=[{"path": "train.py", "size": 1, "sha256": "c" * 64},
+                              {"path": "test.py", "size": 1, "sha256": "d" * 64}],
+                       uploaded_at=datetime(2026, 1, 1))
+    CodeVersion.create(model=model_id, version=new, train="src/fit.py", test=None,
+                       requirements="requirements.txt",
+                       files=[{"path": "src/fit.py", "size": 1, "sha256": "e" * 64}],
+                       uploaded_at=datetime(2026, 2, 1))
+    Experiment.update(code_version=old).where(Experiment.id == experiment["id"]).execute()
+    # Then the model page lists them newest first, the newest current, with their entry points
+    page = await (await client.get(f"/models/{model_id}")).text()
+    rows = re.findall(r'<tr data-version="(\w+)"><td><code title="\w+">(\w+)</code>'
+                      r'( <span class="badge best">current</span>)?</td>\s*'
+                      r'<td class="num">(\d+)</td>\s*<td>(.*?)</td>', page)
+    assert [(v, short, bool(current), int(files)) for v, short, current, files, _ in rows] == [
+        (new, "b" * 12, True, 1), (old, "a" * 12, False, 2)]
+    assert rows[0][4] == ("train <code>src/fit.py</code> · <span class=\"muted\">no test "
+                          "script</span> · <code>requirements.txt</code>")
+    assert rows[1][4] == "train <code>train.py</code> · test <code>test.py</code>"
+    assert "2026-02-01 00:00:00 UTC" in page
+    # And the experiment names the version it pinned, not the current one
+    html = await (await client.get(f"/experiments/{experiment['id']}")).text()
+    assert f'<code id="code-version" title="{old}">{"a" * 12}</code>' in html

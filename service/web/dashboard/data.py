@@ -15,6 +15,7 @@ from service.settings import Settings
 from service.storage import image_path
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.charts import legend, overlay_chart, run_curve_chart
+from service.web.dashboard.code import SHORT, code_versions
 from service.web.dashboard.export import runs_csv
 from service.web.dashboard.heatmap import MAX_PANELS, axis_pairs, panels
 from service.web.dashboard.marginals import marginal_effects, search_charts
@@ -68,6 +69,7 @@ def model_page(model_id: int) -> dict[str, Any]:
     experiments = Experiment.select().where(Experiment.model == model_id).order_by(
         Experiment.id.desc())
     return {"model": model, "thumbnails": _thumbnails(model_id), "sweep": refill(None),
+            "code_versions": code_versions(model_id),
             "experiments": [experiment_json(e, with_runs=False) for e in experiments]}
 
 
@@ -152,7 +154,8 @@ def first_descending(experiment: dict[str, Any]) -> set[str]:
 
 def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | None,
                     y: str | None) -> dict[str, Any]:
-    experiment = experiment_json(get_experiment(experiment_id))
+    row = get_experiment(experiment_id)
+    experiment = experiment_json(row)
     best_id = experiment["best"]["run_id"] if experiment["best"] else None
     scale = scale_of(experiment)
     overlay = overlay_chart(experiment["runs"], experiment_curves(experiment_id), best_id,
@@ -170,6 +173,9 @@ def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | No
         "panel_count": combinations,
         "max_panels": MAX_PANELS,
         "parallel": parallel_chart(experiment),
+        # None: the deployment's train.py and test.py
+        "code_version": row.code_version,
+        "code_short": row.code_version[:SHORT] if row.code_version else None,
         "effects": marginal_effects(experiment),
         "top_configurations": experiment["configurations"][:TOP_CONFIGURATIONS],
         "columns": run_columns(experiment),
