@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import textwrap
+from html.parser import HTMLParser
 from pathlib import Path
 
 import aiohttp
@@ -178,3 +179,41 @@ def write_fake_serve(folder: Path, opt_in: bool = True) -> Path:
     script = folder / ("serve_predict.py" if opt_in else "plain_predict.py")
     script.write_text(FAKE_SERVE.format(marker="# sweeplab: serve" if opt_in else ""))
     return script
+
+
+class FormFields(HTMLParser):
+    """The fields a browser without JavaScript sends for the form with id `form_id`."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id, self.inside, self.select = form_id, False, None
+        self.fields: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        found = dict(attrs)
+        if tag == "form":
+            self.inside = found.get("id") == self.form_id
+        elif self.inside and tag == "input" and found.get("name"):
+            if found.get("type") != "checkbox" or "checked" in found:
+                self.fields.append((found["name"], found.get("value", "")))
+        elif self.inside and tag == "select":
+            self.select = found["name"]
+        elif self.select and tag == "option" and "selected" in found:
+            self.fields.append((self.select, found["value"]))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside = self.inside and tag != "form"
+        self.select = None if tag == "select" else self.select
+
+
+def sweep_form_fields(html: str) -> list[tuple[str, str]]:
+    parser = FormFields("sweep-form")
+    parser.feed(html)
+    return parser.fields
+
+
+async def post_sweep(client, fields: dict[str, str]) -> aiohttp.ClientResponse:
+    """The model page's sweep form as shown, with `fields` typed in, posted without JS."""
+    shown = dict(sweep_form_fields(await (await client.get("/models/1")).text()))
+    return await client.post("/models/1/experiments", data={**shown, **fields},
+                             allow_redirects=False)

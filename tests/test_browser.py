@@ -90,9 +90,9 @@ def test_the_whole_loop_in_the_browser(live, page, sample):
                            timeout=60_000)
     shot(page, "2-model-with-images")
     # Start a small sweep
-    page.fill("#grid-i", "0.01, 0.1")
-    page.fill("#grid-j", "1")
-    page.fill("#grid-k", "100, 300")
+    page.fill("#sweep-param-values-0", "0.01, 0.1")
+    page.fill("#sweep-param-values-1", "1")
+    page.fill("#sweep-param-values-2", "100, 300")
     page.get_by_role("button", name="Start sweep").click()
     page.wait_for_url(f"{base}/experiments/1*")
     # Watch it finish without reloading the page
@@ -306,17 +306,22 @@ def test_a_loss_sweep_from_the_form_reads_whole_on_a_phone(make_stack, page):
     page.set_viewport_size({"width": 400, "height": 900})
     page.goto(f"{stack.base}/models/{model_id}")
     # When a random search is chosen its fields appear, and go again with the grid
-    assert page.is_hidden("#sweep-runs") and page.is_hidden("input[name=i_log]")
+    assert page.is_hidden("#sweep-runs") and page.is_hidden("input[name=param_log_0]")
     page.select_option("#sweep-strategy", "random")
     assert page.is_visible("#sweep-runs") and page.is_visible("#sweep-seed")
     assert page.is_hidden("#sweep-parallel")
     page.select_option("#sweep-strategy", "grid")
     assert page.is_hidden("#sweep-runs")
+    # And "Add a parameter" adds a seventh, empty row, its log box following the strategy
+    page.get_by_role("button", name="Add a parameter").click()
+    assert page.input_value("#sweep-param-name-6") == ""
+    assert page.is_hidden("input[name=param_log_6]")
+    assert page.evaluate("document.activeElement.name") == "param_name_6"
     # And a metric other than the accuracy asks for its direction before the form goes
     page.fill("#sweep-metric", "loss")
-    page.fill("#grid-i", "0.0123456, 0.0050561")
-    page.fill("#grid-j", "1")
-    page.fill("#grid-k", "5")
+    page.fill("#sweep-param-values-0", "0.0123456, 0.0050561")
+    page.fill("#sweep-param-values-1", "1")
+    page.fill("#sweep-param-values-2", "5")
     assert page.input_value("#sweep-direction") == ""
     assert page.evaluate("document.getElementById('sweep-form').checkValidity()") is False
     page.select_option("#sweep-direction", "minimize")

@@ -17,14 +17,13 @@ from service.web.dashboard.charts import (
     legend,
     linear_axis,
     log_axis,
-    log_param,
     overlay_chart,
     run_curve_chart,
-    scatter_chart,
     staircase,
     thin,
     tick_text,
 )
+from service.web.dashboard.marginals import log_param, scatter_chart
 from tests.api_support import make_model, upload_two_labels
 from tests.helpers import run_params, settle
 
@@ -74,13 +73,15 @@ def test_tick_labels_carry_no_float_noise():
         "0", "0.6", "1e-5", "2500", "10000", "1.25e7"]
 
 
-def test_i_is_on_a_log_axis_when_its_range_is_log_or_its_values_span_a_hundredfold():
-    assert log_param("i", {"low": 1e-4, "high": 1, "log": True}, [0.001, 0.002])
-    assert not log_param("i", {"low": 0.01, "high": 0.5, "log": False}, [0.01, 0.5])
-    assert log_param("i", [0.0001, 0.1], [0.0001, 0.1])
-    assert not log_param("i", [0.01, 0.5], [0.01, 0.5])
-    assert not log_param("k", {"low": 1, "high": 100000, "log": True}, [1, 100000])
-    assert not log_param("j", [1, 8], [1, 8])
+def test_any_parameter_is_on_a_log_axis_when_its_range_is_log_or_its_values_span_widely():
+    assert log_param({"low": 1e-4, "high": 1, "log": True}, [0.001, 0.002])
+    assert not log_param({"low": 0.01, "high": 0.5, "log": False}, [0.01, 0.5])
+    assert log_param([0.0001, 0.1], [0.0001, 0.1])
+    assert not log_param([0.01, 0.5], [0.01, 0.5])
+    assert log_param({"low": 1, "high": 100000, "log": True}, [1, 100000])
+    assert log_param([1, 1000], [1, 1000])  # a whole-number parameter too
+    assert not log_param([1, 8], [1, 8])
+    assert not log_param([-1, 1000], [-1, 1000])  # a log axis cannot reach 0
 
 
 def test_long_curves_are_thinned_keeping_both_ends():
@@ -195,7 +196,8 @@ def test_axis_pixels_of_a_log_axis_follow_the_decades():
 # --- the heatmap and the progress on searches, pruned and reused runs ---------------------------
 
 def test_a_space_with_a_range_has_no_heatmap_and_no_marginal_effects():
-    from service.web.dashboard.heatmap import marginal_effects, panels
+    from service.web.dashboard.heatmap import panels
+    from service.web.dashboard.marginals import marginal_effects
     from service.web.dashboard.scale import Scale
 
     experiment = {"grid": {"i": {"low": 1e-4, "high": 1.0, "log": True}, "j": [1, 2],
@@ -203,7 +205,7 @@ def test_a_space_with_a_range_has_no_heatmap_and_no_marginal_effects():
                   "objective": {"metric": "accuracy", "direction": "maximize"},
                   "runs": [run(1, value=0.5)], "configurations": [], "best": None,
                   "repeats": 1}
-    assert panels(experiment, Scale()) == [] and marginal_effects(experiment) == {}
+    assert panels(experiment, Scale()) == ([], 0) and marginal_effects(experiment) == {}
 
 
 def test_a_cell_marks_its_pruned_and_reused_runs():

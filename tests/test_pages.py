@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import re
 from html import unescape
-from html.parser import HTMLParser
 
 import aiohttp
 import pytest
 
-from tests.api_support import TWO, csrf_of, sweep_to_end, upload_two_labels, wait_for_status
+from tests.api_support import (
+    TWO,
+    csrf_of,
+    post_sweep,
+    sweep_form_fields,
+    sweep_to_end,
+    upload_two_labels,
+    wait_for_status,
+)
 from tests.helpers import png_bytes, settle, zip_bytes
 
 
@@ -91,7 +98,7 @@ async def test_finished_sweep_with_failures_shows_the_right_numbers(client, db, 
     await post_form(client, "/models", {"name": "digits"})
     await upload_two_labels(client, 1)
     started = await post_form(client, "/models/1/experiments",
-                              {"i": "0.1, 0.2", "j": "1 4", "k": "5", "timeout_s": ""})
+                              {"i": "0.1, 0.2", "j": "1, 4", "k": "5", "timeout_s": ""})
     assert started.status == 303 and started.headers["Location"].startswith("/experiments/1")
     done = await wait_for_status(client, 1, {"completed"})
     html = await (await client.get("/experiments/1")).text()
@@ -190,14 +197,20 @@ async def test_a_running_sweep_shows_running_cells_and_stays_live(client, db, st
 def test_the_heatmap_axes_default_to_the_parameters_with_most_values():
     from service.web.dashboard.heatmap import axes
 
-    assert axes(None, None, {"i": [1, 2, 3], "j": [1, 2, 3], "k": [1, 2, 3]}) == ("i", "j", "k")
-    assert axes(None, None, {"i": [1], "j": [2], "k": [1, 2, 4]}) == ("i", "k", "j")
-    assert axes(None, None, {"i": [1], "j": [1, 2], "k": [1, 2]}) == ("j", "k", "i")
-    assert axes(None, None, {"i": [1, 2], "j": [1], "k": [1, 2]}) == ("i", "k", "j")
-    assert axes(None, None, {"i": [1, 2], "j": [1, 2, 3], "k": [1]}) == ("i", "j", "k")
+    assert axes(None, None, {"i": [1, 2, 3], "j": [1, 2, 3], "k": [1, 2, 3]}) == ("i", "j", ["k"])
+    assert axes(None, None, {"i": [1], "j": [2], "k": [1, 2, 4]}) == ("i", "k", ["j"])
+    assert axes(None, None, {"i": [1], "j": [1, 2], "k": [1, 2]}) == ("j", "k", ["i"])
+    assert axes(None, None, {"i": [1, 2], "j": [1], "k": [1, 2]}) == ("i", "k", ["j"])
+    assert axes(None, None, {"i": [1, 2], "j": [1, 2, 3], "k": [1]}) == ("i", "j", ["k"])
     # what the reader chose wins, and a half choice is completed with the fullest axis left
-    assert axes("j", "k", {"i": [1, 2, 3], "j": [1], "k": [1]}) == ("j", "k", "i")
-    assert axes("j", None, {"i": [1], "j": [1], "k": [1, 2]}) == ("j", "k", "i")
+    assert axes("j", "k", {"i": [1, 2, 3], "j": [1], "k": [1]}) == ("j", "k", ["i"])
+    assert axes("j", None, {"i": [1], "j": [1], "k": [1, 2]}) == ("j", "k", ["i"])
+    # any names, in the grid's order; the rest are facets; one parameter has no y
+    grid = {"optimizer": ["sgd", "adam"], "lr": [0.1, 0.01, 0.001], "layers": [1, 2, 3],
+            "batchnorm": [True, False]}
+    assert axes(None, None, grid) == ("lr", "layers", ["optimizer", "batchnorm"])
+    assert axes("optimizer", "nope", grid) == ("optimizer", "lr", ["layers", "batchnorm"])
+    assert axes(None, None, {"lr": [0.1, 0.2]}) == ("lr", None, [])
 
 
 async def test_a_heatmap_of_single_values_draws_the_axis_that_varies(client, db):
@@ -461,44 +474,6 @@ def test_a_best_that_names_its_metric_is_shown_as_it_says(db):
 
 # --- the sweep form ---------------------------------------------------------------------------
 
-class FormFields(HTMLParser):
-    """The fields a browser without JavaScript sends for the form with id `form_id`."""
-
-    def __init__(self, form_id: str) -> None:
-        super().__init__()
-        self.form_id, self.inside, self.select = form_id, False, None
-        self.fields: list[tuple[str, str]] = []
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        found = dict(attrs)
-        if tag == "form":
-            self.inside = found.get("id") == self.form_id
-        elif self.inside and tag == "input" and found.get("name"):
-            if found.get("type") != "checkbox" or "checked" in found:
-                self.fields.append((found["name"], found.get("value", "")))
-        elif self.inside and tag == "select":
-            self.select = found["name"]
-        elif self.select and tag == "option" and "selected" in found:
-            self.fields.append((self.select, found["value"]))
-
-    def handle_endtag(self, tag: str) -> None:
-        self.inside = self.inside and tag != "form"
-        self.select = None if tag == "select" else self.select
-
-
-def sweep_form_fields(html: str) -> list[tuple[str, str]]:
-    parser = FormFields("sweep-form")
-    parser.feed(html)
-    return parser.fields
-
-
-async def post_sweep(client, fields: dict[str, str]) -> aiohttp.ClientResponse:
-    """The model page's sweep form as shown, with `fields` typed in, posted without JS."""
-    shown = dict(sweep_form_fields(await (await client.get("/models/1")).text()))
-    return await client.post("/models/1/experiments", data={**shown, **fields},
-                             allow_redirects=False)
-
-
 SHOWN = ("grid", "search", "objective", "repeats", "early_stopping", "reuse", "timeout_s")
 
 
@@ -531,7 +506,8 @@ async def test_the_sweep_form_sends_what_the_api_takes(client, db):
     # JavaScript leaves out the fields of other strategies: parallel here)
     started = await post_sweep(client, {
         "strategy": "random", "runs": "3", "seed": "7", "parallel": "",
-        "i": "0.0001..0.1", "i_log": "1", "j": "1, 2", "k": "5 .. 9",
+        "param_values_0": "0.0001..0.1", "param_log_0": "1", "param_values_1": "1, 2",
+        "param_values_2": "5 .. 9",
         "metric": "loss", "direction": "minimize", "repeats": "2", "rule": "median",
         "min_step": "2", "reuse": "false", "timeout_s": "60"})
     assert started.status == 303, await started.text()
@@ -554,19 +530,33 @@ async def test_the_sweep_form_sends_what_the_api_takes(client, db):
     await client.post("/api/v1/experiments/1/cancel")
 
 
-MISTAKES = [  # what is typed, the same mistake as a JSON body (None: the form's own), the input
+MISTAKES = [  # what is typed, the same mistake as a JSON body (or the form's own message), the
+    # input it marks
     ({"strategy": "random", "runs": "9999"}, {"search": {"strategy": "random", "runs": 9999}},
      "runs"),
     ({"strategy": "grid", "runs": "5"}, {"search": {"strategy": "grid", "runs": 5}},
      "strategy"),
-    ({"i": "0.0001..0.1"}, {"grid": {"i": {"low": 0.0001, "high": 0.1, "log": False}}}, "i"),
-    ({"j": "1, two"}, {"grid": {"j": [1, "two"]}}, "j"),
+    ({"param_values_0": "0.0001..0.1"},
+     {"grid": {"i": {"low": 0.0001, "high": 0.1, "log": False}}}, "param_values_0"),
+    ({"param_values_1": "1, two"}, {"grid": {"j": [1, "two"]}}, "param_values_1"),
+    ({"param_name_3": "lr", "param_values_3": "0.1, 0.1.1", "param_name_4": "op-t",
+      "param_values_4": "adam"},
+     {"grid": {"i": [0.001], "lr": [0.1, "0.1.1"], "op-t": ["adam"]}}, "param_name_4"),
+    ({"param_name_3": "lr", "param_values_3": "--x, 0.1"},
+     {"grid": {"i": [0.001, 0.01, 0.1], "j": [1, 2, 4], "k": [1000, 2000, 4000],
+               "lr": ["--x", 0.1]}}, "param_values_3"),
+    ({"param_name_3": "", "param_values_3": "0.1"},
+     "grid: the values '0.1' need a parameter name", "param_name_3"),
+    ({"param_name_3": "lr", "param_values_3": ""},
+     "grid.lr: give its values, separated by commas", "param_values_3"),
+    ({"param_name_3": "j", "param_values_3": "3"}, "grid: 'j' is named twice", "param_name_3"),
     ({"metric": "loss", "direction": ""}, {"objective": {"metric": "loss", "direction": ""}},
      "direction"),
     ({"repeats": "0"}, {"repeats": 0}, "repeats"),
     ({"min_step": "5"}, {"early_stopping": {"min_step": 5}}, "rule"),
     ({"timeout_s": "-1"}, {"timeout_s": -1}, "timeout_s"),
-    ({"strategy": "random", "runs": "4", "i": "0.001, 0.01", "i_log": "1"}, None, "i"),
+    ({"strategy": "random", "runs": "4", "param_values_0": "0.001, 0.01", "param_log_0": "1"},
+     "grid.i: a log scale needs a range (low..high), not a list", "param_values_0"),
 ]
 
 
@@ -583,18 +573,18 @@ async def test_a_mistake_in_the_sweep_form_shows_the_apis_message(client, db, ty
     message = re.search(r'<p class="notice error" id="sweep-error" role="alert">([^<]*)</p>',
                         html)
     assert page.status == 422 and message, html
-    if body is not None:
+    if isinstance(body, dict):
         api = await client.post("/api/v1/models/1/experiments", json=body)
         assert api.status == 422
         assert unescape(message.group(1)) == (await api.json())["error"]["message"]
     else:
-        assert message.group(1) == "grid.i: a log scale needs a range (low..high), not a list"
+        assert unescape(message.group(1)) == body  # the form's own: no JSON body makes it
     assert (await (await client.get("/api/v1/models/1/experiments")).json()) == {
         "experiments": []}
     # And the input it is about is marked, and what was typed is still there
     assert re.findall(r'name="(\w+)"[^>]*aria-invalid="true"', html) == [field]
     for name, value in typed.items():
-        if name.endswith("_log"):
+        if "_log" in name:
             assert re.search(rf'name="{name}" value="1" checked', html)
         elif name in ("strategy", "direction"):
             assert re.search(rf'<option value="{value}" selected>', html)

@@ -68,6 +68,7 @@ def setup_dashboard_routes(app: web.Application) -> None:
     app.router.add_post(f"/models/{ID}/predict", actions.predict)
     app.router.add_get(f"/experiments/{ID}", pages.experiment)
     app.router.add_get(f"/experiments/{ID}/live", pages.experiment_live)
+    app.router.add_get(f"/experiments/{ID}/runs.csv", pages.experiment_csv)
     app.router.add_post(f"/experiments/{ID}/start", actions.start)
     app.router.add_post(f"/experiments/{ID}/cancel", actions.cancel)
     app.router.add_post(f"/experiments/{ID}/retry", actions.retry)

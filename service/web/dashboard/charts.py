@@ -3,8 +3,8 @@ the learning curves. Pure functions; the templates (_charts.html) only draw what
 
 - a run's learning curve, with the point where the pruner stopped it;
 - every run's curve of an experiment overlaid: pruned runs grey and thin, the best thick;
-- for a random or TPE search, the objective against each parameter, and the best value so far
-  over the runs in the order they finished.
+- for a random or TPE search, the best value so far over the runs in the order they finished
+  (the objective against each parameter is in marginals.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.sweeps.statistics import MAXIMIZE
-from service.web.dashboard.heatmap import PARAM_NAMES, PARAMS
-from service.web.dashboard.scale import number, objective_value, param_text, significant
+from service.web.dashboard.scale import number, objective_value, significant
 
 # Pixels kept around the plot for the tick labels and the axis titles.
 LEFT, RIGHT, TOP, BOTTOM = 58, 24, 10, 40
@@ -65,6 +64,12 @@ class Axis:
     end: float
     log: bool = False
     step: float = 0.0  # linear: the tick step
+    labels: tuple[str, ...] = ()  # a categorical axis: category n is drawn at value n
+
+    @classmethod
+    def categories(cls, labels: list[str], start: float, end: float) -> Axis:
+        """Evenly spaced categories, half a step of room at each end."""
+        return cls(-0.5, len(labels) - 0.5, start, end, step=1.0, labels=tuple(labels))
 
     def share(self, value: float) -> float:
         if self.log:
@@ -90,6 +95,8 @@ class Axis:
         return values
 
     def ticks(self) -> list[Tick]:
+        if self.labels:
+            return [Tick(self.at(n), label) for n, label in enumerate(self.labels)]
         return [Tick(self.at(value), tick_text(value)) for value in self.tick_values()]
 
 
@@ -350,61 +357,3 @@ def history_chart(runs: list[dict[str, Any]], metric: str, direction: str,
     chart.lines.append(Line(polyline(staircase(history), x, y), "history", best.colour,
                             2.0, f"best {metric} so far"))
     return chart
-
-
-def log_param(param: str, space: Any, values: list[float]) -> bool:
-    """i on a log axis when its range is log or its values span more than LOG_SPAN; j and k
-    always linear."""
-    if param != "i":
-        return False
-    if isinstance(space, dict):
-        return bool(space.get("log"))
-    positive = [value for value in values if value > 0]
-    return len(positive) == len(values) and bool(values) and \
-        max(values) / min(values) > LOG_SPAN
-
-
-def space_ends(space: Any) -> list[float]:
-    """The ends of a parameter's search space: the x axis shows all of it, not only what was
-    sampled so far."""
-    if isinstance(space, dict):
-        return [float(space["low"]), float(space["high"])]
-    values = [float(value) for value in space or []]
-    return [min(values), max(values)] if values else []
-
-
-def scatter_chart(param: str, runs: list[dict[str, Any]], space: Any, metric: str,
-                  best_id: int | None, width: int = 300, height: int = 220) -> Chart | None:
-    """The objective of each succeeded run against one parameter. None when no run succeeded."""
-    scored = [(float(run["params"][param]), value, run) for run in runs
-              if run["status"] == "succeeded"
-              and (value := objective_value(run, metric)) is not None]
-    if not scored:
-        return None
-    xs = [a for a, _, _ in scored]
-    x, y = frame(width, height, xs + space_ends(space), [b for _, b, _ in scored],
-                 log_param(param, space, xs + space_ends(space)), x_whole=param != "i")
-    chart = Chart(width, height, x, y, PARAM_NAMES[param], metric,
-                  f"{metric} of each run that succeeded against {PARAM_NAMES[param]}"
-                  f"{' (log scale)' if x.log else ''}", name=f"scatter-{param}")
-    # the best drawn last, so no other dot covers it
-    for a, b, run in sorted(scored, key=lambda s: s[2]["id"] == best_id):
-        kind = "best" if run["id"] == best_id else "value"
-        chart.dots.append(Dot(x.at(a), y.at(b), kind,
-                              f"run {run['id']}: {param}={param_text(run['params'][param])}, "
-                              f"{metric} {number(b)}", run["id"]))
-    return chart
-
-
-def search_charts(experiment: dict[str, Any]) -> dict[str, Any] | None:
-    """A random or TPE search's scatter plots (one per parameter) and best-so-far history;
-    None for a grid."""
-    if (experiment.get("search") or {}).get("strategy", "grid") == "grid":
-        return None
-    metric = experiment["objective"]["metric"]
-    best_id = experiment["best"]["run_id"] if experiment["best"] else None
-    scatters = [scatter_chart(p, experiment["runs"], experiment["grid"].get(p), metric, best_id)
-                for p in PARAMS]
-    return {"scatters": [chart for chart in scatters if chart],
-            "history": history_chart(experiment["runs"], metric,
-                                     experiment["objective"]["direction"], best_id)}

@@ -14,16 +14,22 @@ from service.runs.curves import curve_json, experiment_curves
 from service.settings import Settings
 from service.storage import image_path
 from service.sweeps.statistics import MAXIMIZE
-from service.web.dashboard.charts import legend, overlay_chart, run_curve_chart, search_charts
-from service.web.dashboard.heatmap import marginal_effects, panels
+from service.web.dashboard.charts import legend, overlay_chart, run_curve_chart
+from service.web.dashboard.code import SHORT, code_versions
+from service.web.dashboard.export import runs_csv
+from service.web.dashboard.heatmap import MAX_PANELS, axis_pairs, panels
+from service.web.dashboard.marginals import marginal_effects, search_charts
+from service.web.dashboard.parallel import parallel_chart
+from service.web.dashboard.parameters import names, token
 from service.web.dashboard.scale import objective_value, scale_of
 from service.web.dashboard.sweepform import refill
 from service.web.views import all_models_json, experiment_json, model_json, run_json
 from service.workers.registry import host_of
 
 THUMBNAILS_PER_LABEL = 4
-SORT_KEYS = {"id", "trial", "i", "j", "k", "seed", "status", "value", "accuracy",
-             "duration_s", "attempts"}
+# The runs table's own columns; a parameter's is "param:NAME" for the experiment's names only.
+SORT_KEYS = {"id", "trial", "seed", "status", "value", "accuracy", "duration_s", "attempts"}
+PARAM_SORT = "param:"
 TOP_CONFIGURATIONS = 5
 LOG_LIMIT = 256 * 1024
 ENDED_STATES = ("succeeded", "failed", "cancelled", "pruned")  # for the progress bar
@@ -63,6 +69,7 @@ def model_page(model_id: int) -> dict[str, Any]:
     experiments = Experiment.select().where(Experiment.model == model_id).order_by(
         Experiment.id.desc())
     return {"model": model, "thumbnails": _thumbnails(model_id), "sweep": refill(None),
+            "code_versions": code_versions(model_id),
             "experiments": [experiment_json(e, with_runs=False) for e in experiments]}
 
 
@@ -72,13 +79,28 @@ def thumbnail_file(settings: Settings, model_id: int, sha256: str) -> Any:
     return image_path(settings, sha256, row[0]) if row else None
 
 
+def sort_keys(params: list[str]) -> set[str]:
+    """What the runs table may be sorted by: its own columns and the experiment's parameters
+    (nothing else reaches the lookup, whatever the address says)."""
+    return SORT_KEYS | {PARAM_SORT + name for name in params}
+
+
 def _sort_value(run: dict[str, Any], key: str) -> Any:
-    return run["params"][key] if key in ("i", "j", "k") else run[key]
+    """A run's value for `key`; a parameter's as (kind, value), so that numbers sort as numbers
+    and strings as strings even where one parameter mixes them."""
+    if not key.startswith(PARAM_SORT):
+        return run[key]
+    value = run["params"].get(key.removeprefix(PARAM_SORT))
+    if value is None:
+        return None
+    return (0, value, "") if isinstance(value, int | float) and not isinstance(value, bool) \
+        else (1, 0, token(value))
 
 
-def sorted_runs(runs: list[dict[str, Any]], key: str, descending: bool) -> list[dict[str, Any]]:
+def sorted_runs(runs: list[dict[str, Any]], key: str, descending: bool,
+                params: list[str] | None = None) -> list[dict[str, Any]]:
     """Runs sorted by `key`; those without a value (no result yet) always come last."""
-    key = key if key in SORT_KEYS else "id"
+    key = key if key in sort_keys(params or []) else "id"
     present = [run for run in runs if _sort_value(run, key) is not None]
     missing = [run for run in runs if _sort_value(run, key) is None]
     present.sort(key=lambda run: (_sort_value(run, key), run["id"]), reverse=descending)
@@ -111,7 +133,7 @@ def run_columns(experiment: dict[str, Any]) -> list[tuple[str, str]]:
     metric = experiment["objective"]["metric"]
     columns = [("id", "Run")]
     columns += [("trial", "Trial")] if searched(experiment) else []
-    columns += [("i", "i"), ("j", "j"), ("k", "k")]
+    columns += [(PARAM_SORT + name, name) for name in names(experiment)]
     columns += [("seed", "Seed")] if experiment["repeats"] > 1 else []
     columns += [("status", "Status")]
     columns += [("value", metric)] if metric != "accuracy" else []
@@ -132,23 +154,34 @@ def first_descending(experiment: dict[str, Any]) -> set[str]:
 
 def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | None,
                     y: str | None) -> dict[str, Any]:
-    experiment = experiment_json(get_experiment(experiment_id))
+    row = get_experiment(experiment_id)
+    experiment = experiment_json(row)
     best_id = experiment["best"]["run_id"] if experiment["best"] else None
     scale = scale_of(experiment)
     overlay = overlay_chart(experiment["runs"], experiment_curves(experiment_id), best_id,
                             experiment["objective"]["metric"])
+    shown, combinations = panels(experiment, scale, x, y)
+    params = names(experiment)
     return {
         "experiment": experiment,
         "model": model_json(get_model(experiment["model_id"])),
         "progress": _progress(experiment),
         "scale": scale,
-        "panels": panels(experiment, scale, x, y),
+        "params": params,
+        "axis_pairs": axis_pairs(experiment),
+        "panels": shown,
+        "panel_count": combinations,
+        "max_panels": MAX_PANELS,
+        "parallel": parallel_chart(experiment),
+        # None: the deployment's train.py and test.py
+        "code_version": row.code_version,
+        "code_short": row.code_version[:SHORT] if row.code_version else None,
         "effects": marginal_effects(experiment),
         "top_configurations": experiment["configurations"][:TOP_CONFIGURATIONS],
         "columns": run_columns(experiment),
         "first_descending": first_descending(experiment),
-        "runs": sorted_runs(experiment["runs"], sort, descending),
-        "sort": sort if sort in SORT_KEYS else "id",
+        "runs": sorted_runs(experiment["runs"], sort, descending, params),
+        "sort": sort if sort in sort_keys(params) else "id",
         "descending": descending,
         "best_id": best_id,
         "searched": searched(experiment),
@@ -156,6 +189,10 @@ def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | No
         "overlay_legend": legend(overlay) if overlay else [],
         "search_charts": search_charts(experiment),
     }
+
+
+def experiment_csv(experiment_id: int) -> str:
+    return runs_csv(experiment_json(get_experiment(experiment_id)))
 
 
 def run_curve(run: dict[str, Any], metric: str) -> dict[str, Any]:

@@ -1,24 +1,28 @@
-"""Heatmaps of the objective over two parameters (one panel per value of the third), and the
-marginal effect of each parameter. Pure functions over the experiment as the API shows it.
+"""Heatmaps of the objective over two parameters (one panel per combination of the others'
+values; a single row for an experiment of one parameter). Any names: the axes are the two
+parameters with the most values, categorical ones in the grid's order. Pure functions over the
+experiment as the API shows it.
 
 A cell is a grid point: with repeats, all of its runs, shown by their configuration's mean and
 95% interval; with one run, that run. A cell notes its pruned runs and its reused results.
 
 Only a space of value lists makes a grid: a random or TPE search over a range has a continuous
-parameter, so no panels and no marginal effects (the dashboard plots those searches instead)."""
+parameter, so no panels (the dashboard plots those searches instead: marginals.py)."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.contract import ACTIVE_RUN_STATES
 from service.sweeps.statistics import MAXIMIZE
-from service.web.dashboard.scale import Scale, colour, mean_ci, objective_value
+from service.web.dashboard.parameters import point, token, value_lists
+from service.web.dashboard.scale import Scale, colour, mean_ci, objective_value, param_text
 
-PARAMS = ("i", "j", "k")
-PARAM_NAMES = {"i": "learning rate (i)", "j": "layers (j)", "k": "steps (k)"}
+MAX_PANELS = 24  # facet combinations drawn; choosing other axes shows the others
+PAIRED = 5  # the page links every pair of axes among so many parameters (10 pairs)
 STATUS_TEXT = {"failed": "✗ failed", "cancelled": "cancelled", "running": "running…",
                "queued": "queued", "pruned": "✂ pruned"}
 PRUNED_MARK, REUSED_MARK = "✂", "↺"
@@ -105,38 +109,62 @@ class Cell:
 @dataclass
 class Panel:
     x: str
-    y: str
-    facet: str | None
-    facet_value: float | int | None
+    y: str | None  # None: a single row (an experiment of one parameter)
+    facets: dict[str, Any]  # the values of the parameters not on an axis, in the grid's order
     xs: list[Any]
     ys: list[Any]
-    cells: dict[tuple[Any, Any], Cell] = field(default_factory=dict)
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
     repeats: int = 1
 
     def cell(self, x_value: Any, y_value: Any) -> Cell:
-        return self.cells.get((x_value, y_value), Cell())
+        return self.cells.get((token(x_value), token(y_value)), Cell())
+
+    @property
+    def facet(self) -> str:
+        """The names of the parameters fixed in this panel ("k", or "k · lr")."""
+        return " · ".join(self.facets)
+
+    @property
+    def facet_value(self) -> str:
+        return " · ".join(param_text(value) for value in self.facets.values())
+
+    @property
+    def facet_text(self) -> str:
+        """"k = 1000 · lr = 0.1": what the panel's caption says."""
+        return " · ".join(f"{name} = {param_text(value)}" for name, value in self.facets.items())
 
 
 def by_size(grid: dict[str, list[Any]]) -> list[str]:
-    """The parameters, those with the most values first (ties: i, then j, then k)."""
-    return sorted(PARAMS, key=lambda p: (-len(grid.get(p, [])), PARAMS.index(p)))
+    """The parameters, those with the most values first (ties: the grid's order)."""
+    order = list(grid)
+    return sorted(order, key=lambda p: (-len(grid[p]), order.index(p)))
 
 
 def axes(x: str | None, y: str | None,
-         grid: dict[str, list[Any]] | None = None) -> tuple[str, str, str]:
-    """The two axes asked for, the fullest for any not asked for, and the facet left.
-    By default the two parameters with the most values, across then down in i, j, k order."""
-    ranked = by_size(grid or {})
-    if x not in PARAMS and y not in PARAMS:
-        x, y = sorted(ranked[:2], key=PARAMS.index)
-    x = x if x in PARAMS else next(p for p in ranked if p != y)
-    y = y if y in PARAMS and y != x else next(p for p in ranked if p != x)
-    facet = next(p for p in PARAMS if p not in (x, y))
-    return x, y, facet
+         grid: dict[str, list[Any]]) -> tuple[str, str | None, list[str]]:
+    """The two axes asked for, the fullest for any not asked for, and the facets left (in the
+    grid's order). By default the two parameters with the most values, across then down in
+    the grid's order. With one parameter, no y."""
+    order = list(grid)
+    ranked = by_size(grid)
+    if len(order) == 1:
+        return order[0], None, []
+    if x not in grid and y not in grid:
+        x, y = sorted(ranked[:2], key=order.index)
+    x = x if x in grid else next(p for p in ranked if p != y)
+    y = y if y in grid and y != x else next(p for p in ranked if p != x)
+    return x, y, [p for p in order if p not in (x, y)]
 
 
-def _key(params: dict[str, Any]) -> tuple[Any, Any, Any]:
-    return params["i"], params["j"], params["k"]
+def axis_pairs(experiment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The pairs of axes the page offers: every pair of the (at most PAIRED) parameters with
+    the most values, each pair in the grid's order."""
+    grid = value_lists(experiment)
+    if grid is None:
+        return []
+    order = list(grid)
+    chosen = sorted(by_size(grid)[:PAIRED], key=order.index)
+    return list(itertools.combinations(chosen, 2))
 
 
 def group_status(statuses: list[str]) -> str:
@@ -181,71 +209,37 @@ def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: 
                 same=bool(config and config.get("no_variance")))
 
 
-def grid_cells(experiment: dict[str, Any], scale: Scale) -> dict[tuple[Any, Any, Any], Cell]:
-    """Every grid point that has runs, as a cell."""
-    configs = {_key(config["params"]): config for config in experiment["configurations"]}
-    by_point: dict[tuple[Any, Any, Any], list[dict[str, Any]]] = {}
+def grid_cells(experiment: dict[str, Any], scale: Scale,
+               order: list[str]) -> dict[tuple[str, ...], Cell]:
+    """Every grid point that has runs, as a cell, keyed by its values' tokens in `order`."""
+    configs = {point(config["params"], order): config for config in experiment["configurations"]}
+    by_point: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for run in experiment["runs"]:
-        by_point.setdefault(_key(run["params"]), []).append(run)
+        by_point.setdefault(point(run["params"], order), []).append(run)
     best = experiment["best"]["run_id"] if experiment["best"] else None
-    return {point: make_cell(runs, configs.get(point), scale, best)
-            for point, runs in by_point.items()}
-
-
-def value_lists(experiment: dict[str, Any]) -> dict[str, list[Any]] | None:
-    """The experiment's values of each parameter when all are lists; None when one is a range
-    (`{"low", "high", "log"}`: a random or TPE search's continuous parameter)."""
-    grid = experiment["grid"]
-    if all(isinstance(grid.get(param), list) for param in PARAMS):
-        return grid
-    return None
+    return {key: make_cell(runs, configs.get(key), scale, best)
+            for key, runs in by_point.items()}
 
 
 def panels(experiment: dict[str, Any], scale: Scale, x: str | None = None,
-           y: str | None = None) -> list[Panel]:
-    """One panel per value of the facet; none when a parameter is a range."""
+           y: str | None = None) -> tuple[list[Panel], int]:
+    """One panel per combination of the facets' values (at most MAX_PANELS), and how many
+    combinations there are; no panels when a parameter is a range."""
     grid = value_lists(experiment)
     if grid is None:
-        return []
-    x, y, facet = axes(x, y, grid)
-    cells = grid_cells(experiment, scale)
+        return [], 0
+    x, y, facets = axes(x, y, grid)
+    order = [x, *([y] if y else []), *facets]
+    cells = grid_cells(experiment, scale, order)
+    combinations = list(itertools.product(*(grid[name] for name in facets)))
     result = []
-    for facet_value in grid[facet]:
-        panel = Panel(x, y, facet, facet_value, list(grid[x]), list(grid[y]),
-                      repeats=experiment["repeats"])
-        for point, cell in cells.items():
-            params = dict(zip(PARAMS, point, strict=True))
-            if params[facet] == facet_value:
-                panel.cells[(params[x], params[y])] = cell
+    for values in combinations[:MAX_PANELS]:
+        panel = Panel(x, y, dict(zip(facets, values, strict=True)), list(grid[x]),
+                      list(grid[y]) if y else [None], repeats=experiment["repeats"])
+        fixed = tuple(token(value) for value in values)
+        for key, cell in cells.items():
+            at = key[2:] if y else key[1:]
+            if at == fixed:
+                panel.cells[(key[0], key[1] if y else token(None))] = cell
         result.append(panel)
-    return result
-
-
-@dataclass(frozen=True)
-class Effect:
-    value: Any
-    mean: float | None
-    best: float | None
-    succeeded: int
-    total: int
-
-
-def marginal_effects(experiment: dict[str, Any]) -> dict[str, list[Effect]]:
-    """For each parameter and value: mean and best objective value (best in the objective's
-    direction) of the runs that succeeded. Empty when a parameter is a range."""
-    metric, direction = experiment["objective"]["metric"], experiment["objective"]["direction"]
-    pick = max if direction == MAXIMIZE else min
-    effects: dict[str, list[Effect]] = {}
-    grid = value_lists(experiment)
-    if grid is None:
-        return effects
-    for param in PARAMS:
-        rows = []
-        for value in grid[param]:
-            chosen = [run for run in experiment["runs"] if run["params"][param] == value]
-            scores = [score for run in chosen if run["status"] == "succeeded"
-                      and (score := objective_value(run, metric)) is not None]
-            rows.append(Effect(value, statistics.fmean(scores) if scores else None,
-                               pick(scores) if scores else None, len(scores), len(chosen)))
-        effects[param] = rows
-    return effects
+    return result, len(combinations)

@@ -55,6 +55,14 @@ async def experiment_live(request: web.Request) -> web.Response:
     return render(request, LIVE_TEMPLATES["experiment"], context)
 
 
+async def experiment_csv(request: web.Request) -> web.Response:
+    experiment_id = path_id(request)
+    text = await in_db(request, data.experiment_csv, experiment_id)
+    disposition = f'attachment; filename="experiment-{experiment_id}-runs.csv"'
+    return web.Response(text=text, content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": disposition})
+
+
 async def run(request: web.Request) -> web.Response:
     context = await in_db(request, data.run_page, settings_of(request), path_id(request))
     return render(request, "run.html", context)

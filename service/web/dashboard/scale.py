@@ -42,10 +42,15 @@ def significant(value: float, digits: int) -> str:
     return text
 
 
-def param_text(value: float | int) -> str:
-    """A parameter's value for people: four significant digits (a range's draw such as
-    0.0028760196660332984 reads 0.002876); the exact value stays in the JSON and a title."""
-    return str(value) if isinstance(value, int) else significant(value, 4)
+def param_text(value: Any) -> str:
+    """A parameter's value for people: a number to four significant digits (a range's draw such
+    as 0.0028760196660332984 reads 0.002876; the exact value stays in the JSON and a title), a
+    boolean as its JSON (what a script gets: `true`), a string as it is."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return significant(value, 4)
+    return str(value)
 
 
 def number(value: float | None) -> str:

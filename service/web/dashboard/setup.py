@@ -12,7 +12,7 @@ from markupsafe import Markup, escape
 
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.data import age
-from service.web.dashboard.heatmap import PARAM_NAMES
+from service.web.dashboard.parameters import title
 from service.web.dashboard.scale import colour, legend_stops, mean_ci, number, param_text
 from service.web.dashboard.security import csrf_token, signed_in
 from service.web.keys import SETTINGS
@@ -30,10 +30,10 @@ def percent(value: float | None) -> float:
     return round(100 * min(1.0, max(0.0, value or 0.0)), 1)
 
 
-def _rounded(value: float | int) -> bool:
+def _rounded(value: Any) -> bool:
     """Whether four significant digits leave out digits of the value (a draw from a range:
-    0.0028760196660332984 shows as 0.002876)."""
-    return float(param_text(value)) != value
+    0.0028760196660332984 shows as 0.002876); only a float is ever rounded."""
+    return isinstance(value, float) and float(param_text(value)) != value
 
 
 def _titled(shown: str, exact: str | None) -> Markup:
@@ -43,18 +43,25 @@ def _titled(shown: str, exact: str | None) -> Markup:
     return Markup('<span title="{}">{}</span>').format(exact, shown)
 
 
-def param(value: float | int) -> Markup:
+def param(value: Any) -> Markup:
     return _titled(param_text(value), str(value) if _rounded(value) else None)
 
 
 def exact_params(value: dict[str, Any]) -> str:
-    return " · ".join(f"{key}={value[key]}" for key in ("i", "j", "k"))
+    """Every parameter in the order the run has them (the grid's), each value exact."""
+    return " · ".join(f"{key}={_exact(item)}" for key, item in value.items())
+
+
+def _exact(value: Any) -> str:
+    """A value with all its digits (a float's repr), a boolean as the JSON a script gets."""
+    return repr(value) if isinstance(value, float) else param_text(value)
 
 
 def params(value: dict[str, Any]) -> Markup:
-    """i=0.002876 · j=2 · k=300, the exact values as a title when rounded."""
-    shown = " · ".join(f"{key}={param_text(value[key])}" for key in ("i", "j", "k"))
-    rounded = any(_rounded(value[key]) for key in ("i", "j", "k"))
+    """i=0.002876 · j=2 · k=300 (any names, in the grid's order), the exact values as a title
+    when rounded."""
+    shown = " · ".join(f"{key}={param_text(item)}" for key, item in value.items())
+    rounded = any(_rounded(item) for item in value.values())
     return _titled(shown, exact_params(value) if rounded else None)
 
 
@@ -89,7 +96,7 @@ def duration(seconds: float | None) -> str:
 async def _page_context(request: web.Request) -> dict[str, Any]:
     return {"csrf": csrf_token(request), "signed_in": signed_in(request),
             "token_required": bool(request.app[SETTINGS].api_token), "colour": colour,
-            "legend_stops": legend_stops, "param_names": PARAM_NAMES}
+            "legend_stops": legend_stops, "param_title": title}
 
 
 def setup_templates(app: web.Application) -> None:

@@ -72,6 +72,7 @@ function sweepForm(form) {
   }
   strategy.addEventListener("change", follow);
   follow();
+  addParameterRows(form, follow);
   // A metric other than the accuracy has no default direction: until one is chosen, the
   // direction asks for it (a loss left on "maximize" would be maximised).
   const metric = form.elements.metric;
@@ -80,6 +81,37 @@ function sweepForm(form) {
   direction.addEventListener("change", () => { chosen = true; });
   metric.addEventListener("input", () => {
     if (!chosen) direction.value = metric.value.trim() === "accuracy" ? "maximize" : "";
+  });
+}
+
+function addParameterRows(form, follow) {
+  // Without JavaScript the form has three empty rows; with it, a button adds more (up to the
+  // API's 16 parameters), each a copy of the last with its numbers moved on.
+  const rows = form.querySelector("#param-rows");
+  const button = form.querySelector("#add-param-row");
+  if (!rows || !button) return;
+  button.parentElement.hidden = false;
+  button.addEventListener("click", () => {
+    const count = rows.querySelectorAll("[data-param-row]").length;
+    if (count >= 16) { button.disabled = true; return; }
+    const row = rows.lastElementChild.cloneNode(true);
+    const last = count - 1;
+    row.dataset.paramRow = String(count);
+    row.querySelectorAll("input, label").forEach((node) => {
+      ["id", "name", "for"].forEach((attribute) => {
+        const text = node.getAttribute(attribute);
+        if (text) node.setAttribute(attribute, text.replace(`-${last}`, `-${count}`).replace(`_${last}`, `_${count}`));
+      });
+      if (node.tagName === "INPUT") {
+        if (node.type === "checkbox") node.checked = false; else node.value = "";
+        node.removeAttribute("aria-invalid");
+      }
+    });
+    row.querySelector("label").textContent = `Parameter ${count + 1} name`;
+    rows.appendChild(row);
+    follow();
+    row.querySelector("input").focus();
+    if (count + 1 >= 16) button.disabled = true;
   });
 }
 
