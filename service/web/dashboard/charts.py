@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.sweeps.statistics import MAXIMIZE
-from service.web.dashboard.scale import number, objective_value, significant
+from service.web.dashboard.scale import number, significant
 
 # Pixels kept around the plot for the tick labels and the axis titles.
 LEFT, RIGHT, TOP, BOTTOM = 58, 24, 10, 40
@@ -316,7 +316,7 @@ def best_so_far(runs: list[dict[str, Any]], metric: str,
     best: float | None = None
     history = []
     for n, run in enumerate(finishing_order(runs), start=1):
-        value = objective_value(run, metric) if run["status"] == "succeeded" else None
+        value = run["value"] if run["status"] == "succeeded" else None
         if value is not None:
             best = value if best is None else better(best, value)
         if best is not None:
@@ -343,7 +343,7 @@ def history_chart(runs: list[dict[str, Any]], metric: str, direction: str,
     order = finishing_order(runs)
     scored = [(n, run, value) for n, run in enumerate(order, start=1)
               if run["status"] == "succeeded"
-              and (value := objective_value(run, metric)) is not None]
+              and (value := run["value"]) is not None]
     x = count_axis(len(order), LEFT, width - RIGHT)
     y = make_axis([v for _, _, v in scored], height - BOTTOM, TOP, per_tick=Y_TICK_PX)
     chart = Chart(width, height, x, y, "runs finished", f"{metric}, best so far",

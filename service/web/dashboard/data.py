@@ -21,7 +21,7 @@ from service.web.dashboard.heatmap import MAX_PANELS, axis_pairs, panels
 from service.web.dashboard.marginals import marginal_effects, search_charts
 from service.web.dashboard.parallel import parallel_chart
 from service.web.dashboard.parameters import names, token
-from service.web.dashboard.scale import objective_value, scale_of
+from service.web.dashboard.scale import scale_of
 from service.web.dashboard.sweepform import refill
 from service.web.views import all_models_json, experiment_json, model_json, run_json
 from service.workers.registry import host_of
@@ -56,7 +56,7 @@ def best_view(best: dict[str, Any] | None) -> dict[str, Any] | None:
         experiment = get_experiment(best["experiment_id"])
         best = {**best, "metric": experiment.objective_metric,
                 "direction": experiment.objective_direction}
-    return {**best, "shown": objective_value(best, best["metric"])}
+    return {**best, "shown": best["value"]}
 
 
 def models_page() -> list[dict[str, Any]]:

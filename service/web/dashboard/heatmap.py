@@ -19,7 +19,7 @@ from typing import Any
 from service.contract import ACTIVE_RUN_STATES
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.parameters import point, token, value_lists
-from service.web.dashboard.scale import Scale, colour, mean_ci, objective_value, param_text
+from service.web.dashboard.scale import Scale, colour, mean_ci, param_text
 
 MAX_PANELS = 24  # facet combinations drawn; choosing other axes shows the others
 PAIRED = 5  # the page links every pair of axes among so many parameters (10 pairs)
@@ -183,7 +183,7 @@ def _lead_run(runs: list[dict[str, Any]], metric: str, direction: str) -> int:
     """The run a cell links to: its best-scoring succeeded run (ties: the earlier), else the
     first."""
     scored = [(value, run["id"]) for run in runs if run["status"] == "succeeded"
-              and (value := objective_value(run, metric)) is not None]
+              and (value := run["value"]) is not None]
     if not scored:
         return runs[0]["id"]
     sign = 1 if direction == MAXIMIZE else -1

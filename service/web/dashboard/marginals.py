@@ -26,7 +26,7 @@ from service.web.dashboard.charts import (
     make_axis,
 )
 from service.web.dashboard.parameters import is_number, names, title, token, value_lists
-from service.web.dashboard.scale import number, objective_value, param_text
+from service.web.dashboard.scale import number, param_text
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Effect:
 def marginal_effects(experiment: dict[str, Any]) -> dict[str, list[Effect]]:
     """For each parameter and value: mean and best objective value (best in the objective's
     direction) of the runs that succeeded. Empty when a parameter is a range."""
-    metric, direction = experiment["objective"]["metric"], experiment["objective"]["direction"]
+    direction = experiment["objective"]["direction"]
     pick = max if direction == MAXIMIZE else min
     effects: dict[str, list[Effect]] = {}
     grid = value_lists(experiment)
@@ -53,7 +53,7 @@ def marginal_effects(experiment: dict[str, Any]) -> dict[str, list[Effect]]:
             chosen = [run for run in experiment["runs"]
                       if token(run["params"].get(param)) == token(value)]
             scores = [score for run in chosen if run["status"] == "succeeded"
-                      and (score := objective_value(run, metric)) is not None]
+                      and (score := run["value"]) is not None]
             rows.append(Effect(value, statistics.fmean(scores) if scores else None,
                                pick(scores) if scores else None, len(scores), len(chosen)))
         effects[param] = rows
@@ -112,7 +112,7 @@ def scatter_chart(param: str, runs: list[dict[str, Any]], space: Any, metric: st
     """The objective of each succeeded run against one parameter. None when no run succeeded."""
     scored = [(run["params"][param], value, run) for run in runs
               if run["status"] == "succeeded" and param in run["params"]
-              and (value := objective_value(run, metric)) is not None]
+              and (value := run["value"]) is not None]
     if not scored:
         return None
     x = param_axis(space, [a for a, _, _ in scored], LEFT, width - RIGHT)

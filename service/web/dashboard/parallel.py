@@ -21,7 +21,7 @@ from service.web.dashboard.marginals import (
     x_of,
 )
 from service.web.dashboard.parameters import is_number, names
-from service.web.dashboard.scale import colour, number, objective_value, param_text, scale_of
+from service.web.dashboard.scale import colour, number, param_text, scale_of
 
 MIN_PARAMS = 3  # with two, the heatmap shows every configuration already
 MAX_LINES, BEST_KEPT = 500, 100
@@ -94,7 +94,7 @@ def parallel_chart(experiment: dict[str, Any]) -> Parallel | None:
     metric = experiment["objective"]["metric"]
     direction = experiment["objective"]["direction"]
     scored = [(value, run) for run in experiment["runs"] if run["status"] == "succeeded"
-              and (value := objective_value(run, metric)) is not None]
+              and (value := run["value"]) is not None]
     if len(params) < MIN_PARAMS or not scored:
         return None
     chosen = kept(scored, direction)

@@ -69,13 +69,6 @@ def mean_ci(mean: float, ci95: list[float] | None) -> str:
     return f"{number(mean)} ± {number((high - low) / 2)}"
 
 
-def objective_value(run: dict[str, Any], metric: str) -> float | None:
-    """The run's objective value; a run stored only with its accuracy counts for accuracy."""
-    if run["value"] is not None or metric != "accuracy":
-        return run["value"]
-    return run["accuracy"]
-
-
 @dataclass(frozen=True)
 class Scale:
     metric: str = "accuracy"
