@@ -26,6 +26,16 @@ def _tar_gz(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _tar_gz_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 def _digits(stack) -> int:
     """A model with 24 images of two labels that differ (dark and light), 12 of each."""
     status, model = stack.request("POST", "/api/v1/models", {"name": "svm"})
@@ -62,3 +72,21 @@ def test_the_svm_example_sweeps_its_own_flags_and_predicts(make_stack):
                                       data=body, headers=headers)
     assert status == 200, predicted
     assert predicted["output"]["label"] == "light"
+    # When newer code is uploaded (its test.py answers another label), the experiment that
+    # made the best keeps its own: predictions still run the tree it pinned
+    changed = (EXAMPLE / "test.py").read_text().replace(
+        "print({\"image\": str(args.image), \"label\": str(model.classes_[best]),",
+        "print({\"image\": str(args.image), \"label\": \"changed\",")
+    assert changed != (EXAMPLE / "test.py").read_text()
+    files = {name: (name, (EXAMPLE / name).read_bytes()) for name in ("train.py", "sweeplab.toml")}
+    body, headers = multipart({"archive": ("v2.tar.gz", _tar_gz_of(
+        {**{name: data for name, (_, data) in files.items()}, "test.py": changed.encode()}))})
+    status, newer = stack.request("POST", f"/api/v1/models/{model_id}/code", data=body,
+                                  headers=headers)
+    assert status == 201 and newer["version"] != code["version"], newer
+    body, headers = multipart({"image": ("x.png", png_bytes(205, 8))})
+    status, again = stack.request("POST", f"/api/v1/models/{model_id}/predict", data=body,
+                                  headers=headers)
+    assert status == 200 and again["output"]["label"] == "light", again
+    status, experiment = stack.get(f"/api/v1/experiments/{created['id']}")
+    assert experiment["code_version"] == code["version"]
