@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,12 +16,15 @@ from service.execution.command import last_lines, params_env, script_env, train_
 from service.execution.parsing import find_metric
 from service.execution.scripts import script_sha256
 from service.execution.supervise import ChildResult, start_child, supervise
+from service.execution.views import training_view
 from service.settings import Settings
 
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
 PARAMS_NAME = "params.json"  # the run's parameters, for scripts that read them from a file
 TAIL_BYTES = 1 << 20
+MEMORY_ERRORS = re.compile(r"MemoryError|Unable to allocate|std::bad_alloc|"
+                           r"Cannot allocate memory|out of memory", re.IGNORECASE)
 
 
 def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
@@ -39,6 +43,17 @@ def _last_lines(run_dir: Path) -> str:
         run_dir / STDOUT_NAME, 8192))
 
 
+def limit_reached(result: ChildResult, run_dir: Path) -> str | None:
+    """Which of its limits a failed script ran into, if it shows: a fork refused by its
+    cgroup, or an allocation refused under RLIMIT_AS (Python, NumPy and C++ each say it their
+    way)."""
+    if result.limit_reached:
+        return result.limit_reached
+    if result.memory_mb and MEMORY_ERRORS.search(read_tail(run_dir / STDERR_NAME, 65536)):
+        return f"memory limit of {result.memory_mb} MB reached"
+    return None
+
+
 def judge(result: ChildResult, run_dir: Path, timeout_s: float,
           metric: str = "accuracy") -> Outcome:
     """Turn how the child ended, and what it printed, into the run's outcome."""
@@ -48,11 +63,11 @@ def judge(result: ChildResult, run_dir: Path, timeout_s: float,
         return ended(RunStatus.CANCELLED, stopped=True)
     if result.timed_out:
         return ended(RunStatus.FAILED, error=f"timed out after {timeout_s:g} s")
-    if result.signal_name:
-        error = f"killed by {result.signal_name}\n{_last_lines(run_dir)}".strip()
-        return ended(RunStatus.FAILED, error=error)
-    if result.exit_code != 0:
-        error = f"exited with code {result.exit_code}\n{_last_lines(run_dir)}".strip()
+    if result.signal_name or result.exit_code != 0:
+        how = (f"killed by {result.signal_name}" if result.signal_name else
+               f"exited with code {result.exit_code}")
+        limit = limit_reached(result, run_dir)
+        error = f"{limit + ': ' if limit else ''}{how}\n{_last_lines(run_dir)}".strip()
         return ended(RunStatus.FAILED, error=error)
     printed = read_tail(run_dir / STDOUT_NAME)
     value = find_metric(printed, metric)
@@ -97,8 +112,9 @@ def run_training(settings: Settings, job: TrainingJob,
     env = {**script_env(job.run_id), **job.extra_env, **params_env(job.params),
            "SWEEPLAB_SEED": str(job.seed)}
     try:
-        child = start_child(train_argv(settings, job.params, job.images), job.run_dir, env,
-                            job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
+        child = start_child(train_argv(settings, job.params, job.images),
+                            training_view(settings, job.images, job.run_dir, env), job.run_dir,
+                            env, job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
     except OSError as error:
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
     keep_going(child.pid)
