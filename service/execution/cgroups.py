@@ -6,7 +6,8 @@ cgroup counts exactly the script's processes and threads. We use the first we ma
 - cgroup v2, below this process's own group when systemd delegated it (`Delegate=yes`): this
   process first moves into a leaf of its own (`service`), since v2 lets a group with processes
   in it give its children no controller.
-None writable: `new_run_group` answers None and the caller falls back to RLIMIT_NPROC.
+None writable (systemd's ProtectControlGroups=yes makes them read-only): `new_run_group`
+answers None and the caller falls back to RLIMIT_NPROC, set by `nproc_limit`.
 
 Stdlib only: a remote worker imports it.
 """
@@ -136,3 +137,27 @@ def new_run_group(limit: int) -> RunGroup | None:
     except OSError:
         return None
     return RunGroup(path, limit)
+
+
+def _user_tasks(uid: int) -> int:
+    """Threads of every process of `uid` this process can see (RLIMIT_NPROC counts them all)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            count += int(fields.get("Threads", "1").strip() or 1)
+    return count
+
+
+def nproc_limit(tasks: int) -> int:
+    """RLIMIT_NPROC for a script allowed `tasks` more, where no cgroup may be written; 0 when it
+    would not bind (root is exempt from it). RLIMIT_NPROC counts all of the user's threads, the
+    API's and the workers' too, so the script may have `tasks` beyond what they have now."""
+    uid = os.geteuid()
+    return 0 if uid == 0 else _user_tasks(uid) + tasks

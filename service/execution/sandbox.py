@@ -60,18 +60,36 @@ class ScriptView:
     sandbox: bool = True  # False: started as before the sandbox (SWEEPLAB_SANDBOX=off)
 
 
-@functools.cache
-def bwrap_works() -> bool:
-    """Whether bubblewrap is installed and can make its namespaces here (user namespaces may be
-    off, or a unit's RestrictNamespaces= may forbid them). Tried once per process."""
-    if not BWRAP:
-        return False
-    probe = [BWRAP, *system_args(), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+def _runs(extra: list[str]) -> bool:
+    probe = [BWRAP or "bwrap", *system_args(), "--unshare-pid", "--unshare-ipc",
+             "--unshare-uts", "--dev", "/dev", *extra, "--", "/bin/true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@functools.cache
+def _abilities() -> tuple[bool, bool]:
+    """(bubblewrap works here, it may mount a /proc of the script's own). Tried once per
+    process: user namespaces may be off, a unit's RestrictNamespaces= may forbid them, and the
+    kernel refuses a new /proc where the service's is partly covered (systemd's
+    ProtectKernelTunables= and ProtectKernelLogs= cover parts of it)."""
+    if not BWRAP:
+        return False, False
+    if _runs(["--proc", "/proc"]):
+        return True, True
+    return _runs(["--tmpfs", "/proc"]), False
+
+
+def bwrap_works() -> bool:
+    return _abilities()[0]
+
+
+def proc_args() -> list[str]:
+    """The script's own /proc (its PID namespace's processes only); where the kernel refuses
+    one, an empty /proc: Python, NumPy and scikit-learn run without it, never the host's."""
+    return ["--proc", "/proc"] if _abilities()[1] else ["--tmpfs", "/proc"]
 
 
 def sandbox_in_use(mode: str) -> bool:
@@ -83,6 +101,9 @@ def check_sandbox(mode: str, network: bool = True) -> None:
     """At start: refuse to run without the sandbox when it is `on` (or when the network is to
     be taken away, which only the sandbox can do); say so once when `auto` finds none."""
     if sandbox_in_use(mode):
+        if not _abilities()[1]:
+            log.warning("scripts run in the sandbox with an empty /proc: the kernel refuses "
+                        "them one of their own here")
         return
     why = ("SWEEPLAB_SANDBOX=off" if mode == "off" else
            "bubblewrap (bwrap) is not installed" if not BWRAP else
@@ -114,8 +135,7 @@ def system_args() -> list[str]:
 def bwrap_argv(argv: Sequence[str], view: ScriptView) -> list[str]:
     """The bubblewrap command line that runs `argv` seeing only `view`."""
     # The private /tmp first: a data directory under /tmp is bound over it, not hidden by it
-    args = [BWRAP or "bwrap", *system_args(), "--proc", "/proc", "--dev", "/dev",
-            "--tmpfs", "/tmp"]
+    args = [BWRAP or "bwrap", *system_args(), *proc_args(), "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in view.read_only:
         args += ["--ro-bind-try", str(path), str(path)]
     for path in view.writable:
@@ -158,7 +178,7 @@ def launch_command(argv: Sequence[str], view: ScriptView | None) -> Launch:
     memory = view.memory_mb if view is not None else 0
     tasks = view.tasks if view is not None else 0
     group = cgroups.new_run_group(tasks) if tasks else None
-    nproc = tasks if tasks and group is None and os.geteuid() != 0 else 0
+    nproc = cgroups.nproc_limit(tasks) if tasks and group is None else 0
     if not (memory or group or nproc) and SETPRIV:
         return Launch([SETPRIV, "--pdeathsig", "KILL", "--", *command], None, view=view)
     preexec = functools.partial(_before_exec, memory << 20, group.procs_file if group else None,
@@ -178,5 +198,4 @@ def _before_exec(memory_bytes: int, cgroup_procs: str | None, nproc: int) -> Non
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     if nproc:
-        # No cgroup we may write: RLIMIT_NPROC counts all the user's processes, a coarser wall
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
