@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -87,12 +90,22 @@ def test_network_off_unshares_it_and_predictions_see_their_run_folder_read_only(
 
 
 def test_sandbox_off_keeps_the_command_and_limits_still_apply(tmp_path):
-    view = ScriptView(workdir=tmp_path, sandbox=False)
-    plain = launch_command(["python", "x.py"], view)
+    plain = launch_command(["python", "x.py"], ScriptView(workdir=tmp_path, sandbox=False))
     assert plain.command[-2:] == ["python", "x.py"] and "bwrap" not in plain.command[0]
     limited = launch_command(["python", "x.py"], ScriptView(tmp_path, memory_mb=64,
                                                             sandbox=False))
-    assert limited.command == ["python", "x.py"] and limited.preexec is not None
+    assert limited.command[-5:] == [sandbox.PRLIMIT, f"--as={64 << 20}", "--", "python",
+                                    "x.py"]
+
+
+def test_in_the_sandbox_the_limits_are_set_inside_it(tmp_path, monkeypatch):
+    # RLIMIT_NPROC set inside the sandbox's user namespace counts its processes only
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    launch = launch_command(["python", "x.py"], ScriptView(tmp_path, memory_mb=64, tasks=9))
+    assert launch.command[0] == sandbox.BWRAP and "--unshare-user" in launch.command
+    assert launch.command[-6:] == [sandbox.PRLIMIT, f"--as={64 << 20}", "--nproc=9", "--",
+                                   "python", "x.py"]
+    assert launch.preexec is None and launch.cgroup is None  # nothing between fork and exec
 
 
 def test_on_refuses_without_bubblewrap_and_auto_says_so_once(monkeypatch, caplog):
@@ -109,6 +122,49 @@ def test_on_refuses_without_bubblewrap_and_auto_says_so_once(monkeypatch, caplog
     assert [r.getMessage() for r in caplog.records] == [
         "scripts run without a sandbox: bubblewrap (bwrap) is not installed "
         "(SWEEPLAB_SANDBOX=auto)"]
+
+
+FORK_COUNTER = """import os, time
+children = []
+try:
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+except OSError:
+    print(len(children))
+"""
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists()
+                    or not sandbox.SETPRIV, reason="needs root to become another user")
+def test_for_a_service_user_the_task_limit_counts_the_sandbox_only(monkeypatch):
+    # Given a user (nobody) who already has 20 processes, as a deployment's API and worker do
+    folder = Path(tempfile.mkdtemp())
+    others: list[subprocess.Popen[bytes]] = []
+    try:
+        folder.chmod(0o755)
+        script = folder / "forks.py"
+        script.write_text(FORK_COUNTER)
+        as_nobody = [sandbox.SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        others += [subprocess.Popen([*as_nobody, "sleep", "30"]) for _ in range(20)]
+        # When a script of that user forks all it can in the sandbox, with 16 tasks allowed
+        monkeypatch.setattr(sandbox.os, "geteuid", lambda: 65534)
+        view = ScriptView(folder, read_only=(script,), tasks=16)
+        launch = launch_command(["/usr/bin/python3", str(script)], view)
+        done = subprocess.run([*as_nobody, *launch.command], capture_output=True, text=True,
+                              timeout=60)
+        # Then its namespace held 16 tasks: bwrap's init, itself and 14 children; the user's
+        # other processes did not count
+        assert done.stdout.strip() == "14", done.stderr
+    finally:
+        for process in others:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder)
 
 
 # --- a hostile training script through the real training code ----------------------------------

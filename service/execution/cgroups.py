@@ -1,7 +1,7 @@
-"""A pids cgroup per script: the process-count limit that holds for every user, root included.
-
-RLIMIT_NPROC does not bind root and counts all of a user's processes, not one run's; a pids
-cgroup counts exactly the script's processes and threads. We use the first we may write:
+"""A pids cgroup per script, where RLIMIT_NPROC cannot limit it: a script started by root
+(exempt from RLIMIT_NPROC), or one outside the sandbox (where RLIMIT_NPROC counts all the
+user's threads, not one run's). A pids cgroup counts exactly the script's processes and
+threads. We use the first we may write:
 - cgroup v1's pids hierarchy, below this process's own group (`/sys/fs/cgroup/pids/...`);
 - cgroup v2, below this process's own group when systemd delegated it (`Delegate=yes`): this
   process first moves into a leaf of its own (`service`), since v2 lets a group with processes
@@ -105,7 +105,7 @@ class RunGroup:
                     os.kill(int(pid), signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-            time.sleep(0.01)
+            time.sleep(0.002)
         try:
             self.path.rmdir()
         except OSError:

@@ -28,6 +28,7 @@ from service.execution import cgroups
 
 BWRAP = shutil.which("bwrap")
 SETPRIV = shutil.which("setpriv")
+PRLIMIT = shutil.which("prlimit")  # util-linux, like setpriv; under /usr, so seen in the sandbox
 MODES = ("auto", "on", "off")
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child must not import
@@ -142,7 +143,10 @@ def bwrap_argv(argv: Sequence[str], view: ScriptView) -> list[str]:
         args += ["--bind-try", str(path), str(path)]
     for device in view.devices:
         args += ["--dev-bind-try", str(device), str(device)]
-    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    # --unshare-user even where bwrap runs as root: RLIMIT_NPROC then counts the sandbox's
+    # processes only (and the script holds no capability outside it)
+    args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+             "--unshare-cgroup-try"]
     if not view.network:
         args.append("--unshare-net")
     # --new-session: no TIOCSTI into a terminal; --die-with-parent: gone with its supervisor
@@ -167,28 +171,58 @@ class Launch:
         return f"task limit of {group.limit} reached" if group.close() else None
 
 
-def launch_command(argv: Sequence[str], view: ScriptView | None) -> Launch:
-    """The command and the function run before exec that start `argv` as `view` allows.
+def limits_argv(memory_mb: int, nproc: int) -> list[str]:
+    """util-linux's prlimit, which sets the limits and execs the script (no Python between
+    fork and exec); empty without limits."""
+    wanted = [f"--as={memory_mb << 20}"] * bool(memory_mb) + [f"--nproc={nproc}"] * bool(nproc)
+    return [PRLIMIT, *wanted, "--"] if wanted and PRLIMIT else []
 
-    The child always gets SIGKILL when its parent dies. A view with limits needs a function
-    between fork and exec (setrlimit, joining the cgroup: a few syscalls, nothing else);
-    without them util-linux's setpriv sets the death signal, so subprocess may use vfork.
+
+def launch_command(argv: Sequence[str], view: ScriptView | None) -> Launch:
+    """The command, and the function run between fork and exec if one is needed, that start
+    `argv` as `view` allows.
+
+    The child always gets SIGKILL when its parent dies (bwrap's --die-with-parent, else
+    setpriv's). In the sandbox the task limit is RLIMIT_NPROC set inside the script's own user
+    namespace, where it counts the script's processes only; root is exempt from RLIMIT_NPROC,
+    so under root the script joins a pids cgroup instead (one write before exec, and about 10
+    ms of the kernel's cgroup migration). Outside the sandbox a cgroup where one may be
+    written, else RLIMIT_NPROC over all of the user's threads (cgroups.nproc_limit).
     """
-    command = bwrap_argv(argv, view) if view is not None and view.sandbox else list(argv)
-    memory = view.memory_mb if view is not None else 0
-    tasks = view.tasks if view is not None else 0
-    group = cgroups.new_run_group(tasks) if tasks else None
-    nproc = cgroups.nproc_limit(tasks) if tasks and group is None else 0
-    if not (memory or group or nproc) and SETPRIV:
-        return Launch([SETPRIV, "--pdeathsig", "KILL", "--", *command], None, view=view)
-    preexec = functools.partial(_before_exec, memory << 20, group.procs_file if group else None,
-                                nproc)
+    if view is None:
+        return _outside(list(argv), None, None)
+    root = os.geteuid() == 0
+    in_cgroup = view.tasks > 0 and (root or not view.sandbox)
+    group = cgroups.new_run_group(view.tasks) if in_cgroup else None
+    if not view.sandbox:
+        nproc = cgroups.nproc_limit(view.tasks) if view.tasks and group is None else 0
+        return _outside([*limits_argv(view.memory_mb, nproc), *argv], group, view)
+    nproc = view.tasks if view.tasks and not root else 0
+    if PRLIMIT is None and (view.memory_mb or nproc):  # set before the namespaces: coarser
+        limits = functools.partial(_before_exec, view.memory_mb << 20, None,
+                                   cgroups.nproc_limit(view.tasks) if nproc else 0, False)
+        return Launch(bwrap_argv(argv, view), limits, group, view)
+    command = bwrap_argv([*limits_argv(view.memory_mb, nproc), *argv], view)
+    preexec = functools.partial(_before_exec, 0, group.procs_file, 0, False) if group else None
     return Launch(command, preexec, group, view)
 
 
-def _before_exec(memory_bytes: int, cgroup_procs: str | None, nproc: int) -> None:
+def _outside(command: list[str], group: cgroups.RunGroup | None,
+             view: ScriptView | None) -> Launch:
+    """Without the sandbox: setpriv's death signal, or ours when a cgroup is to be joined."""
+    memory = view.memory_mb if view is not None and not PRLIMIT else 0
+    if group is None and not memory and SETPRIV:
+        return Launch([SETPRIV, "--pdeathsig", "KILL", "--", *command], None, group, view)
+    procs = group.procs_file if group else None
+    return Launch(command, functools.partial(_before_exec, memory << 20, procs, 0, True),
+                  group, view)
+
+
+def _before_exec(memory_bytes: int, cgroup_procs: str | None, nproc: int,
+                 death_signal: bool) -> None:
     # Runs in the forked child before exec: only a few syscalls.
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if death_signal:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if cgroup_procs is not None:
         fd = os.open(cgroup_procs, os.O_WRONLY)
         try:

@@ -32,6 +32,7 @@ class ChildResult:
     duration_s: float
     limit_reached: str | None = None  # "task limit of N reached", from the script's cgroup
     memory_mb: int = 0  # its memory limit (0: none), for telling why it failed
+    tasks: int = 0  # its task limit (0: none), the same
 
     @property
     def signal_name(self) -> str | None:
@@ -138,9 +139,9 @@ def supervise(child: Child, timeout_s: float, should_stop: Callable[[], bool],
         exit_watch.close()
     kill_group(process.pid)  # a script's background children do not outlive it
     limit = child.launch.ended()  # nor do those in its sandbox or cgroup
-    memory = child.launch.view.memory_mb if child.launch.view else 0
+    view = child.launch.view
     return ChildResult(process.returncode, timed_out, stopped, time.monotonic() - started,
-                       limit, memory)
+                       limit, view.memory_mb if view else 0, view.tasks if view else 0)
 
 
 def kill_leftovers(pgid: int, run_id: int, run_dir: Path) -> int:

@@ -25,6 +25,9 @@ PARAMS_NAME = "params.json"  # the run's parameters, for scripts that read them 
 TAIL_BYTES = 1 << 20
 MEMORY_ERRORS = re.compile(r"MemoryError|Unable to allocate|std::bad_alloc|"
                            r"Cannot allocate memory|out of memory", re.IGNORECASE)
+# a fork or a thread refused under RLIMIT_NPROC: EAGAIN, as Python and C say it
+TASK_ERRORS = re.compile(r"Resource temporarily unavailable|can't start new thread|"
+                         r"pthread_create")
 
 
 def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
@@ -45,12 +48,15 @@ def _last_lines(run_dir: Path) -> str:
 
 def limit_reached(result: ChildResult, run_dir: Path) -> str | None:
     """Which of its limits a failed script ran into, if it shows: a fork refused by its
-    cgroup, or an allocation refused under RLIMIT_AS (Python, NumPy and C++ each say it their
-    way)."""
+    cgroup, or what its errors say of an allocation refused under RLIMIT_AS or a fork under
+    RLIMIT_NPROC (Python, NumPy and C++ each say it their way)."""
     if result.limit_reached:
         return result.limit_reached
-    if result.memory_mb and MEMORY_ERRORS.search(read_tail(run_dir / STDERR_NAME, 65536)):
+    errors = read_tail(run_dir / STDERR_NAME, 65536)
+    if result.memory_mb and MEMORY_ERRORS.search(errors):
         return f"memory limit of {result.memory_mb} MB reached"
+    if result.tasks and TASK_ERRORS.search(errors):
+        return f"task limit of {result.tasks} reached"
     return None
 
 
