@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -165,6 +166,36 @@ def test_for_a_service_user_the_task_limit_counts_the_sandbox_only(monkeypatch):
             process.kill()
             process.wait()
         shutil.rmtree(folder)
+
+
+CONNECT = """import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5).close()
+    print("connected")
+except OSError as error:
+    print("refused:", error)
+"""
+
+
+@needs_bwrap
+def test_with_the_network_off_a_script_reaches_not_even_the_loopback(tmp_path):
+    # Given a listener on this machine's loopback
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = str(server.getsockname()[1])
+        script = tmp_path / "connect.py"
+        script.write_text(CONNECT)
+        results = {}
+        for network in (True, False):
+            # When a script in the sandbox connects to it, with the network on and off
+            view = ScriptView(tmp_path, read_only=(script, Path(sys.base_prefix),
+                                                   Path(sys.prefix)), network=network)
+            launch = launch_command([sys.executable, str(script), port], view)
+            results[network] = subprocess.run(launch.command, capture_output=True, text=True,
+                                              timeout=60).stdout.strip()
+    # Then it connects only with the network on
+    assert results[True] == "connected"
+    assert results[False].startswith("refused:"), results
 
 
 # --- a hostile training script through the real training code ----------------------------------

@@ -2,10 +2,11 @@
 
 A script runs in a new mount namespace holding only what its `ScriptView` lists, bound at the
 same absolute paths (so its argv is unchanged): the system's directories, the interpreter, its
-script files and inputs read-only, its run folder writable, a private /tmp. It gets its own PID,
-IPC and UTS namespaces (it sees no other process, so it can neither signal nor trace the worker
-or the API) and, with the network off, its own empty network namespace. Its memory is capped by
-RLIMIT_AS and its processes by a pids cgroup (service/execution/cgroups.py).
+script files and inputs read-only, its run folder writable, a private /tmp. It gets its own
+user, PID, IPC and UTS namespaces (it sees no other process, so it can neither signal nor trace
+the worker or the API) and, with the network off, its own empty network namespace. Its memory
+is capped by RLIMIT_AS and its tasks by RLIMIT_NPROC inside its user namespace, or a pids cgroup
+where that does not bind (service/execution/cgroups.py).
 
 Stdlib only: a remote worker imports it.
 """
@@ -29,7 +30,6 @@ from service.execution import cgroups
 BWRAP = shutil.which("bwrap")
 SETPRIV = shutil.which("setpriv")
 PRLIMIT = shutil.which("prlimit")  # util-linux, like setpriv; under /usr, so seen in the sandbox
-MODES = ("auto", "on", "off")
 PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child must not import
 # Bound read-only when they exist; a merged-/usr link (/bin -> usr/bin) is recreated as a link.
@@ -44,7 +44,8 @@ log = logging.getLogger("sweeplab.sandbox")
 
 
 class SandboxUnavailable(RuntimeError):
-    """SWEEPLAB_SANDBOX=on, but bubblewrap is missing or cannot make its namespaces here."""
+    """The sandbox is required (SWEEPLAB_SANDBOX=on, or SWEEPLAB_SCRIPT_NETWORK=off), but
+    bubblewrap is missing or cannot make its namespaces here."""
 
 
 @dataclass(frozen=True)
