@@ -17,7 +17,8 @@ import pytest
 
 from service.execution import sandbox
 from service.execution.sandbox import SandboxUnavailable, ScriptView, bwrap_argv, launch_command
-from service.execution.training import TrainingJob, run_training
+from service.execution.supervise import ChildResult
+from service.execution.training import STDERR_NAME, TrainingJob, judge, run_training
 from service.execution.views import cold_predict_view, training_view, warm_predict_view
 from service.settings import PROJECT_ROOT, Settings, ensure_data_dirs
 from tests.conftest import make_settings
@@ -196,6 +197,20 @@ def test_with_the_network_off_a_script_reaches_not_even_the_loopback(tmp_path):
     # Then it connects only with the network on
     assert results[True] == "connected"
     assert results[False].startswith("refused:"), results
+
+
+@pytest.mark.parametrize(("printed", "reason"), [
+    ("BlockingIOError: [Errno 11] Resource temporarily unavailable", "task limit of 8 reached"),
+    ("RuntimeError: can't start new thread", "task limit of 8 reached"),
+    ("numpy.core._exceptions._ArrayMemoryError: Unable to allocate 8.00 GiB",
+     "memory limit of 64 MB reached"),
+    ("ValueError: a bug of its own", None)])
+def test_a_failed_run_names_the_limit_its_errors_show(tmp_path, printed, reason):
+    (tmp_path / STDERR_NAME).write_text(f"Traceback (most recent call last):\n{printed}\n")
+    result = ChildResult(1, False, False, 0.5, memory_mb=64, tasks=8)
+    error = judge(result, tmp_path, 60).error
+    assert error == ((f"{reason}: " if reason else "") + "exited with code 1\n"
+                     f"Traceback (most recent call last):\n{printed}")
 
 
 # --- a hostile training script through the real training code ----------------------------------
