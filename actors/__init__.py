@@ -19,9 +19,11 @@ from actors.registry import WorkerRegistry
 from actors.stores import make_store
 from actors.stores.base import RunStore
 from service.dispatch.broker import make_broker
+from service.execution.sandbox import check_sandbox
 from service.settings import ensure_data_dirs, load_settings
 
 settings = load_settings()
+check_sandbox(settings.sandbox, settings.script_network)  # SWEEPLAB_SANDBOX=on: none, no start
 ensure_data_dirs(settings)
 broker = make_broker(settings.broker_url)
 broker.add_middleware(PrefetchNoMoreThanThreads())

@@ -155,7 +155,8 @@ read_os() {
 
 # The OS packages a role needs, one a line (every role's when none is given).
 os_packages() {
-    printf '%s\n' python3 python3-venv curl
+    # bubblewrap: every script runs in it (SWEEPLAB_SANDBOX=on in the env file)
+    printf '%s\n' python3 python3-venv curl bubblewrap
     # Ubuntu 22.04's python3 is 3.10; sweeplab needs 3.11 (its pinned numpy and scipy too).
     [[ $OS_ID != ubuntu || $OS_VERSION != 22.04 ]] || printf '%s\n' python3.11 python3.11-venv
     [[ $ROLE == worker ]] || echo rabbitmq-server
@@ -297,6 +298,7 @@ write_env_file() {
     set_line SWEEPLAB_DATA_DIR "$DATA_DIR" "$tmp"
     set_line SWEEPLAB_BROKER_URL "$BROKER_URL" "$tmp"
     set_line SWEEPLAB_WORKER_TOKEN "$WORKER_TOKEN" "$tmp"
+    set_line SWEEPLAB_SANDBOX on "$tmp" # installed above: no script runs outside it
     if [[ $ROLE == worker ]]; then
         set_line SWEEPLAB_API_URL "$API_URL" "$tmp"
         drop_line SWEEPLAB_API_TOKEN "$tmp" # a training host never needs the users' token

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with the pinned requirements (again when requirements.txt or requirements-dev.txt
-# changes), and make sure RabbitMQ is up. Both README commands start with this.
+# changes), make sure RabbitMQ is up and bubblewrap (the scripts' sandbox) is installed where
+# it may be. Both README commands start with this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +26,4 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
     echo "$wanted" > "$stamp"
 fi
 scripts/ensure_rabbitmq.sh
+scripts/ensure_bubblewrap.sh

@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from service.app import create_app
+from service.execution.sandbox import SandboxUnavailable, check_sandbox
 from service.settings import load_settings
 from service.web.accesslog import run_app_options
 
@@ -35,6 +36,10 @@ def main() -> None:
                      f"token, or pass --private-network if only trusted hosts can reach it")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("pika").setLevel(logging.WARNING)  # a dozen lines per connection
+    try:  # the API starts prediction scripts
+        check_sandbox(settings.sandbox, settings.script_network)
+    except SandboxUnavailable as error:
+        raise SystemExit(f"python -m service: {error}") from None
     web.run_app(create_app(settings), host=args.host, port=args.port,
                 **run_app_options(settings.access_log))
 

@@ -15,6 +15,7 @@ from pathlib import Path
 # which requests the API's access log names (service.web.accesslog); the first is the default
 ACCESS_LOG_CHOICES = ("changes", "all", "off")
 ON_OFF = ("on", "off")
+SANDBOX_CHOICES = ("auto", "on", "off")  # the first is the default
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,6 +58,10 @@ class Settings:
     code_max_bytes: int = 50 << 20
     code_max_files: int = 2000
     env_build_timeout_s: float = 900.0
+    sandbox: str = SANDBOX_CHOICES[0]
+    script_network: bool = True
+    script_memory_mb: int = 4096  # 0: no limit
+    script_tasks: int = 256  # 0: no limit
 
     @property
     def remote(self) -> bool:
@@ -139,6 +144,14 @@ DEFAULTS: dict[str, tuple[str, str]] = {
                                      "environment (pip install -r its requirements)"),
     "SWEEPLAB_ACCESS_LOG": (ACCESS_LOG_CHOICES[0], "API: which requests the access log names: "
                             "changes (all but successful reads), all, off"),
+    "SWEEPLAB_SANDBOX": (SANDBOX_CHOICES[0], "scripts run in bubblewrap: auto (when installed), "
+                         "on (the API and workers refuse to start without it), off"),
+    "SWEEPLAB_SCRIPT_NETWORK": ("on", "on or off: whether scripts may use the network (off "
+                                "needs the sandbox)"),
+    "SWEEPLAB_SCRIPT_MEMORY_MB": ("4096", "address space of one script (RLIMIT_AS); 0: no "
+                                  "limit"),
+    "SWEEPLAB_SCRIPT_TASKS": ("256", "processes and threads of one script at once; 0: no "
+                              "limit"),
 }
 
 
@@ -151,6 +164,14 @@ def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) ->
     if value <= 0:
         raise SettingsError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _count(env: Mapping[str, str], name: str) -> int:
+    """A whole number, 0 allowed (meaning: no limit)."""
+    raw = env.get(name) or DEFAULTS[name][0]
+    if not raw.isdigit():
+        raise SettingsError(f"{name} must be a whole number (0: no limit), got {raw!r}")
+    return int(raw)
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -211,6 +232,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         code_max_bytes=int(_number(env, "SWEEPLAB_CODE_MAX_BYTES", int)),
         code_max_files=int(_number(env, "SWEEPLAB_CODE_MAX_FILES", int)),
         env_build_timeout_s=_number(env, "SWEEPLAB_ENV_BUILD_TIMEOUT_S", float),
+        sandbox=_choice(env, "SWEEPLAB_SANDBOX", SANDBOX_CHOICES),
+        script_network=_choice(env, "SWEEPLAB_SCRIPT_NETWORK", ("on", "off")) == "on",
+        script_memory_mb=_count(env, "SWEEPLAB_SCRIPT_MEMORY_MB"),
+        script_tasks=_count(env, "SWEEPLAB_SCRIPT_TASKS"),
     )
     if settings.api_url and not settings.worker_token:
         raise SettingsError("SWEEPLAB_API_URL is set (a remote worker) but "

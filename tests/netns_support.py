@@ -244,12 +244,16 @@ def sees(pid: int, path: Path) -> bool:
 
 
 def is_script(pid: int) -> bool:
+    """A training script (its environment carries SWEEPLAB_RUN_ID), not one of the bwrap
+    processes of the sandbox around it (they carry it too)."""
     try:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        sandbox = Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap"
     except OSError:
         return False
-    return state != "Z" and any(item.startswith(b"SWEEPLAB_RUN_ID=") for item in environ)
+    return (state != "Z" and not sandbox
+            and any(item.startswith(b"SWEEPLAB_RUN_ID=") for item in environ))
 
 
 def worker_pid(worker: str) -> int:

@@ -25,6 +25,7 @@ def test_every_benchmark_runs_and_reports(tmp_path):
                  "memory: idle worker", "scaling: growth across sizes",
                  "remote: cold snapshot", "remote: warm snapshot", "HTTP path against",
                  "early stopping: median rule", "early stopping: successive halving rule",
-                 "predict: warm, one image per request", "predict: cold batch of"):
+                 "predict: warm, one image per request", "predict: cold batch of",
+                 "sandbox: start of `python -c pass`"):
         assert name in report, name
     assert report.count("| PASS |") + report.count("| FAIL |") >= 16

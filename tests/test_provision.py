@@ -30,8 +30,10 @@ SYSTEMD = ROOT / "systemd"
 UNITS = ("sweeplab-api.service", "sweeplab-worker.service", "sweeplab-aggregate.service")
 # The highest `systemd-analyze security` exposure each unit may have (0 safe .. 10 unsafe).
 # The API's bound is the issue's; the others are what GPUs and users' scripts leave room for.
-EXPOSURE_BOUNDS = {"sweeplab-api.service": 2.0, "sweeplab-aggregate.service": 2.0,
-                   "sweeplab-worker.service": 2.0, "sweeplab-worker.service+gpu": 2.5}
+# The sandbox's namespaces (RestrictNamespaces=user mnt pid ipc uts net cgroup: +0.9) and its
+# mount calls (+0.2) cost the API and the worker 1.2 -> 2.1 and 1.3 -> 2.2 (issue #22).
+EXPOSURE_BOUNDS = {"sweeplab-api.service": 2.1, "sweeplab-aggregate.service": 2.0,
+                   "sweeplab-worker.service": 2.2, "sweeplab-worker.service+gpu": 2.5}
 TEST_TOOLS = {"pytest", "pytest-aiohttp", "pytest-asyncio", "schemathesis", "hypothesis",
               "playwright", "ruff", "mypy", "import-linter", "openapi-spec-validator",
               "openapi-python-client"}
@@ -129,10 +131,10 @@ def test_bad_arguments_are_refused_before_anything_runs(args, message):
 
 def test_print_packages_per_role():
     everything = provision("--print-packages").stdout.split()
-    assert {"python3", "python3-venv", "curl", "rabbitmq-server"} <= set(everything)
+    assert {"python3", "python3-venv", "curl", "rabbitmq-server", "bubblewrap"} <= set(everything)
     assert "caddy" not in everything
     worker = provision("--print-packages", "--role", "worker").stdout.split()
-    assert "rabbitmq-server" not in worker and "python3" in worker
+    assert "rabbitmq-server" not in worker and {"python3", "bubblewrap"} <= set(worker)
     with_domain = provision("--print-packages", "--role", "api", "--domain", "a.example.com")
     assert "caddy" in with_domain.stdout.split()
 

@@ -342,20 +342,20 @@ def test_a_remote_host_killed_mid_sweep_has_its_runs_taken_over(make_lab):
 
 
 SLEEP_BY_J = '''
-import os, runpy, sys
-# The fake script, sleeping as long as SLEEP_J<j> says (FAKE_TRAIN_SLEEP otherwise).
+import os, sys
+# The fake script, sleeping as long as SLEEP_J<j> says (FAKE_TRAIN_SLEEP otherwise). Its text
+# is carried in this file: the sandbox shows a script its own file, not tests/scripts/.
 j = sys.argv[sys.argv.index("--j") + 1]
 default = os.environ.get("FAKE_TRAIN_SLEEP", "0.1")
 os.environ["FAKE_TRAIN_SLEEP"] = os.environ.get(f"SLEEP_J{j}", default)
-sys.argv[0] = FAKE_TRAIN
-runpy.run_path(FAKE_TRAIN, run_name="__main__")
+exec(compile(FAKE_TRAIN_TEXT, "fake_train.py", "exec"), {"__name__": "__main__"})
 '''
 
 
 def two_runs_on_one_host(lab: Lab, script_dir: Path) -> tuple[RemoteHost, int]:
     """host-a runs both runs of a sweep: j=1 for 60 s, j=2 for 3 s (less than a lease)."""
     script = script_dir / "sleep_by_j.py"
-    script.write_text(f"FAKE_TRAIN = {str(FAKE_TRAIN)!r}\n{SLEEP_BY_J}")
+    script.write_text(f"FAKE_TRAIN_TEXT = {FAKE_TRAIN.read_text()!r}\n{SLEEP_BY_J}")
     host_a = lab.add_host("host-a", threads=2, SWEEPLAB_TRAIN_SCRIPT=str(script),
                           SLEEP_J1="60", SLEEP_J2="3")
     model_id = small_dataset(lab.stack)

@@ -21,9 +21,13 @@ from tests.helpers import png_bytes
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
+    # Without the sandbox: these tests match the pids the script prints with the pool's, and
+    # in the sandbox's PID namespace a script sees its own numbers (tests/test_sandbox.py
+    # runs warm processes in it)
     settings = make_settings(tmp_path / "data",
                              SWEEPLAB_TEST_SCRIPT=str(write_fake_serve(tmp_path)),
-                             SWEEPLAB_PREDICT_TIMEOUT_S="5", SWEEPLAB_PREDICT_IDLE_S="60")
+                             SWEEPLAB_PREDICT_TIMEOUT_S="5", SWEEPLAB_PREDICT_IDLE_S="60",
+                             SWEEPLAB_SANDBOX="off")
     ensure_data_dirs(settings)
     return settings
 

@@ -13,7 +13,9 @@ from typing import Any
 from service.execution.supervise import RUN_MARKER
 from service.settings import Settings
 
-SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN", "SWEEPLAB_WORKER_TOKEN")
+# the tokens, and the URLs that may hold the broker's and the database's passwords
+SECRET_SETTINGS = ("SWEEPLAB_API_TOKEN", "SWEEPLAB_WORKER_TOKEN", "SWEEPLAB_BROKER_URL",
+                   "SWEEPLAB_DATABASE_URL")
 ERROR_LINES = 5
 
 

@@ -8,10 +8,8 @@ Arguments are passed as a list: no shell ever sees a value.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,26 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child must not import
+from service.execution.sandbox import Launch, ScriptView, launch_command
+
 GRACE_S = 3.0
 RUN_MARKER = "SWEEPLAB_RUN_ID"
-# util-linux's setpriv sets the parent-death signal, then execs the script. With it, no Python
-# runs between fork and exec, so subprocess can use vfork (cheaper in a big worker process,
-# and safe among threads); without it, a preexec_fn does the same job.
-SETPRIV = shutil.which("setpriv")
-
-
-def die_with_parent() -> None:
-    # Runs in the forked child before exec: only async-signal-safe work (one syscall).
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def with_parent_death_signal(argv: Sequence[str]) -> tuple[list[str], Callable[[], None] | None]:
-    """The command line and preexec function that give the child SIGKILL when we die."""
-    if SETPRIV:
-        return [SETPRIV, "--pdeathsig", "KILL", "--", *argv], None
-    return list(argv), die_with_parent
 
 
 @dataclass(frozen=True)
@@ -48,6 +30,9 @@ class ChildResult:
     timed_out: bool
     stopped: bool
     duration_s: float
+    limit_reached: str | None = None  # "task limit of N reached", from the script's cgroup
+    memory_mb: int = 0  # its memory limit (0: none), for telling why it failed
+    tasks: int = 0  # its task limit (0: none), the same
 
     @property
     def signal_name(self) -> str | None:
@@ -105,19 +90,34 @@ class _ExitWatch:
             self.fd = None
 
 
-def start_child(argv: Sequence[str], cwd: Path, env: Mapping[str, str], stdout: Path,
-                stderr: Path) -> subprocess.Popen[bytes]:
-    command, preexec = with_parent_death_signal(argv)
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
-        return subprocess.Popen(
-            command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=err, start_new_session=True, preexec_fn=preexec,
-        )
+@dataclass
+class Child:
+    process: subprocess.Popen[bytes]
+    launch: Launch
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
-def supervise(process: subprocess.Popen[bytes], timeout_s: float,
-              should_stop: Callable[[], bool], poll_s: float = 1.0) -> ChildResult:
+def start_child(argv: Sequence[str], view: ScriptView, cwd: Path, env: Mapping[str, str],
+                stdout: Path, stderr: Path) -> Child:
+    launch = launch_command(argv, view)
+    try:
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            return Child(subprocess.Popen(
+                launch.command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
+                stderr=err, start_new_session=True, preexec_fn=launch.preexec,
+            ), launch)
+    except BaseException:
+        launch.ended()
+        raise
+
+
+def supervise(child: Child, timeout_s: float, should_stop: Callable[[], bool],
+              poll_s: float = 1.0) -> ChildResult:
     """Wait for the child; kill its group on timeout or when `should_stop()` says so."""
+    process = child.process
     started = time.monotonic()
     deadline = started + timeout_s
     timed_out = stopped = False
@@ -133,11 +133,15 @@ def supervise(process: subprocess.Popen[bytes], timeout_s: float,
                 break
     except BaseException:  # the worker is shutting down (or our own code failed): no orphans
         _terminate(process)
+        child.launch.ended()
         raise
     finally:
         exit_watch.close()
     kill_group(process.pid)  # a script's background children do not outlive it
-    return ChildResult(process.returncode, timed_out, stopped, time.monotonic() - started)
+    limit = child.launch.ended()  # nor do those in its sandbox or cgroup
+    view = child.launch.view
+    return ChildResult(process.returncode, timed_out, stopped, time.monotonic() - started,
+                       limit, view.memory_mb if view else 0, view.tasks if view else 0)
 
 
 def kill_leftovers(pgid: int, run_id: int, run_dir: Path) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,12 +26,18 @@ from service.execution.environments import EnvironmentFailed
 from service.execution.parsing import find_metric
 from service.execution.scripts import script_sha256
 from service.execution.supervise import ChildResult, start_child, supervise
+from service.execution.views import training_view
 from service.settings import Settings
 
 STDOUT_NAME = "stdout.log"
 STDERR_NAME = "stderr.log"
 PARAMS_NAME = "params.json"  # the run's parameters, for scripts that read them from a file
 TAIL_BYTES = 1 << 20
+MEMORY_ERRORS = re.compile(r"MemoryError|Unable to allocate|std::bad_alloc|"
+                           r"Cannot allocate memory|out of memory", re.IGNORECASE)
+# a fork or a thread refused under RLIMIT_NPROC: EAGAIN, as Python and C say it
+TASK_ERRORS = re.compile(r"Resource temporarily unavailable|can't start new thread|"
+                         r"pthread_create")
 
 
 def read_tail(path: Path, limit: int = TAIL_BYTES) -> str:
@@ -49,6 +56,20 @@ def _last_lines(run_dir: Path) -> str:
         run_dir / STDOUT_NAME, 8192))
 
 
+def limit_reached(result: ChildResult, run_dir: Path) -> str | None:
+    """Which of its limits a failed script ran into, if it shows: a fork refused by its
+    cgroup, or what its errors say of an allocation refused under RLIMIT_AS or a fork under
+    RLIMIT_NPROC (Python, NumPy and C++ each say it their way)."""
+    if result.limit_reached:
+        return result.limit_reached
+    errors = read_tail(run_dir / STDERR_NAME, 65536)
+    if result.memory_mb and MEMORY_ERRORS.search(errors):
+        return f"memory limit of {result.memory_mb} MB reached"
+    if result.tasks and TASK_ERRORS.search(errors):
+        return f"task limit of {result.tasks} reached"
+    return None
+
+
 def judge(result: ChildResult, run_dir: Path, timeout_s: float,
           metric: str = "accuracy") -> Outcome:
     """Turn how the child ended, and what it printed, into the run's outcome."""
@@ -58,11 +79,11 @@ def judge(result: ChildResult, run_dir: Path, timeout_s: float,
         return ended(RunStatus.CANCELLED, stopped=True)
     if result.timed_out:
         return ended(RunStatus.FAILED, error=f"timed out after {timeout_s:g} s")
-    if result.signal_name:
-        error = f"killed by {result.signal_name}\n{_last_lines(run_dir)}".strip()
-        return ended(RunStatus.FAILED, error=error)
-    if result.exit_code != 0:
-        error = f"exited with code {result.exit_code}\n{_last_lines(run_dir)}".strip()
+    if result.signal_name or result.exit_code != 0:
+        how = (f"killed by {result.signal_name}" if result.signal_name else
+               f"exited with code {result.exit_code}")
+        limit = limit_reached(result, run_dir)
+        error = f"{limit + ': ' if limit else ''}{how}\n{_last_lines(run_dir)}".strip()
         return ended(RunStatus.FAILED, error=error)
     printed = read_tail(run_dir / STDOUT_NAME)
     value = find_metric(printed, metric)
@@ -161,8 +182,10 @@ def run_training(settings: Settings, job: TrainingJob,
     env = {**script_env(job.run_id), **job.extra_env, **params_env(job.params),
            **entry.env(), "SWEEPLAB_SEED": str(job.seed)}
     try:
-        child = start_child(train_argv(entry, job.params, job.images), job.run_dir, env,
-                            job.run_dir / STDOUT_NAME, job.run_dir / STDERR_NAME)
+        child = start_child(train_argv(entry, job.params, job.images),
+                            training_view(settings, entry, job.images, job.run_dir, env),
+                            job.run_dir, env, job.run_dir / STDOUT_NAME,
+                            job.run_dir / STDERR_NAME)
     except OSError as error:
         return Outcome(RunStatus.FAILED, error=f"could not start the train script: {error}")
     keep_going(child.pid)

@@ -25,8 +25,10 @@ from service.core.errors import Conflict
 from service.core.tables import Run
 from service.execution.command import Entry, last_lines, test_argv
 from service.execution.parsing import last_line_dict
-from service.execution.supervise import kill_group, with_parent_death_signal
+from service.execution.sandbox import ScriptView, launch_command
+from service.execution.supervise import kill_group
 from service.execution.training import read_tail
+from service.execution.views import cold_predict_view
 from service.predict.entry import prediction_entry
 from service.predict.warm import Held, WarmBroken, WarmPool, WarmTimeout, script_env_for
 from service.settings import Settings
@@ -68,23 +70,30 @@ def _answer(run: Run, image: PredictImage, output: dict[str, Any], stdout: str,
             "stdout": stdout, "duration_s": duration_s}
 
 
-async def _run_child(argv: list[str], env: dict[str, str], cwd: Path, out: Path, err: Path,
-                     timeout_s: float) -> tuple[int | None, bool]:
-    command, preexec = with_parent_death_signal(argv)
-    with open(out, "wb") as stdout, open(err, "wb") as stderr:
-        child = await asyncio.create_subprocess_exec(
-            *command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            start_new_session=True, preexec_fn=preexec, env=env,
-        )
+async def _run_child(argv: list[str], view: ScriptView, env: dict[str, str], cwd: Path,
+                     out: Path, err: Path, timeout_s: float) -> tuple[int | None, bool, str | None]:
+    """(exit code, timed out, the limit it reached if any)."""
+    launch = launch_command(argv, view)
+    try:
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            child = await asyncio.create_subprocess_exec(
+                *launch.command, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
+                stderr=stderr, start_new_session=True, preexec_fn=launch.preexec,
+                env=env,
+            )
+    except BaseException:
+        await asyncio.to_thread(launch.ended)
+        raise
     try:
         code = await asyncio.wait_for(child.wait(), timeout_s)
-        return code, False
+        return code, False, await asyncio.to_thread(launch.ended)
     except TimeoutError:
-        return None, True
+        return None, True, None
     finally:
         kill_group(child.pid)  # whatever it left behind, all of it on a timeout or a cancel
         if child.returncode is None:
             await child.wait()
+        await asyncio.to_thread(launch.ended)  # and all of its sandbox's
 
 
 async def _predict_cold(settings: Settings, run: Run, entry: Entry,
@@ -93,17 +102,19 @@ async def _predict_cold(settings: Settings, run: Run, entry: Entry,
     out = image.path.parent / f"{image.path.stem}.stdout.log"
     err = image.path.parent / f"{image.path.stem}.stderr.log"
     started = time.monotonic()
-    code, timed_out = await _run_child(test_argv(entry, run.params, image.path),
-                                       script_env_for(run, entry),
-                                       settings.runs_dir / str(run.id), out, err,
-                                       settings.predict_timeout_s)
+    run_dir = settings.runs_dir / str(run.id)
+    code, timed_out, limit = await _run_child(
+        test_argv(entry, run.params, image.path),
+        cold_predict_view(settings, entry, run_dir, image.path), script_env_for(run, entry),
+        run_dir, out, err, settings.predict_timeout_s)
     stdout = read_tail(out, OUTPUT_LIMIT)
     if timed_out:
         raise _ImageFailed(-1, f"the test script timed out after "
                                f"{settings.predict_timeout_s:g} s")
     if code != 0:
         tail = last_lines(read_tail(err, 4096))
-        raise _ImageFailed(-1, f"the test script exited with code {code}: {tail}")
+        why = f"{limit} and " if limit else ""
+        raise _ImageFailed(-1, f"the test script {why}exited with code {code}: {tail}")
     return _answer(run, image, last_line_dict(stdout), stdout,
                    round(time.monotonic() - started, 3))
 

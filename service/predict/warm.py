@@ -31,8 +31,10 @@ from typing import Any
 from service.core.tables import Run
 from service.execution.command import Entry, last_lines, params_env, script_env, serve_argv
 from service.execution.parsing import parse_dict_line
+from service.execution.sandbox import Launch, launch_command
 from service.execution.scripts import ScriptKey, script_key
-from service.execution.supervise import kill_group, with_parent_death_signal
+from service.execution.supervise import kill_group
+from service.execution.views import warm_predict_view
 from service.settings import Settings
 
 log = logging.getLogger("sweeplab.warm")
@@ -90,9 +92,10 @@ def opts_in(script: Path) -> bool:
 class WarmProcess:
     """One running `test.py --serve`, in its own process group."""
 
-    def __init__(self, run_id: int, key: WarmKey,
-                 process: asyncio.subprocess.Process) -> None:
+    def __init__(self, run_id: int, key: WarmKey, process: asyncio.subprocess.Process,
+                 launch: Launch | None = None) -> None:
         self.run_id = run_id
+        self.launch = launch
         self.key = key
         self.process = process
         self.last_used = time.monotonic()
@@ -104,16 +107,19 @@ class WarmProcess:
     async def start(cls, settings: Settings, run: Run, entry: Entry,
                     key: WarmKey) -> WarmProcess:
         """Start it and wait for its ready line (within the predict time limit)."""
-        command, preexec = with_parent_death_signal(serve_argv(entry, run.params))
+        run_dir = settings.runs_dir / str(run.id)
+        launch = launch_command(serve_argv(entry, run.params),
+                                warm_predict_view(settings, entry, run_dir))
         try:
             process = await asyncio.create_subprocess_exec(
-                *command, cwd=settings.runs_dir / str(run.id), stdin=asyncio.subprocess.PIPE,
+                *launch.command, cwd=run_dir, stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True, preexec_fn=preexec, env=script_env_for(run, entry),
+                start_new_session=True, preexec_fn=launch.preexec, env=script_env_for(run, entry),
                 limit=LINE_LIMIT)
         except OSError as error:
+            await asyncio.to_thread(launch.ended)
             raise WarmBroken(f"could not start: {error}") from None
-        warm = cls(run.id, key, process)
+        warm = cls(run.id, key, process, launch)
         try:
             await warm._await_ready(settings.predict_timeout_s)
         except BaseException:
@@ -212,6 +218,8 @@ class WarmProcess:
         self.stopping = True
         if self.process.returncode is None:
             await self.process.wait()
+        if self.launch is not None:  # what is left in its sandbox goes too
+            await asyncio.to_thread(self.launch.ended)
         self._drain.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._drain

@@ -1,0 +1,163 @@
+"""A pids cgroup per script, where RLIMIT_NPROC cannot limit it: a script started by root
+(exempt from RLIMIT_NPROC), or one outside the sandbox (where RLIMIT_NPROC counts all the
+user's threads, not one run's). A pids cgroup counts exactly the script's processes and
+threads. We use the first we may write:
+- cgroup v1's pids hierarchy, below this process's own group (`/sys/fs/cgroup/pids/...`);
+- cgroup v2, below this process's own group when systemd delegated it (`Delegate=yes`): this
+  process first moves into a leaf of its own (`service`), since v2 lets a group with processes
+  in it give its children no controller.
+None writable (systemd's ProtectControlGroups=yes makes them read-only): `new_run_group`
+answers None and the caller falls back to RLIMIT_NPROC, set by `nproc_limit`.
+
+Stdlib only: a remote worker imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import signal
+import time
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+EMPTY_WAIT_S = 2.0
+_names = itertools.count()
+
+
+def _own_path(controller: str) -> str | None:
+    """This process's group in the hierarchy of `controller` ("" for v2), from /proc."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path
+    return None
+
+
+def _v1_base() -> Path | None:
+    path = _own_path("pids")
+    if path is None or not (ROOT / "pids").is_dir():
+        return None
+    base = ROOT / "pids" / path.lstrip("/")
+    return base if os.access(base, os.W_OK) else None
+
+
+def _v2_base() -> Path | None:
+    path = _own_path("")
+    if path is None or not (ROOT / "cgroup.controllers").is_file():
+        return None
+    base = ROOT / path.lstrip("/")
+    try:
+        if "pids" not in (base / "cgroup.controllers").read_text().split():
+            return None
+        if "pids" not in (base / "cgroup.subtree_control").read_text().split():
+            leaf = base / "service"
+            leaf.mkdir(exist_ok=True)
+            for pid in (base / "cgroup.procs").read_text().split():
+                (leaf / "cgroup.procs").write_text(pid)
+            (base / "cgroup.subtree_control").write_text("+pids")
+    except OSError:
+        return None
+    return base
+
+
+@functools.cache
+def run_groups_base() -> Path | None:
+    """Where this process makes its runs' groups; None when it may not."""
+    return _v1_base() or _v2_base()
+
+
+class RunGroup:
+    """One script's pids group: made before it starts, emptied and removed after it ends."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.procs_file = str(path / "cgroup.procs")
+
+    def limit_hit(self) -> bool:
+        """Whether a fork or a thread was refused at the limit."""
+        try:
+            events = (self.path / "pids.events").read_text().split()
+        except OSError:
+            return False
+        return len(events) >= 2 and events[0] == "max" and events[1] != "0"
+
+    def close(self) -> bool:
+        """Kill what is still in it (nothing outlives its run), remove it; whether the limit
+        was hit."""
+        hit = self.limit_hit()
+        deadline = time.monotonic() + EMPTY_WAIT_S
+        while True:
+            try:
+                pids = (self.path / "cgroup.procs").read_text().split()
+            except OSError:
+                return hit
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.002)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # still busy: a later start's sweep removes it
+        return hit
+
+
+def _sweep(base: Path) -> None:
+    """Remove this process's groups left by runs whose processes were slow to go."""
+    for stale in base.glob(f"sweeplab-{os.getpid()}-*"):
+        try:
+            stale.rmdir()
+        except OSError:
+            pass
+
+
+def new_run_group(limit: int) -> RunGroup | None:
+    """A fresh group allowing `limit` tasks, or None when no cgroup may be written here."""
+    base = run_groups_base()
+    if base is None:
+        return None
+    number = next(_names)
+    path = base / f"sweeplab-{os.getpid()}-{number}"
+    try:
+        if number % 64 == 0:
+            _sweep(base)
+        path.mkdir()
+        (path / "pids.max").write_text(str(limit))
+    except OSError:
+        return None
+    return RunGroup(path, limit)
+
+
+def _user_tasks(uid: int) -> int:
+    """Threads of every process of `uid` this process can see (RLIMIT_NPROC counts them all)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            count += int(fields.get("Threads", "1").strip() or 1)
+    return count
+
+
+def nproc_limit(tasks: int) -> int:
+    """RLIMIT_NPROC for a script allowed `tasks` more, where no cgroup may be written; 0 when it
+    would not bind (root is exempt from it). RLIMIT_NPROC counts all of the user's threads, the
+    API's and the workers' too, so the script may have `tasks` beyond what they have now."""
+    uid = os.geteuid()
+    return 0 if uid == 0 else _user_tasks(uid) + tasks
