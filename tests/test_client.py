@@ -57,7 +57,7 @@ def test_a_user_logs_in_uploads_sweeps_watches_and_predicts(make_stack, tmp_path
     # Given a login with the token on standard input (not a terminal)
     said = _ok(sweeplab("login", stack.base, home=home, stdin=TOKEN + "\n"))
     saved = home / ".config" / "sweeplab" / "config.ini"
-    assert f"logged in to {stack.base} as profile 'default'" in said
+    assert said == f"logged in to {stack.base} as profile 'default'; saved in {saved}\n"
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600 and TOKEN in saved.read_text()
     # When a model is made and a labelled folder uploaded
     model = _ok(sweeplab("models", "create", "digits", home=home)).strip()
@@ -103,7 +103,7 @@ def test_a_user_logs_in_uploads_sweeps_watches_and_predicts(make_stack, tmp_path
         ("0.png", "7", best_run["id"]), ("1.png", "7", best_run["id"])]
     rows = _ok(sweeplab("predict", model, *map(str, images), home=home)).splitlines()
     assert rows[0].split() == ["image", "label", "confidence"]
-    assert rows[1].split() == [str(images[0]), "7", "0.5"]
+    assert rows[1] == f"{images[0]}  7      0.5000"
     workers = json.loads(_ok(sweeplab("workers", "--json", home=home)))["workers"]
     assert workers and workers[0]["status"] == "alive"
     listed = json.loads(_ok(sweeplab("models", "--json", home=home)))["models"]

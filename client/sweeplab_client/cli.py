@@ -53,14 +53,12 @@ def login(state: State, url: str, as_json: bool) -> int:
     token = _read_token()
     with Client(url=url, token=token) as client:
         client.document  # noqa: B018 (under /api: a wrong token is a 401 here)
-        workers = len(client.workers())
     name = state.profile or "default"
     path = save_profile(name, url, token)
     if as_json:
         emit_json({"profile": name, "url": url.rstrip("/"), "config": str(path)})
     else:
-        click.echo(f"logged in to {url.rstrip('/')} as profile {name!r} ({workers} worker "
-                   f"process(es) known); saved in {path}")
+        click.echo(f"logged in to {url.rstrip('/')} as profile {name!r}; saved in {path}")
     return 0
 
 

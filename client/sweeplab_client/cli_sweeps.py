@@ -209,7 +209,8 @@ def predict(state: State, model: str, images: tuple[str, ...], as_json: bool) ->
         return 0
     rows = zip(images, answers, strict=True)
     table(["image", "label", "confidence"],
-          [(image, answer.label, answer.confidence) for image, answer in rows])
+          [(image, answer.label, None if answer.confidence is None
+            else f"{answer.confidence:.4f}") for image, answer in rows])
     return 0
 
 

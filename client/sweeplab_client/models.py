@@ -100,6 +100,10 @@ class Prediction(Answer):
     output: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
 
+    def __repr__(self) -> str:
+        return (f"Prediction(name={self.name!r}, label={self.label!r}, "
+                f"confidence={self.confidence!r}, run_id={self.run_id})")
+
     @property
     def label(self) -> str | None:
         label = self.output.get("label")
@@ -165,7 +169,9 @@ class Experiment(Answer):
         """Until the experiment ends, with the live view when `progress`; the ended one."""
         from sweeplab_client.watch import watch
 
-        return watch(self._client, self.id, live=progress, plain=False, interval=interval)
+        done = watch(self._client, self.id, live=progress, plain=False, interval=interval)
+        vars(self).update(vars(done))  # this object is the ended experiment now, too
+        return self
 
     def cancel(self) -> Experiment:
         return self._client.experiments.cancel(self.id)

@@ -46,7 +46,11 @@ def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], title: str | No
     shown = Table(*columns, title=title, box=None, header_style="bold", pad_edge=False)
     for row in rows:
         shown.add_row(*(number(cell) for cell in row))
-    console().print(shown)
+    out = console()
+    with out.capture() as captured:
+        out.print(shown)
+    # without the padding rich gives the last column: lines a pipe's reader can split
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
 
 
 def pairs(values: dict[str, Any]) -> None:

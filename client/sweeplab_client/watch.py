@@ -110,7 +110,7 @@ def summary(experiment: Experiment, rate: float | None) -> str:
     ended, total = _ended(experiment)
     counts = ", ".join(f"{state} {experiment.counts.get(state, 0)}" for state in STATES
                        if experiment.counts.get(state, 0))
-    speed = "" if rate is None else f" · {rate:.1f} runs/min"
+    speed = "" if rate is None else f" · {rate:.1f} runs/min, {_eta(rate, total - ended)} left"
     return (f"experiment {experiment.id} {experiment.status}: {ended}/{total} ended "
             f"({counts}){speed} · best {best_text(experiment.best)}")
 
