@@ -25,5 +25,20 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
     echo "$wanted" > "$stamp"
 fi
+# The client (client/): installed into .venv, editable (the tests run its `sweeplab` command),
+# and built as a wheel into client/dist/, which the API serves at /client/ so that a laptop
+# installs the client matching its server. Again when client/ changes.
+client_stamp=.venv/.client.sha256
+client_wanted=$(find client/pyproject.toml client/sweeplab_client -name '*.py' -o -name '*.toml' \
+                | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+if [[ ! -f $client_stamp || $(cat "$client_stamp") != "$client_wanted" || ! -x .venv/bin/sweeplab ]]
+then
+    echo "Installing the client into .venv and building its wheel into client/dist ..."
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e ./client
+    rm -rf client/dist client/build
+    .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-deps -w client/dist \
+        ./client
+    echo "$client_wanted" > "$client_stamp"
+fi
 scripts/ensure_rabbitmq.sh
 scripts/ensure_bubblewrap.sh

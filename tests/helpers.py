@@ -1,10 +1,19 @@
 """Small builders the tests share: real PNG bytes, archives with chosen members, rows as a
-finished sweep leaves them; the fake scripts; and waiting for a condition against a deadline."""
+finished sweep leaves them; the fake scripts; waiting for a condition against a deadline; and
+the client's `sweeplab` command run as a user runs it (piped, or in a pseudo-terminal)."""
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
 import tarfile
+import termios
 import time
 import zipfile
 from collections.abc import Callable
@@ -160,3 +169,53 @@ def pin_code_version(data_dir: Path, experiment_id: int, version: str) -> None:
     with sqlite3.connect(data_dir / "sweeplab.db") as connection:
         connection.execute("UPDATE experiment SET code_version = ? WHERE id = ?",
                            (version, experiment_id))
+
+
+# --- the client's `sweeplab` command, as a user runs it --------------------------------------
+
+SWEEPLAB = Path(sys.executable).parent / "sweeplab"  # installed by scripts/setup.sh
+
+
+def sweeplab_env(home: Path, **env: str) -> dict[str, str]:
+    """The environment of a user whose home is `home`, without our SWEEPLAB_ settings."""
+    clean = {key: value for key, value in os.environ.items()
+             if not key.startswith(("SWEEPLAB_", "XDG_CONFIG"))}
+    return {**clean, "HOME": str(home), **env}
+
+
+def sweeplab(*args: str, home: Path, stdin: str | None = None, timeout: float = 120,
+             **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `sweeplab` command, piped (no terminal)."""
+    assert SWEEPLAB.exists(), f"{SWEEPLAB} is missing: scripts/setup.sh installs the client"
+    return subprocess.run([str(SWEEPLAB), *args], input=stdin if stdin is not None else "",
+                          capture_output=True, text=True, timeout=timeout,
+                          env=sweeplab_env(home, **env))
+
+
+def sweeplab_in_terminal(*args: str, home: Path, timeout: float = 120,
+                         **env: str) -> tuple[int, str]:
+    """Run `sweeplab` in a pseudo-terminal of 120 columns: its exit code and all it drew."""
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([str(SWEEPLAB), *args], stdin=child, stdout=child,
+                               stderr=child, env=sweeplab_env(home, TERM="xterm-256color",
+                                                              **env))
+    os.close(child)
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the child side closed
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    else:
+        process.kill()
+    os.close(main)
+    return process.wait(timeout=10), output.decode(errors="replace")

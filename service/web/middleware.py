@@ -25,7 +25,7 @@ TITLES = {400: "That request is not right", 401: "Sign in first", 403: "Not allo
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path.startswith(("/api/", "/healthz"))
+    return request.path.startswith(("/api/", "/healthz", "/client/"))
 
 
 def _error(request: web.Request, status: int, code: str, message: str,

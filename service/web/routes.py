@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.web import client_wheel
 from service.web.api import code, experiments, health, models, runs, worker, workers
 from service.web.dashboard import actions, pages
 from service.web.dashboard.setup import STATIC_DIR
@@ -41,6 +42,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/workers", workers.list_all)
     if app[SETTINGS].worker_token:  # without a worker token, the worker routes do not exist
         setup_worker_routes(app)
+    app.router.add_get("/client/", client_wheel.index)  # the client's wheel: not under /api
+    app.router.add_get(r"/client/{name:[A-Za-z0-9_.-]+\.whl}", client_wheel.wheel)
     setup_dashboard_routes(app)
 
 

@@ -22,7 +22,7 @@ SESSION_COOKIE = "sweeplab_session"
 CSRF_COOKIE = "sweeplab_csrf"
 CSRF_FIELD = "csrf"
 CSRF_KEY = web.RequestKey("csrf_token", str)
-OPEN_PATHS = ("/login", "/static/", "/healthz", "/api/")
+OPEN_PATHS = ("/login", "/static/", "/healthz", "/api/", "/client/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from markupsafe import Markup, escape
 
 from service.sweeps.statistics import MAXIMIZE
+from service.web.client_wheel import install_line
 from service.web.dashboard.data import age
 from service.web.dashboard.parameters import title
 from service.web.dashboard.scale import colour, legend_stops, mean_ci, number, param_text
@@ -96,7 +97,8 @@ def duration(seconds: float | None) -> str:
 async def _page_context(request: web.Request) -> dict[str, Any]:
     return {"csrf": csrf_token(request), "signed_in": signed_in(request),
             "token_required": bool(request.app[SETTINGS].api_token), "colour": colour,
-            "legend_stops": legend_stops, "param_title": title}
+            "legend_stops": legend_stops, "param_title": title,
+            "client_install": install_line(request)}
 
 
 def setup_templates(app: web.Application) -> None:

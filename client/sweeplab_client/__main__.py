@@ -1,0 +1,5 @@
+"""`python -m sweeplab_client`: the `sweeplab` command."""
+
+from sweeplab_client.cli import main
+
+main()
