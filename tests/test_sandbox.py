@@ -73,7 +73,7 @@ def test_a_training_view_binds_its_inputs_read_only_its_run_folder_and_nothing_o
     assert not any(path.startswith("/etc/sweeplab") for path in everything)
     assert "/etc/resolv.conf" in everything and "/etc/ld.so.cache" in everything
     # and it runs in new namespaces, in its run folder, with the network by default
-    assert {"--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+    assert {"--unshare-user", "--unshare-pid", "--unshare-ipc", "--die-with-parent",
             "--new-session"} <= set(argv)
     assert "--unshare-net" not in argv
     assert argv[argv.index("--chdir") + 1] == str(run_dir)

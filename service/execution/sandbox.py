@@ -63,8 +63,8 @@ class ScriptView:
 
 
 def _runs(extra: list[str]) -> bool:
-    probe = [BWRAP or "bwrap", *system_args(), "--unshare-pid", "--unshare-ipc",
-             "--unshare-uts", "--dev", "/dev", *extra, "--", "/bin/true"]
+    probe = [BWRAP or "bwrap", *system_args(), "--unshare-pid", "--unshare-ipc", "--dev", "/dev",
+             *extra, "--", "/bin/true"]
     try:
         return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
@@ -145,9 +145,10 @@ def bwrap_argv(argv: Sequence[str], view: ScriptView) -> list[str]:
     for device in view.devices:
         args += ["--dev-bind-try", str(device), str(device)]
     # --unshare-user even where bwrap runs as root: RLIMIT_NPROC then counts the sandbox's
-    # processes only (and the script holds no capability outside it)
-    args += ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--unshare-cgroup-try"]
+    # processes only (and the script holds no capability outside it). No UTS or cgroup
+    # namespace: a script cannot set the host's name nor move between cgroups without them
+    # either, and each namespace the units allow raises their exposure (README)
+    args += ["--unshare-user", "--unshare-pid", "--unshare-ipc"]
     if not view.network:
         args.append("--unshare-net")
     # --new-session: no TIOCSTI into a terminal; --die-with-parent: gone with its supervisor
