@@ -11,6 +11,7 @@ scripts/build_boot_image.sh); a warm run boots three times and provisions three 
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -208,6 +209,69 @@ def test_provisioned_host_passes_the_api_walk_within_memory(api_host: Machine) -
     report("at the sweep's peak", sampler.peak)
     assert resident(sampler.peak) > resident(idle)
     assert resident(sampler.peak) < MEMORY_LIMIT_MIB * 1024
+
+
+PROBE = """import json, socket
+def opens(path):
+    try:
+        open(path, "rb").read(1)
+        return True
+    except OSError:
+        return False
+def connects(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+reached = {"env_file": opens("/etc/sweeplab/sweeplab.env"),
+           "database": opens("/var/lib/sweeplab/sweeplab.db"),
+           "metadata": connects("169.254.169.254", 80)}
+print("PROBE " + json.dumps(reached))
+print({"accuracy": 1.0})
+"""
+
+
+def test_scripts_reach_neither_the_secrets_nor_the_instance_metadata(api_host: Machine) -> None:
+    # Given the provisioned host, its sandbox on, and a stand-in for the cloud's instance
+    # metadata on 169.254.169.254:80 that root on the host does reach
+    assert env_file(api_host).get("SWEEPLAB_SANDBOX") == "on"
+    assert (api_host.root / "var/lib/sweeplab/sweeplab.db").is_file()  # what the probe tries
+    api_host.sh("ip addr add 169.254.169.254/32 dev lo 2>/dev/null || true; "
+                "setsid python3 -m http.server 80 --bind 169.254.169.254 "
+                ">/dev/null 2>&1 < /dev/null &")
+    deadline = time.monotonic() + 30
+    while api_host.run(["curl", "-s", "-o", "/dev/null", "http://169.254.169.254/"],
+                       check=False).returncode != 0:
+        assert time.monotonic() < deadline, "the metadata stand-in did not start"
+        time.sleep(0.5)
+    # When a model's own code probes them from a training run
+    api = api_of(api_host)
+    model = api.call("POST", "/models", {"name": "probe"}, expect=201)
+    api_host.run([VENV_PYTHON, "-c", "import sys; from pathlib import Path; "
+                  "[Path(sys.argv[1], d).mkdir(parents=True, exist_ok=True) for d in 'ab']",
+                  "/root/probe-images"])
+    for label in "ab":
+        for n in range(2):
+            shutil.copy(next((api_host.root / SAMPLE_DIR.lstrip("/") / "heldout").iterdir()),
+                        api_host.root / "root" / "probe-images" / label / f"{n}.png")
+    api_host.sh("cd /root/probe-images && tar cf /root/probe-images.tar a b")
+    api.call("POST", f"/models/{model['id']}/images", expect=201,
+             form={"images": "@/root/probe-images.tar"})
+    (api_host.root / "root" / "probe-train.py").write_text(PROBE)
+    api.call("POST", f"/models/{model['id']}/code", expect=201,
+             form={"files": "@/root/probe-train.py;filename=train.py"})
+    created = api.call("POST", f"/models/{model['id']}/experiments", {"grid": {"x": [1]}},
+                       expect=201)
+    done = wait_experiment(api, created["id"], timeout=300)
+    # Then the run succeeded and reached none of them
+    run = done["runs"][0]
+    assert run["status"] == "succeeded", run
+    logs = api_host.run(["curl", "-s", "-H", f"Authorization: Bearer {api.token}",
+                         f"http://127.0.0.1:8080/api/v1/runs/{run['id']}/logs"]).stdout
+    line = next(line for line in logs.splitlines() if line.startswith("PROBE "))
+    assert json.loads(line[len("PROBE "):]) == {"env_file": False, "database": False,
+                                                "metadata": False}, logs
 
 
 def test_killed_worker_is_restarted_and_the_sweep_completes(api_host: Machine) -> None:

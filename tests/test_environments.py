@@ -6,6 +6,7 @@ PIP_FIND_LINKS) passed through from the worker's environment."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from service.execution.environments import EnvironmentFailed, environment_python
+from service.execution.views import build_view
+from tests.conftest import make_settings
 from tests.helpers import make_wheel
 
 BASE_PYTHON = sys.executable
@@ -125,3 +128,39 @@ def test_a_build_past_its_time_limit_is_killed_and_fails(tmp_path: Path,
 def test_a_missing_requirements_file_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentFailed, match="cannot read the requirements file"):
         environment_python(tmp_path / "envs", tmp_path / "nope.txt", BASE_PYTHON)
+
+
+@pytest.mark.parametrize("sandbox", ["on", "off"])
+def test_a_sandboxed_build_reads_its_tree_and_wheelhouse_and_nothing_else(
+        tmp_path: Path, wheelhouse: Path, sandbox: str) -> None:
+    # Given a code tree whose requirements include a file outside it (as a package's build
+    # code could read any file the worker can: pip runs an sdist's setup.py)
+    outside = tmp_path / "outside" / "secret.txt"
+    outside.parent.mkdir()
+    outside.write_text("tinydep==1.0\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    requirements = tree / "requirements.txt"
+    requirements.write_text(f"-r {outside}\n")
+    settings = make_settings(tmp_path / "data", SWEEPLAB_SANDBOX=sandbox)
+    build = functools.partial(build_view, settings, tree)
+    # When its environment is built through the build view
+    if sandbox == "off":  # Then without the sandbox pip reads it (the probe is real) ...
+        python = environment_python(tmp_path / "envs", requirements, BASE_PYTHON, 300, build)
+        assert python.exists()
+        return
+    with pytest.raises(EnvironmentFailed) as failed:  # ... and in it, it cannot
+        environment_python(tmp_path / "envs", requirements, BASE_PYTHON, 300, build)
+    assert "secret.txt" in failed.value.reason
+
+
+def test_a_sandboxed_build_installs_from_the_wheelhouse(tmp_path: Path, wheelhouse: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "requirements.txt").write_text("tinydep==1.0\n")
+    settings = make_settings(tmp_path / "data", SWEEPLAB_SANDBOX="on")
+    python = environment_python(tmp_path / "envs", tree / "requirements.txt", BASE_PYTHON, 300,
+                                functools.partial(build_view, settings, tree))
+    printed = subprocess.run([str(python), "-c", "import tinydep; print(tinydep.VALUE)"],
+                             capture_output=True, text=True, check=True).stdout
+    assert printed.strip() == "42"

@@ -5,11 +5,13 @@ One place for training (on any worker) and predictions (on the API's host)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
 from service.execution.command import Entry
 from service.execution.environments import environment_python
+from service.execution.views import build_view
 from service.settings import Settings
 
 
@@ -22,7 +24,8 @@ def code_entry(settings: Settings, tree: Path, code: dict[str, Any],
     requirements = code.get("requirements")
     if not requirements:
         return Entry(settings.python, script, tree)
-    python = environment_python(settings.envs_dir, tree / requirements, settings.python,
-                                settings.env_build_timeout_s)
+    python = environment_python(
+        settings.envs_dir, tree / requirements, settings.python, settings.env_build_timeout_s,
+        functools.partial(build_view, settings, tree))
     return Entry(str(python), script, tree)
 

@@ -28,13 +28,18 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from service.execution.command import SECRET_SETTINGS, last_lines
+from service.execution.sandbox import ScriptView, launch_command
+
+# How a build step may run: the view of the folder it builds into (None: as the worker runs).
+# pip runs the packages' own build code (an sdist's setup.py), code as untrusted as any script.
+BuildView = Callable[[Path], ScriptView | None]
 
 FAILED_LINES = 8  # of pip's output, kept as the reason a build failed
 _interpreters: dict[tuple[str, int], Interpreter] = {}  # by (path, mtime)
@@ -105,7 +110,7 @@ def pip_env() -> dict[str, str]:
 
 
 def environment_python(envs_dir: Path, requirements: Path, base_python: str,
-                       timeout_s: float = 900.0) -> Path:
+                       timeout_s: float = 900.0, build_view: BuildView | None = None) -> Path:
     """The python of the environment built for `requirements` with `base_python`: built
     now if this host has none yet, or raise EnvironmentFailed (at once, for a build that
     failed before)."""
@@ -124,7 +129,7 @@ def environment_python(envs_dir: Path, requirements: Path, base_python: str,
     with _exclusive(envs_dir / f"{key}.lock"):
         if not python.exists():  # another process may have built it while we waited
             _raise_if_failed(envs_dir / f"{key}.failed")
-            _build(envs_dir, key, requirements, base_python, timeout_s)
+            _build(envs_dir, key, requirements, base_python, timeout_s, build_view)
     return python
 
 
@@ -148,8 +153,10 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _build(envs_dir: Path, key: str, requirements: Path, base_python: str,
-           timeout_s: float) -> None:
+           timeout_s: float, build_view: BuildView | None) -> None:
     staging = envs_dir / f".{key}-{uuid.uuid4().hex}"
+    staging.mkdir()  # first, so a sandboxed build can be given it to write
+    view = build_view(staging) if build_view else None
     deadline = time.monotonic() + timeout_s
     steps = _steps(staging, requirements.resolve(), base_python)
     try:
@@ -157,7 +164,7 @@ def _build(envs_dir: Path, key: str, requirements: Path, base_python: str,
             log.write(f"=== building {key} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')} "
                       f"with {base_python} from {requirements}\n")
             for argv in steps:
-                problem = _step(argv, log, deadline, timeout_s)
+                problem = _step(argv, view, log, deadline, timeout_s)
                 if problem:
                     _remember_failure(envs_dir, key, problem)
             log.write("=== built\n")
@@ -176,25 +183,34 @@ def _steps(staging: Path, requirements: Path, base_python: str) -> list[list[str
     if pip is not None and pip >= PIP_PYTHON_OPTION:
         return [[base_python, "-m", "venv", "--without-pip", str(staging)],
                 [base_python, "-m", "pip", "--python", python, *install]]
-    return [[base_python, "-m", "venv", str(staging)], [python, "-m", "pip", *install]]
+    return [[base_python, "-m", "venv", str(staging)],
+            [python, "-m", "pip", *install]]
 
 
-def _step(argv: list[str], log: IO[str], deadline: float, timeout_s: float) -> str | None:
+def _step(argv: list[str], view: ScriptView | None, log: IO[str], deadline: float,
+          timeout_s: float) -> str | None:
     """Run one step with its output in the log; what went wrong, or None."""
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
     start = log.tell()
+    launch = launch_command(argv, view)
     try:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+        child = subprocess.Popen(launch.command, stdin=subprocess.DEVNULL, stdout=log,
                                  stderr=subprocess.STDOUT, env=pip_env(),
+                                 preexec_fn=launch.preexec,
                                  start_new_session=True)  # its own group: pip's children too
     except OSError as error:
+        launch.ended()
         return f"could not start {argv[0]}: {error.strerror}"
     try:
         code = child.wait(timeout=max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         _kill_group(child)
         return f"timed out after {timeout_s:g} s (SWEEPLAB_ENV_BUILD_TIMEOUT_S)"
+    finally:
+        limit = launch.ended()
+    if limit:
+        return limit
     if code == 0:
         return None
     log.flush()

@@ -3,6 +3,7 @@ a cold prediction, a warm prediction process. Read by service/execution/sandbox.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -93,3 +94,27 @@ def warm_predict_view(settings: Settings, entry: Entry, run_dir: Path) -> Script
     come, which each land in a folder of their own under the temporary folder, so it reads
     that (read-only: other requests' uploads in flight, never the database or the stores)."""
     return script_view(settings, entry, run_dir, [run_dir, settings.tmp_dir])
+
+
+def _local_paths(value: str) -> list[Path]:
+    """The local folders a pip setting names (PIP_FIND_LINKS: paths or file:// URLs)."""
+    words = value.split()
+    return [Path(word.removeprefix("file://")) for word in words
+            if word.startswith(("/", "file:///"))]
+
+
+def build_view(settings: Settings, tree: Path, staging: Path) -> ScriptView:
+    """Building a code version's environment: pip runs the packages' own build code (an
+    sdist's setup.py), as untrusted as any script. It reads the code version's tree, the
+    interpreter, pip's configuration and local wheelhouses, writes only the new environment,
+    and has the network (the package index) whatever SWEEPLAB_SCRIPT_NETWORK says."""
+    config = [Path("/etc/pip.conf"), Path("/etc/xdg/pip"), Path.home() / ".config" / "pip",
+              Path.home() / ".pip"]
+    wheelhouses = [path for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL")
+                   for path in _local_paths(os.environ.get(name, ""))]
+    return ScriptView(
+        workdir=staging,
+        read_only=(*interpreter_paths(settings, settings.python), tree,
+                   *config, *wheelhouses),
+        writable=(staging,), network=True, memory_mb=settings.script_memory_mb,
+        tasks=settings.script_tasks, sandbox=sandbox_in_use(settings.sandbox))
