@@ -23,6 +23,8 @@ readonly BROKER_USER=sweeplab
 readonly BROKER_VHOST=sweeplab
 readonly API_PORT=8080
 readonly UNITS=(sweeplab-api.service sweeplab-worker.service sweeplab-aggregate.service)
+# Every role: the sweeplab user (and so every script) may not reach the instance metadata.
+readonly METADATA_BLOCK=sweeplab-metadata-block.service
 readonly BEGIN_MARK="# BEGIN sweeplab (written by scripts/provision.sh; edits here are replaced)"
 readonly END_MARK="# END sweeplab"
 readonly CADDYFILE=/etc/caddy/Caddyfile
@@ -155,8 +157,9 @@ read_os() {
 
 # The OS packages a role needs, one a line (every role's when none is given).
 os_packages() {
-    # bubblewrap: every script runs in it (SWEEPLAB_SANDBOX=on in the env file)
-    printf '%s\n' python3 python3-venv curl bubblewrap
+    # bubblewrap: every script runs in it (SWEEPLAB_SANDBOX=on in the env file); nftables: the
+    # sweeplab user may not reach the instance metadata (sweeplab-metadata-block.service)
+    printf '%s\n' python3 python3-venv curl bubblewrap nftables
     # Ubuntu 22.04's python3 is 3.10; sweeplab needs 3.11 (its pinned numpy and scipy too).
     [[ $OS_ID != ubuntu || $OS_VERSION != 22.04 ]] || printf '%s\n' python3.11 python3.11-venv
     [[ $ROLE == worker ]] || echo rabbitmq-server
@@ -453,7 +456,9 @@ set_dropin() {
 install_units() {
     announce "systemd units for --role $ROLE" || return 0
     local unit public="" remote="" gpu=""
-    for unit in "${UNITS[@]}"; do install -m 0644 "$PREFIX/systemd/$unit" "$UNIT_DIR/$unit"; done
+    for unit in "${UNITS[@]}" "$METADATA_BLOCK"; do
+        install -m 0644 "$PREFIX/systemd/$unit" "$UNIT_DIR/$unit"
+    done
     [[ $ROLE == worker || -n $DOMAIN ]] || public=sweeplab-api-public.conf
     [[ $ROLE != worker ]] || remote=sweeplab-worker-remote.conf
     [[ $ROLE == api || ! -e /dev/nvidiactl ]] || gpu=sweeplab-worker-gpu.conf
@@ -496,6 +501,8 @@ start_units() {
     local wanted unit
     read -ra wanted < <(role_units)
     announce "Starting ${wanted[*]}" || return 0
+    systemctl enable --quiet "$METADATA_BLOCK"
+    systemctl restart "$METADATA_BLOCK"
     for unit in "${UNITS[@]}"; do
         if [[ " ${wanted[*]} " == *" $unit "* ]]; then
             systemctl enable --quiet "$unit"

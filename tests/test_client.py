@@ -118,6 +118,15 @@ def test_a_user_logs_in_uploads_sweeps_watches_and_predicts(make_stack, tmp_path
     assert "\x1b[2K" in drawn or "\x1b[1A" in drawn  # rich's Live redraws over itself
     assert "completed: best accuracy=" in drawn.splitlines()[-1]
 
+    # And a folder of the model's own code is pushed: its version, as the API names it
+    example = Path(__file__).resolve().parent.parent / "examples" / "svm"
+    pushed = json.loads(_ok(sweeplab("code", "push", model, str(example), "--json", home=home)))
+    assert (pushed["train"], pushed["test"]) == ("train.py", "test.py")
+    assert _ok(sweeplab("code", "push", model, str(example), home=home)).strip() == \
+        pushed["version"]  # the same tree again: the same version
+    assert json.loads(_ok(sweeplab("models", "show", model, "--json", home=home)))[
+        "code_version"] == pushed["version"]
+
 
 def test_a_failed_sweep_a_stopped_watch_and_a_wrong_token(make_stack, tmp_path):
     stack = _stack(make_stack)
