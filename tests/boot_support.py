@@ -146,6 +146,9 @@ class Machine:
         argv = ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
                 f"--machine={self.name}", f"--directory={self.root}",
                 f"--network-namespace-path=/run/netns/{self.netns}",
+                # root on a real host may set its firewall (provision.sh's nftables rule):
+                # nspawn grants that only with a network of its own making
+                "--capability=CAP_NET_ADMIN",
                 f"--bind-ro={self.wheels}:{WHEELHOUSE}", "--console=pipe"]
         with open(self.log_path, "ab") as log:
             self.nspawn = subprocess.Popen(["sh", "-c", f'{join} && exec "$@"', "sh", *argv],

@@ -20,7 +20,7 @@ from typing import IO
 
 from actors.stores.base import CodeUnusable
 from service.execution.codetree import hash_tree, tree_version
-from service.storage import code_in, outside_problem
+from service.storage import code_in, extract_plain, plain_member_problem
 
 FetchCode = Callable[[str], Iterator[IO[bytes]]]
 
@@ -71,16 +71,8 @@ def _unpack(stream: IO[bytes], staging: Path) -> None:
     """The tar's folders and plain files under `staging`; anything else is not a code tree."""
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         for member in tar:
-            problem = outside_problem(member.name)
-            if problem or not (member.isfile() or member.isdir()):
+            problem = plain_member_problem(member)
+            if problem:
                 raise CodeUnusable(f"the code sent holds {member.name!r}, which is not a file "
-                                   f"of a tree ({problem or 'not a plain file'})")
-            target = staging / member.name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            with open(target, "xb") as out:  # x: a name sent twice is refused, not overwritten
-                if source is not None:
-                    shutil.copyfileobj(source, out)
+                                   f"of a tree ({problem})")
+            extract_plain(tar, member, staging)

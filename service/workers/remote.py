@@ -25,7 +25,7 @@ from service.runs.attempts import record_outcome, requeue_attempt
 from service.runs.curves import CurveFollower
 from service.runs.state import aggregate_later, claim_run, heartbeat
 from service.settings import Settings
-from service.storage import code_in, outside_problem, remove_tree
+from service.storage import code_in, extract_plain, plain_member_problem, remove_tree
 from service.sweeps.aggregate import record_and_aggregate
 from service.sweeps.pruning import keep_going as curve_keeps_going
 
@@ -124,7 +124,7 @@ def _unpack_folder(archive: Path | bytes, target: Path) -> None:
         with _open_tar(archive) as tar:
             for member in tar:
                 _check_member(member)  # plain files and folders inside: safe as they are
-                _extract_plain(tar, member, target)
+                extract_plain(tar, member, target)
     except (tarfile.TarError, OSError) as error:
         raise Invalid(f"the run folder is not a readable tar archive: {error}",
                       field="folder") from None
@@ -136,24 +136,8 @@ def _open_tar(archive: Path | bytes) -> tarfile.TarFile:
     return tarfile.open(archive, "r:*")
 
 
-def _extract_plain(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> None:
-    """Write a checked member (a plain file or folder, inside) into the new, empty `target`.
-    Not tarfile's extract: its data filter resolves every member's real path, a dozen system
-    calls each (40% of a remote result's time on the API), to guard against links, and no
-    link can be in `target`: _check_member refuses them, and nothing else is in it."""
-    path = target / member.name
-    if member.isdir():
-        path.mkdir(parents=True, exist_ok=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    source = tar.extractfile(member)
-    with open(path, "xb") as out:  # "x": a second member of the same name is refused
-        if source is not None:
-            shutil.copyfileobj(source, out)
-
-
 def _check_member(member: tarfile.TarInfo) -> None:
-    if outside_problem(member.name) or not (member.isfile() or member.isdir()):
+    if plain_member_problem(member):
         raise Invalid(f"run folder member {member.name!r} is not a plain file or folder "
                       f"inside the folder", field="folder")
 
