@@ -325,3 +325,19 @@ def test_hostile_scripts_through_the_worker_and_the_api_reach_nothing(make_stack
     assert "forks" not in warm  # the serve loop answered: a warm process
     assert warm == {name: False for name in warm} and "write_run_folder" in warm
     assert stack.get("/healthz")[0] == 200
+
+
+def test_scripts_in_a_folder_without_the_data_see_the_modules_beside_them(tmp_path):
+    # Given the deployment's scripts in a folder of their own, the data elsewhere
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    settings = make_settings(tmp_path / "data", SWEEPLAB_TRAIN_SCRIPT=str(scripts / "train.py"),
+                             SWEEPLAB_TEST_SCRIPT=str(scripts / "test.py"))
+    # When a prediction's command is built
+    argv = bwrap_argv(["python"], cold_predict_view(settings, deployment_test(settings),
+                                                    settings.runs_dir / "1", tmp_path / "a.png"))
+    # Then their folder is bound (test.py may import a helper module beside it), not the data
+    read_only = bound(argv, "--ro-bind-try")
+    assert str(scripts) in read_only
+    assert not any(Path(path).is_relative_to(settings.data_dir) and path != str(
+        settings.runs_dir / "1") for path in read_only)

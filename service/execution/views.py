@@ -46,11 +46,17 @@ def interpreter_paths(settings: Settings, python: str) -> list[Path]:
 
 def script_paths(settings: Settings, entry: Entry) -> list[Path]:
     """A code version's whole tree (its scripts import their own modules); or the deployment's
-    scripts, each file by itself (test.py imports train.py): never their folder, which holds
-    the default data directory."""
+    scripts with the folder each lies in (a test.py imports train.py, or a module beside it),
+    except a folder that holds the data directory (the project folder, with the default
+    `./data`): there, each script file by itself."""
     if entry.tree is not None:
         return [entry.tree]
-    return [settings.train_script, settings.test_script]
+    data = settings.data_dir.resolve()
+    found: list[Path] = []
+    for script in (settings.train_script, settings.test_script):
+        folder = script.resolve().parent
+        found.append(script if data.is_relative_to(folder) else folder)
+    return list(dict.fromkeys(found))
 
 
 def gpu_devices(env: Mapping[str, str]) -> tuple[Path, ...]:
