@@ -1,10 +1,78 @@
-"""Big sweeps (issue 24) through the API: the run limit's default, the paged runs route, the
-experiment view of a large experiment and the incremental statistics."""
+"""Big sweeps (issue 24) through the API, on SQLite and PostgreSQL: the run limit's default,
+the paged runs route and the experiment view of a large experiment."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
+from service.core.db import database, open_database
+from service.core.tables import Experiment, Run
+from service.migrate import apply_migrations
 from service.settings import DEFAULTS
+from service.sweeps.grid import config_key
 from tests.api_support import model_with_images
+from tests.conftest import make_settings
+
+STATUSES = ("succeeded", "succeeded", "succeeded", "failed", "queued", "running", "cancelled")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_client(request, aiohttp_client, tmp_path, stub_broker):
+    """The API on a fresh SQLite file, or on a fresh PostgreSQL database."""
+    from service.app import create_app
+
+    overrides = {}
+    if request.param == "postgresql":
+        overrides["SWEEPLAB_DATABASE_URL"] = request.getfixturevalue("postgres_database")[0]
+    settings = make_settings(tmp_path / "data", **overrides)
+    open_database(settings.database_url)
+    database.connect(reuse_if_open=True)
+    apply_migrations()
+    yield await aiohttp_client(create_app(settings, broker=stub_broker))
+    database.close()
+
+
+async def big_experiment(client, runs: int, seed: int = 7) -> tuple[int, dict[int, float | None]]:
+    """An experiment of `runs` runs written as rows (statuses and values drawn at random,
+    with ties), as a sweep of that size would leave it; its value of each run by id."""
+    model_id = await model_with_images(client)
+    created = await client.post(f"/api/v1/models/{model_id}/experiments",
+                                json={"grid": {"i": [0.5], "j": [1], "k": [1]}, "start": False})
+    assert created.status == 201, await created.text()
+    experiment_id = (await created.json())["id"]
+    draw = random.Random(seed)
+    rows = []
+    for n in range(2, runs + 1):
+        params = {"i": 0.5, "j": n, "k": 1}
+        status = draw.choice(STATUSES)
+        value = round(draw.random(), 2) if status == "succeeded" else None
+        rows.append({"experiment": experiment_id, "params": params,
+                     "config": config_key(params), "status": status, "value": value})
+    with database.atomic():
+        for start in range(0, len(rows), 500):
+            Run.insert_many(rows[start:start + 500]).execute()
+    values = {run.id: run.value for run in Run.select().where(Run.experiment == experiment_id)}
+    best = max((value, -run_id) for run_id, value in values.items() if value is not None)
+    Experiment.update(status="running", best_run_id=-best[1]).where(
+        Experiment.id == experiment_id).execute()
+    return experiment_id, values
+
+
+async def all_pages(client, experiment_id: int, query: str) -> list[dict]:
+    seen, after, pages = [], None, 0
+    while True:
+        cursor = f"&after={after}" if after else ""
+        response = await client.get(f"/api/v1/experiments/{experiment_id}/runs?{query}{cursor}")
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        seen += page["runs"]
+        pages += 1
+        after = page["next"]
+        if after is None:
+            return seen
+        assert pages < 100
 
 
 async def test_the_run_limit_defaults_to_20000_and_bounds_a_search_too(client, db):
@@ -16,3 +84,48 @@ async def test_the_run_limit_defaults_to_20000_and_bounds_a_search_too(client, d
     assert response.status == 422
     error = (await response.json())["error"]
     assert error["field"] == "search.runs" and "20000" in error["message"]
+
+
+async def test_paging_through_1200_runs_sees_every_run_once(any_client):
+    experiment_id, values = await big_experiment(any_client, 1200)
+    by_id = await all_pages(any_client, experiment_id, "limit=250")
+    assert [run["id"] for run in by_id] == sorted(values)
+    by_value = await all_pages(any_client, experiment_id, "limit=333&sort=value")
+    assert sorted(run["id"] for run in by_value) == sorted(values)
+    valued = [(run["value"], run["id"]) for run in by_value if run["value"] is not None]
+    assert valued == sorted(valued, key=lambda pair: (-pair[0], pair[1]))  # best first
+    assert all(run["value"] is None for run in by_value[len(valued):])  # then the rest
+    failed = await all_pages(any_client, experiment_id, "limit=1000&status=failed&sort=value")
+    assert {run["id"] for run in failed} == {
+        run["id"] for run in by_id if run["status"] == "failed"}
+    assert all(run["status"] == "failed" for run in failed)
+
+
+async def test_the_view_of_a_large_experiment_inlines_its_best_and_recent_runs(any_client):
+    experiment_id, values = await big_experiment(any_client, 1200)
+    view = await (await any_client.get(f"/api/v1/experiments/{experiment_id}")).json()
+    assert view["run_count"] == 1200 and view["runs_complete"] is False
+    assert view["runs_url"] == f"/api/v1/experiments/{experiment_id}/runs"
+    assert sum(view["counts"].values()) == 1200
+    recent = sorted(values)[-100:]
+    assert [run["id"] for run in view["runs"]] == sorted({*recent, view["best"]["run_id"]})
+    assert view["configuration_count"] == sum(v is not None for v in values.values())
+    assert len(view["configurations"]) == 100
+
+
+async def test_a_small_experiment_still_lists_every_run(client, db):
+    experiment_id, values = await big_experiment(client, 27)
+    view = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
+    assert view["runs_complete"] is True and view["run_count"] == 27
+    assert [run["id"] for run in view["runs"]] == sorted(values)
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=x", "status=done",
+                                   "sort=accuracy", "after=bm9wZQ", "after=!!",
+                                   "sort=value&after=WyJpZCIsIDVd"])
+async def test_a_wrong_page_request_is_a_422_naming_the_field(client, db, query):
+    experiment_id, _ = await big_experiment(client, 3)
+    response = await client.get(f"/api/v1/experiments/{experiment_id}/runs?{query}")
+    assert response.status == 422, await response.text()
+    field = (await response.json())["error"]["field"]
+    assert field == query.split("=")[0] if "after" not in query else field == "after"
