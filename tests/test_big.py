@@ -7,10 +7,15 @@ import random
 
 import pytest
 
-from service.core.db import database, open_database
-from service.core.tables import Experiment, Run
+from service.contract import Outcome, RunStatus
+from service.core.db import database, open_database, write_transaction
+from service.core.tables import ConfigStat, Experiment, Run
 from service.migrate import apply_migrations
+from service.runs.attempts import record_outcome
+from service.runs.state import claim_run
 from service.settings import DEFAULTS
+from service.sweeps.aggregate import aggregate_experiment, recompute_statistics
+from service.sweeps.experiments import mark_running, retry_experiment
 from service.sweeps.grid import config_key
 from tests.api_support import model_with_images
 from tests.conftest import make_settings
@@ -54,9 +59,9 @@ async def big_experiment(client, runs: int, seed: int = 7) -> tuple[int, dict[in
         for start in range(0, len(rows), 500):
             Run.insert_many(rows[start:start + 500]).execute()
     values = {run.id: run.value for run in Run.select().where(Run.experiment == experiment_id)}
-    best = max((value, -run_id) for run_id, value in values.items() if value is not None)
-    Experiment.update(status="running", best_run_id=-best[1]).where(
-        Experiment.id == experiment_id).execute()
+    Experiment.update(status="running").where(Experiment.id == experiment_id).execute()
+    with write_transaction():
+        recompute_statistics(experiment_id)  # the repair path fills what results would have
     return experiment_id, values
 
 
@@ -111,6 +116,10 @@ async def test_the_view_of_a_large_experiment_inlines_its_best_and_recent_runs(a
     assert [run["id"] for run in view["runs"]] == sorted({*recent, view["best"]["run_id"]})
     assert view["configuration_count"] == sum(v is not None for v in values.values())
     assert len(view["configurations"]) == 100
+    best = max((value, -run_id) for run_id, value in values.items() if value is not None)
+    assert view["best"]["run_id"] == -best[1]
+    means = [config["mean"] for config in view["configurations"]]
+    assert means == sorted(means, reverse=True)
 
 
 async def test_a_small_experiment_still_lists_every_run(client, db):
@@ -129,3 +138,45 @@ async def test_a_wrong_page_request_is_a_422_naming_the_field(client, db, query)
     assert response.status == 422, await response.text()
     field = (await response.json())["error"]["field"]
     assert field == query.split("=")[0] if "after" not in query else field == "after"
+
+
+def _kept_statistics(experiment_id: int) -> dict[str, tuple]:
+    return {row.config: (row.n, pytest.approx(row.mean), pytest.approx(row.m2, abs=1e-9),
+                         row.low, row.high, row.first_run_id, row.best_run_id, row.run_ids)
+            for row in ConfigStat.select().where(ConfigStat.experiment == experiment_id)}
+
+
+async def test_statistics_kept_with_each_result_equal_a_recompute(any_client):
+    # Given 6 configurations x 3 seeds, ended in a random order: some fail, some results
+    # arrive twice (a redelivered message), the failed ones are retried and succeed
+    model_id = await model_with_images(any_client)
+    created = await any_client.post(f"/api/v1/models/{model_id}/experiments", json={
+        "grid": {"i": [0.1, 0.2, 0.3], "j": [1, 2], "k": [1]}, "repeats": 3, "start": False})
+    experiment_id = (await created.json())["id"]
+    mark_running(experiment_id)
+    draw = random.Random(24)
+    run_ids = [run.id for run in Run.select().where(Run.experiment == experiment_id)]
+
+    def end(run_id: int, fail: bool) -> None:
+        claim = claim_run(run_id, "test:1", 30)
+        outcome = (Outcome(RunStatus.FAILED, error="boom") if fail else
+                   Outcome(RunStatus.SUCCEEDED, value=round(draw.random(), 1)))
+        for _ in range(draw.choice((1, 2))):  # a second copy must change nothing
+            record_outcome(run_id, claim.attempt, "test:1", outcome)
+        aggregate_experiment(experiment_id)
+
+    for run_id in draw.sample(run_ids, len(run_ids)):
+        end(run_id, fail=draw.random() < 0.3)
+    retry_experiment(experiment_id, "test")
+    for run_id in [run.id for run in Run.select().where(
+            Run.experiment == experiment_id, Run.status == "queued")]:
+        end(run_id, fail=False)
+    kept = _kept_statistics(experiment_id)
+    best = Experiment.get_by_id(experiment_id).best_run_id
+    # When they are recomputed from the runs
+    with write_transaction():
+        recompute_statistics(experiment_id)
+    # Then nothing changed, every success counted once, and the best is the same
+    assert _kept_statistics(experiment_id) == kept
+    assert sum(stat[0] for stat in kept.values()) == len(run_ids)
+    assert Experiment.get_by_id(experiment_id).best_run_id == best is not None

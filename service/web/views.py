@@ -12,10 +12,17 @@ from service.contract import RunStatus
 from service.core.db import database
 from service.core.lookup import current_code
 from service.core.queries import tuple_rows
-from service.core.tables import Experiment, MLModel, ModelImage, Run
+from service.core.tables import ConfigStat, Experiment, MLModel, ModelImage, Run
 from service.core.timeutil import iso
-from service.sweeps.aggregate import status_counts, succeeded_runs
-from service.sweeps.statistics import comparison_json, configuration_json, group, ranked
+from service.sweeps.aggregate import status_counts
+from service.sweeps.statistics import (
+    MAXIMIZE,
+    Configuration,
+    comparison_json,
+    configuration_json,
+    group,
+    ranked,
+)
 from service.sweeps.trials import search_json
 from service.workers.registry import worker_json
 
@@ -216,11 +223,27 @@ def configurations_json(runs: list[dict[str, Any]] | None,
     first, and how many there are; and whether the best is distinguishable from the
     runner-up (Welch's t-test). From `runs` when they are every run, else from the stored
     succeeded runs."""
-    succeeded = succeeded_runs(experiment) if runs is None else [
-        (r["id"], r["params"], r["value"]) for r in runs
-        if r["status"] == RunStatus.SUCCEEDED and r["value"] is not None]
-    order = ranked(group(succeeded), experiment.objective_direction)
+    if runs is None:
+        order, total = stored_configurations(experiment, SHOWN_CONFIGURATIONS)
+    else:
+        order = ranked(group([(r["id"], r["params"], r["value"]) for r in runs
+                              if r["status"] == RunStatus.SUCCEEDED and r["value"] is not None]),
+                       experiment.objective_direction)
+        total = len(order)
     return {"configurations": [configuration_json(config)
                                for config in order[:SHOWN_CONFIGURATIONS]],
-            "configuration_count": len(order),
+            "configuration_count": total,
             "comparison": comparison_json(order)}
+
+
+def stored_configurations(experiment: Experiment,
+                          limit: int) -> tuple[list[Configuration], int]:
+    """The best `limit` configurations from their kept statistics (not from the runs), and
+    how many there are."""
+    kept = ConfigStat.select().where(ConfigStat.experiment == experiment.id, ConfigStat.n > 0)
+    order = (ConfigStat.mean.desc() if experiment.objective_direction == MAXIMIZE
+             else ConfigStat.mean.asc())
+    rows = kept.order_by(order, ConfigStat.first_run_id).limit(limit)
+    return [Configuration(row.params, run_ids=row.run_ids,
+                          stored=(row.n, row.mean, row.m2, row.low, row.high))
+            for row in rows], kept.count()
