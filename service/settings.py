@@ -114,7 +114,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "SWEEPLAB_PREDICT_TIMEOUT_S": ("120", "time limit of one prediction"),
     "SWEEPLAB_MAX_PREDICT_IMAGES": ("64", "images per predict request"),
     "SWEEPLAB_PREDICT_IDLE_S": ("300", "a warm prediction process unused this long is stopped"),
-    "SWEEPLAB_MAX_GRID_POINTS": ("500", "runs per experiment: configurations × repeats (a "
+    "SWEEPLAB_MAX_GRID_POINTS": ("20000", "runs per experiment: configurations × repeats (a "
                                          "grid's points, a search's `runs`)"),
     "SWEEPLAB_MAX_REQUEST_BYTES": ("1073741824", "bytes per upload request"),
     "SWEEPLAB_MAX_FILE_BYTES": ("536870912", "bytes per uploaded file or archive"),

@@ -66,10 +66,10 @@ def _half_made(stack: Stack) -> list[str]:
         _, listed = stack.get(f"/api/v1/models/{model['id']}/experiments")
         for summary in listed["experiments"]:
             _, experiment = stack.get(f"/api/v1/experiments/{summary['id']}")
-            grid, runs = experiment["grid"], experiment["runs"]
+            grid, runs = experiment["grid"], experiment["run_count"]
             wanted = math.prod(len(values) for values in grid.values()) * experiment["repeats"]
-            if len(runs) != wanted:
-                problems.append(f"experiment {experiment['id']}: {len(runs)} of {wanted} runs")
+            if runs != wanted:
+                problems.append(f"experiment {experiment['id']}: {runs} of {wanted} runs")
             if not (stack.data_dir / "snapshots" / str(experiment["id"])).is_dir():
                 problems.append(f"experiment {experiment['id']}: no snapshot")
             if experiment["status"] == "created" and any(

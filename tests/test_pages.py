@@ -339,7 +339,7 @@ async def test_repeats_show_each_configuration_with_its_interval(client, db, stu
                               "not distinguishable (p = 0.41): more repeats may tell them "
                               "apart"), (None, None)):
         monkeypatch.setattr(data, "experiment_json",
-                            lambda e, c=comparison: {**real(e), "comparison": c})
+                            lambda e, c=comparison, **kw: {**real(e, **kw), "comparison": c})
         live = await client.get(f"/experiments/{done['id']}/live")
         text = await live.text()
         assert live.status == 200

@@ -55,12 +55,12 @@ def test_sqlite_migrations_equal_the_models(tmp_path):
     migrated = by_migrations(f"sqlite:///{tmp_path / 'migrated.db'}")
     modelled = by_models(f"sqlite:///{tmp_path / 'modelled.db'}")
     assert set(migrated) == {"model", "image", "model_image", "experiment", "run", "run_event",
-                             "worker_process", "run_point", "code_version", "schema_migration",
-                             "sqlite_sequence"}
+                             "worker_process", "run_point", "code_version", "config_stat",
+                             "schema_migration", "sqlite_sequence"}
     assert migrated == modelled
     never_reused = {table for table, shape in migrated.items() if shape and shape[3]}
     assert never_reused == {"model", "model_image", "experiment", "run", "run_event",
-                            "worker_process", "run_point", "code_version"}
+                            "worker_process", "run_point", "code_version", "config_stat"}
 
 
 def test_migrations_are_applied_once_and_upgrade_existing_data(tmp_path, monkeypatch):

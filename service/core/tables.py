@@ -12,6 +12,7 @@ from peewee import (
     CharField,
     Context,
     DateTimeField,
+    DoubleField,
     FloatField,
     ForeignKeyField,
     IntegerField,
@@ -121,6 +122,7 @@ class Experiment(BaseModel):
     # the model's code version it trains with (CodeVersion.version); None: the deployment's
     # train.py and test.py. Pinned at creation, as the image snapshot is.
     code_version = CharField(max_length=64, null=True)
+    best_mean = DoubleField(null=True)  # its best configuration's mean (the model's best)
 
     @property
     def strategy(self) -> str:
@@ -243,5 +245,30 @@ class WorkerProcess(BaseModel):
         table_name = "worker_process"
 
 
+class ConfigStat(BaseModel):
+    """One configuration's succeeded runs of an experiment, as running statistics (Welford's
+    n, mean and M2), updated in each result's transaction: a result costs the same at the
+    10,000th run as at the first. sweeps.aggregate.recompute_statistics is the repair path."""
+
+    id = IdField()
+    experiment = ForeignKeyField(Experiment, on_delete="CASCADE")
+    experiment_id: int  # peewee's id accessor of the key above, unknown to its stubs
+    config = CharField(max_length=64)
+    params = OrderedJSONField()
+    n = IntegerField(default=0)
+    mean = DoubleField(default=0.0)
+    m2 = DoubleField(default=0.0)  # the sum of squared differences from the mean
+    low = DoubleField(null=True)  # equal to high with n > 1: every seed gave the same value
+    high = DoubleField(null=True)
+    first_run_id = IntegerField(null=True)  # ties between configurations: the earlier first
+    best_run_id = IntegerField(null=True)  # its best-scoring run (ties: the earlier)
+    best_value = DoubleField(null=True)
+    run_ids = JSONField(default=list)  # its succeeded runs, in id order
+
+    class Meta:
+        table_name = "config_stat"
+        indexes = ((("experiment", "config"), True), (("experiment", "mean"), False))
+
+
 ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent,
-                                     RunPoint, WorkerProcess, CodeVersion]
+                                     RunPoint, WorkerProcess, CodeVersion, ConfigStat]

@@ -24,7 +24,7 @@ import pika.exceptions
 from peewee import fn
 
 from service.contract import ACTIVE_RUN_VALUES, ExperimentStatus, RunStatus
-from service.core.db import database
+from service.core.db import database, write_transaction
 from service.core.queries import row_by_id
 from service.core.tables import Experiment, Run
 from service.core.timeutil import utcnow
@@ -32,7 +32,7 @@ from service.dispatch.broker import AGGREGATE_QUEUE, TRAIN_QUEUE, BrokerUnavaila
 from service.dispatch.redelivery import DeadLetter, take_dead_letters, train_queue_is_empty
 from service.runs.state import transition
 from service.settings import Settings
-from service.sweeps.aggregate import aggregate_experiment
+from service.sweeps.aggregate import aggregate_experiment, recompute_statistics
 from service.sweeps.reuse import reuse_known_results
 from service.sweeps.trials import extend_search
 
@@ -86,6 +86,8 @@ def _unsettled() -> list[Experiment]:
 
 def _settle(broker: dramatiq.Broker, settings: Settings, experiments: list[Experiment]) -> int:
     for experiment in experiments:
+        with write_transaction():  # a repair: its kept statistics too, from the runs
+            recompute_statistics(experiment.id)
         publish_experiment(broker, experiment.id, settings)  # a TPE search may ask for more
     return len(experiments)
 

@@ -28,6 +28,7 @@ from service.core.db import write_transaction
 from service.core.queries import row_by_id, run_kept
 from service.core.tables import CodeVersion, Experiment, Run, RunEvent, RunPoint
 from service.core.timeutil import utcnow
+from service.runs.tally import count_success
 
 MAX_ATTEMPTS = 3
 
@@ -74,6 +75,8 @@ def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus]
             return False
         _record(run, to, actor, reason)
         _update(run_id, status=to.value, **changes)
+        if to == RunStatus.SUCCEEDED and changes.get("value") is not None:
+            count_success(run.experiment_id, run_id, run.params, run.config, changes["value"])
         return True
 
 

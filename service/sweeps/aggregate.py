@@ -1,7 +1,10 @@
-"""Recompute an experiment's status and best run, and its model's best, from the runs.
+"""Recompute an experiment's status and best run, and its model's best.
 
 Idempotent and order-free: it reads the truth from the database every time, so it does not
-matter how often, or in which order, the `aggregate` messages arrive.
+matter how often, or in which order, the `aggregate` messages arrive. The best comes from the
+configurations' running statistics (config_stat, kept by runs.tally with each result), so a
+pass costs the same at 10,000 results as at 10; recompute_statistics rebuilds them from the
+runs (the repair path).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from peewee import Query, fn
 from service.contract import TERMINAL_RUN_STATES, TPE, ExperimentStatus, Outcome, RunStatus
 from service.core.db import write_transaction
 from service.core.queries import row_by_id, run_kept
-from service.core.tables import Experiment, MLModel, Run
+from service.core.tables import ConfigStat, Experiment, MLModel, Run
 from service.runs.attempts import record_outcome
-from service.sweeps.statistics import MAXIMIZE, Configuration, group, ranked
+from service.runs.tally import counted, empty
+from service.sweeps.grid import config_key
+from service.sweeps.statistics import MAXIMIZE
 
 
 def succeeded_runs(experiment: Experiment) -> list[tuple[int, dict[str, Any], float]]:
@@ -32,17 +37,36 @@ def _succeeded_runs_query(experiment_id: int) -> Query:
             .where(Run.experiment == experiment_id, Run.status == RunStatus.SUCCEEDED.value))
 
 
-def experiment_order(experiment: Experiment) -> list[Configuration]:
-    """The experiment's configurations, best first, by its objective."""
-    return ranked(group(succeeded_runs(experiment)), experiment.objective_direction)
-
-
 def best_of_experiment(experiment: Experiment) -> tuple[int, float] | None:
-    """The best configuration's best-scoring run, and that configuration's mean."""
-    order = experiment_order(experiment)
-    if not order:
-        return None
-    return order[0].best_run(experiment.objective_direction), order[0].mean
+    """The best configuration's best-scoring run, and that configuration's mean: one row of
+    the stored statistics, by the (experiment, mean) index, whatever the number of runs."""
+    order = (ConfigStat.mean.desc() if experiment.objective_direction == MAXIMIZE
+             else ConfigStat.mean.asc())
+    row = run_kept(("best_config", experiment.objective_direction),
+                   lambda key: (ConfigStat.select(ConfigStat.best_run_id, ConfigStat.mean)
+                                .where(ConfigStat.experiment == key, ConfigStat.n > 0)
+                                .order_by(order, ConfigStat.first_run_id).limit(1)),
+                   experiment.id).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def recompute_statistics(experiment_id: int) -> None:
+    """The repair path: every configuration's statistics again from the succeeded runs (in
+    id order), inside the caller's write transaction; then the aggregate."""
+    experiment = row_by_id(Experiment, experiment_id)
+    if experiment is None:
+        return
+    maximize = experiment.objective_direction == MAXIMIZE
+    stats: dict[str, dict[str, Any]] = {}
+    for run_id, params, value in sorted(succeeded_runs(experiment)):
+        key = config_key(params)
+        stat = stats.get(key) or empty(params)
+        stats[key] = {**stat, **counted(stat, run_id, value, maximize)}
+    ConfigStat.delete().where(ConfigStat.experiment == experiment_id).execute()
+    rows = [{"experiment": experiment_id, "config": key, **stat} for key, stat in stats.items()]
+    for start in range(0, len(rows), 500):
+        ConfigStat.insert_many(rows[start:start + 500]).execute()
+    aggregate_in_transaction(experiment_id)
 
 
 def status_counts(experiment_id: int) -> dict[str, int]:
@@ -126,10 +150,10 @@ def aggregate_in_transaction(experiment_id: int) -> bool:
     status = _next_status(experiment, counts)
     best = best_of_experiment(experiment)
     finished = status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
-    run_kept("experiment_aggregate", lambda status, best_run, finished_at, key: (
-        Experiment.update(status=status, best_run_id=best_run, finished_at=finished_at)
-        .where(Experiment.id == key)),
-        status.value, best[0] if best else None,
+    run_kept("experiment_aggregate", lambda status, best_run, best_mean, finished_at, key: (
+        Experiment.update(status=status, best_run_id=best_run, best_mean=best_mean,
+                          finished_at=finished_at).where(Experiment.id == key)),
+        status.value, best[0] if best else None, best[1] if best else None,
         _finished_at(experiment_id) if finished else experiment.finished_at, experiment_id)
     aggregate_model(experiment.__data__["model"])  # its id, without reading the model's row
     return True
@@ -137,8 +161,9 @@ def aggregate_in_transaction(experiment_id: int) -> bool:
 
 def aggregate_model(model_id: int) -> None:
     """The model's best follows the objective of its newest experiment that has a best: among
-    its experiments with that same objective, the best configuration's best run. Two queries
-    whatever the number of experiments: this runs with every result."""
+    its experiments with that same objective, the best by its best configuration's mean (ties:
+    the earlier run). Two queries over the model's experiments' rows, none over their runs:
+    this runs with every result."""
     newest = run_kept("newest_objective", lambda key: (
         Experiment.select(Experiment.objective_metric, Experiment.objective_direction)
         .where(Experiment.model == key, Experiment.best_run_id.is_null(False))
@@ -146,38 +171,17 @@ def aggregate_model(model_id: int) -> None:
     best_run_id = None
     if newest is not None:
         metric, direction = newest
-        means = _best_means(model_id, metric, direction)
-        sign = -1 if direction == MAXIMIZE else 1
-        if means:
-            best_run_id = min(means, key=lambda pair: (sign * pair[1], pair[0]))[0]
+        order = (Experiment.best_mean.desc() if direction == MAXIMIZE
+                 else Experiment.best_mean.asc())
+        row = run_kept(("model_best_of", direction), lambda key, metric: (
+            Experiment.select(Experiment.best_run_id)
+            .where(Experiment.model == key, Experiment.objective_metric == metric,
+                   Experiment.objective_direction == direction,
+                   Experiment.best_run_id.is_null(False), Experiment.best_mean.is_null(False))
+            .order_by(order, Experiment.best_run_id).limit(1)), model_id, metric).fetchone()
+        best_run_id = row[0] if row else None
     run_kept("model_best", lambda best_run, key: (
         MLModel.update(best_run_id=best_run).where(MLModel.id == key)), best_run_id, model_id)
-
-
-def _best_means(model_id: int, metric: str, direction: str) -> list[tuple[int, float]]:
-    """(best run, its configuration's mean) of each of the model's experiments with this
-    objective, from one grouped query over their succeeded runs."""
-    rows = run_kept("best_means", _best_means_query, model_id, metric, direction).fetchall()
-    sign = -1 if direction == MAXIMIZE else 1
-    best: dict[int, tuple[float, int, int]] = {}  # experiment: (ordering key, first run, best)
-    for experiment_id, best_run_id, mean, first_run in rows:
-        if mean is None:
-            continue
-        key = (sign * mean, first_run, best_run_id)
-        if experiment_id not in best or key < best[experiment_id]:
-            best[experiment_id] = key
-    return [(run_id, sign * key) for key, _, run_id in best.values()]
-
-
-def _best_means_query(model_id: int, metric: str, direction: str) -> Query:
-    value = fn.AVG(Run.value)
-    return (Run.select(Experiment.id, Experiment.best_run_id, value, fn.MIN(Run.id))
-            .join(Experiment)
-            .where(Experiment.model == model_id, Experiment.objective_metric == metric,
-                   Experiment.objective_direction == direction,
-                   Experiment.best_run_id.is_null(False),
-                   Run.status == RunStatus.SUCCEEDED.value)
-            .group_by(Experiment.id, Experiment.best_run_id, Run.config))
 
 
 def record_and_aggregate(run_id: int, experiment_id: int, attempt: int, worker: str,

@@ -30,23 +30,31 @@ class Configuration:
     params: dict[str, Any]  # by name, in the grid's order
     values: list[float] = field(default_factory=list)
     run_ids: list[int] = field(default_factory=list)
+    # (n, mean, M2, low, high) kept in config_stat, instead of the values themselves
+    stored: tuple[int, float, float, float | None, float | None] | None = None
 
     @property
     def n(self) -> int:
-        return len(self.values)
+        return self.stored[0] if self.stored else len(self.values)
 
     @property
     def mean(self) -> float:
-        return sum(self.values) / self.n
+        return self.stored[1] if self.stored else sum(self.values) / self.n
 
     @property
     def std(self) -> float | None:
         """The sample standard deviation; None for a single run."""
-        return statistics.stdev(self.values) if self.n > 1 else None
+        if self.n < 2:
+            return None
+        if self.stored:
+            return math.sqrt(max(self.stored[2], 0.0) / (self.n - 1))
+        return statistics.stdev(self.values)
 
     @property
     def no_variance(self) -> bool:
         """Two runs or more, every one with the same value."""
+        if self.stored:
+            return self.n > 1 and self.stored[3] == self.stored[4]
         return self.n > 1 and len(set(self.values)) == 1
 
     def ci95(self) -> tuple[float, float] | None:
@@ -95,6 +103,10 @@ def welch_p(best: Configuration, runner_up: Configuration) -> float | None:
         return None
     from scipy import stats  # only with repeats (see _t_quantile)
 
+    if best.stored or runner_up.stored:
+        return float(stats.ttest_ind_from_stats(best.mean, best.std, best.n, runner_up.mean,
+                                                runner_up.std, runner_up.n,
+                                                equal_var=False).pvalue)
     return float(stats.ttest_ind(best.values, runner_up.values, equal_var=False).pvalue)
 
 

@@ -33,6 +33,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(f"/api/v1/models/{ID}/experiments", experiments.list_for_model)
     app.router.add_get(f"/api/v1/experiments/{ID}", experiments.show)
     app.router.add_delete(f"/api/v1/experiments/{ID}", experiments.delete)
+    app.router.add_get(f"/api/v1/experiments/{ID}/runs", experiments.runs)
     app.router.add_post(f"/api/v1/experiments/{ID}/start", experiments.start)
     app.router.add_post(f"/api/v1/experiments/{ID}/cancel", experiments.cancel)
     app.router.add_post(f"/api/v1/experiments/{ID}/retry", experiments.retry)

@@ -12,10 +12,17 @@ from service.contract import RunStatus
 from service.core.db import database
 from service.core.lookup import current_code
 from service.core.queries import tuple_rows
-from service.core.tables import Experiment, MLModel, ModelImage, Run
+from service.core.tables import ConfigStat, Experiment, MLModel, ModelImage, Run
 from service.core.timeutil import iso
 from service.sweeps.aggregate import status_counts
-from service.sweeps.statistics import comparison_json, configuration_json, group, ranked
+from service.sweeps.statistics import (
+    MAXIMIZE,
+    Configuration,
+    comparison_json,
+    configuration_json,
+    group,
+    ranked,
+)
 from service.sweeps.trials import search_json
 from service.workers.registry import worker_json
 
@@ -82,6 +89,30 @@ def runs_of(experiment_id: int) -> list[dict[str, Any]]:
     return [run_view(values) for values in run_rows(experiment_id)]
 
 
+INLINE_RUNS = 100  # an experiment of up to this many runs lists them all in its view
+SHOWN_CONFIGURATIONS = 100  # the best configurations a view lists (with how many there are)
+
+
+def run_count(experiment_id: int) -> int:
+    return Run.select().where(Run.experiment == experiment_id).count()
+
+
+def shown_run_rows(experiment: Experiment, total: int) -> list[tuple[Any, ...]]:
+    """Every run of an experiment of up to INLINE_RUNS; past that its best and its most
+    recent INLINE_RUNS (the rest is paged at /runs), in id order."""
+    if total <= INLINE_RUNS:
+        return run_rows(experiment.id)
+    p = database.param
+    recent = database.execute_sql(
+        f"SELECT {', '.join(RUN_FIELDS)} FROM run WHERE experiment_id = {p} "
+        f"ORDER BY id DESC LIMIT {INLINE_RUNS}", (experiment.id,)).fetchall()
+    best = experiment.best_run_id
+    if best is not None and all(row[0] != best for row in recent):
+        recent += database.execute_sql(
+            f"SELECT {', '.join(RUN_FIELDS)} FROM run WHERE id = {p}", (best,)).fetchall()
+    return sorted(recent, key=lambda row: row[0])
+
+
 def best_of(runs: list[dict[str, Any]], best_run_id: int | None, metric: str,
             direction: str) -> dict[str, Any] | None:
     """The best run's summary, naming the objective it is best by (its experiment's)."""
@@ -135,8 +166,10 @@ def all_models_json() -> list[dict[str, Any]]:
 
 
 def experiment_json(experiment: Experiment, with_runs: bool = True,
-                    runs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The experiment's view; with `runs`, those views of its runs (already read) in it."""
+                    runs: list[dict[str, Any]] | None = None,
+                    total: int | None = None) -> dict[str, Any]:
+    """The experiment's view; with `runs`, those views of its runs (already read, `total`
+    runs in all) in it."""
     body: dict[str, Any] = {
         "id": experiment.id,
         "model_id": experiment.model_id,
@@ -161,21 +194,56 @@ def experiment_json(experiment: Experiment, with_runs: bool = True,
     if not with_runs:
         return {**body, "counts": status_counts(experiment.id),
                 "best": best_json(experiment.best_run_id)}
-    runs = runs if runs is not None else runs_of(experiment.id)
+    if runs is None:
+        total = run_count(experiment.id)
+        runs = [run_view(row) for row in shown_run_rows(experiment, total)]
+    total = len(runs) if total is None else total
+    every_run = len(runs) == total
+    return {**body, "counts": _counts(runs) if every_run else status_counts(experiment.id),
+            "run_count": total,
+            # false past INLINE_RUNS: then `runs` holds the best and the most recent runs
+            "runs_complete": every_run,
+            "runs_url": f"/api/v1/experiments/{experiment.id}/runs",
+            "runs": runs,
+            "best": best_of(runs, experiment.best_run_id, experiment.objective_metric,
+                            experiment.objective_direction),
+            **configurations_json(runs if every_run else None, experiment)}
+
+
+def _counts(runs: list[dict[str, Any]]) -> dict[str, int]:
     counts = {status.value: 0 for status in RunStatus}
     for run in runs:
         counts[run["status"]] += 1
-    return {**body, "counts": counts, "runs": runs,
-            "best": best_of(runs, experiment.best_run_id, experiment.objective_metric,
-                            experiment.objective_direction),
-            **configurations_json(runs, experiment.objective_direction)}
+    return counts
 
 
-def configurations_json(runs: list[dict[str, Any]], direction: str) -> dict[str, Any]:
-    """Each configuration's n, mean, std and 95% interval, best first; and whether the best is
-    distinguishable from the runner-up (Welch's t-test)."""
-    order = ranked(group([(r["id"], r["params"], r["value"]) for r in runs
-                          if r["status"] == RunStatus.SUCCEEDED and r["value"] is not None]),
-                   direction)
-    return {"configurations": [configuration_json(config) for config in order],
+def configurations_json(runs: list[dict[str, Any]] | None,
+                        experiment: Experiment) -> dict[str, Any]:
+    """The best SHOWN_CONFIGURATIONS configurations' n, mean, std and 95% interval, best
+    first, and how many there are; and whether the best is distinguishable from the
+    runner-up (Welch's t-test). From `runs` when they are every run, else from the stored
+    succeeded runs."""
+    if runs is None:
+        order, total = stored_configurations(experiment, SHOWN_CONFIGURATIONS)
+    else:
+        order = ranked(group([(r["id"], r["params"], r["value"]) for r in runs
+                              if r["status"] == RunStatus.SUCCEEDED and r["value"] is not None]),
+                       experiment.objective_direction)
+        total = len(order)
+    return {"configurations": [configuration_json(config)
+                               for config in order[:SHOWN_CONFIGURATIONS]],
+            "configuration_count": total,
             "comparison": comparison_json(order)}
+
+
+def stored_configurations(experiment: Experiment,
+                          limit: int) -> tuple[list[Configuration], int]:
+    """The best `limit` configurations from their kept statistics (not from the runs), and
+    how many there are."""
+    kept = ConfigStat.select().where(ConfigStat.experiment == experiment.id, ConfigStat.n > 0)
+    order = (ConfigStat.mean.desc() if experiment.objective_direction == MAXIMIZE
+             else ConfigStat.mean.asc())
+    rows = kept.order_by(order, ConfigStat.first_run_id).limit(limit)
+    return [Configuration(row.params, run_ids=row.run_ids,
+                          stored=(row.n, row.mean, row.m2, row.low, row.high))
+            for row in rows], kept.count()

@@ -25,6 +25,7 @@ from service.web.api.common import (
     settings_of,
     shared_read,
 )
+from service.web.runpages import page_params, runs_page
 from service.web.viewcache import experiment_view_bytes, kept_view_bytes
 from service.web.views import experiment_json
 
@@ -80,6 +81,18 @@ async def show(request: web.Request) -> web.Response:
     body = quick_read(kept_view_bytes, experiment_id) or await shared_read(
         request, experiment_view_bytes, experiment_id)
     return web.Response(body=body, content_type="application/json")
+
+
+def _page(experiment_id: int, limit: int, status: str | None, sort: str,
+          key: list | None) -> dict:
+    return runs_page(get_experiment(experiment_id), limit, status, sort, key)
+
+
+async def runs(request: web.Request) -> web.Response:
+    """One page of the experiment's runs: `{"runs": [...], "next": cursor | null}`."""
+    experiment_id = path_id(request)
+    limit, status, sort, key = page_params(request.query)
+    return answer(await in_db(request, _page, experiment_id, limit, status, sort, key))
 
 
 async def start(request: web.Request) -> web.Response:

@@ -23,7 +23,7 @@ from service.web.dashboard.parallel import parallel_chart
 from service.web.dashboard.parameters import names, token
 from service.web.dashboard.scale import scale_of
 from service.web.dashboard.sweepform import refill
-from service.web.views import all_models_json, experiment_json, model_json, run_json
+from service.web.views import all_models_json, experiment_json, model_json, run_json, runs_of
 from service.workers.registry import host_of
 
 THUMBNAILS_PER_LABEL = 4
@@ -155,7 +155,7 @@ def first_descending(experiment: dict[str, Any]) -> set[str]:
 def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | None,
                     y: str | None) -> dict[str, Any]:
     row = get_experiment(experiment_id)
-    experiment = experiment_json(row)
+    experiment = experiment_json(row, runs=runs_of(experiment_id))  # every run: see issue 24
     best_id = experiment["best"]["run_id"] if experiment["best"] else None
     scale = scale_of(experiment)
     overlay = overlay_chart(experiment["runs"], experiment_curves(experiment_id), best_id,
@@ -192,7 +192,7 @@ def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | No
 
 
 def experiment_csv(experiment_id: int) -> str:
-    return runs_csv(experiment_json(get_experiment(experiment_id)))
+    return runs_csv(experiment_json(get_experiment(experiment_id), runs=runs_of(experiment_id)))
 
 
 def run_curve(run: dict[str, Any], metric: str) -> dict[str, Any]:
