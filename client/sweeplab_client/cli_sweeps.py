@@ -99,7 +99,7 @@ def _sort_key(sort: str, experiment: Experiment) -> Any:
 def runs(state: State, experiment: int, sort: str, status: str | None, as_json: bool) -> int:
     """An experiment's runs, as a table."""
     found = state.client.experiments.get(experiment)
-    shown = [run for run in found.runs if status is None or run.status == status]
+    shown = state.client.runs.list(experiment, status)
     shown.sort(key=_sort_key(sort, found))
     if as_json:
         emit_json({"runs": [run.raw for run in shown]})

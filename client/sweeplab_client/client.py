@@ -25,6 +25,7 @@ from sweeplab_client.sweepspec import experiment_body
 from sweeplab_client.upload import upload
 
 DEFAULT_PREDICT_LIMIT = 64
+PAGE_SIZE = 1000  # runs a page: the most the API gives
 
 
 class Client:
@@ -158,8 +159,18 @@ class Runs:
     def get(self, run_id: int) -> Run:
         return Run.from_json(self._client.call("get_run", {"id": run_id}))
 
-    def list(self, experiment_id: int) -> list[Run]:
-        return self._client.experiments.get(experiment_id).runs
+    def list(self, experiment_id: int, status: str | None = None) -> list[Run]:
+        """Every run of the experiment (in `status` if given), page by page: an experiment's
+        own JSON lists its runs only up to 100."""
+        found: list[Run] = []
+        query: dict[str, Any] = {"limit": PAGE_SIZE, **({"status": status} if status else {})}
+        while True:
+            page = self._client.call("list_experiment_runs", {"id": experiment_id},
+                                     params=query)
+            found += [Run.from_json(run) for run in page["runs"]]
+            if page["next"] is None:
+                return found
+            query["after"] = page["next"]
 
     def logs(self, run_id: int) -> str:
         method = OPERATIONS["get_run_logs"].method
