@@ -291,3 +291,18 @@ async def test_concurrent_uploads_and_a_deletion_on_postgresql(aiohttp_client, p
     assert tree_version(hash_tree(pg_settings.code_dir / version)) == version
     shown = await (await client.get(f"/api/v1/models/{keep}")).json()
     assert shown["code_version"] == version
+
+
+async def test_unknown_query_parameters_and_a_bad_download_value_are_refused(client, db):
+    # Given a model with a code version
+    model_id = await make_model(client)
+    version = await upload(client, model_id, files_form(TREE))
+    base = f"/api/v1/models/{model_id}/code/{version['version']}"
+    # When a query the route does not take, or a download value it does not know, is sent
+    misspelt = await client.get(f"{base}?downlaod=1")
+    wrong = await client.get(f"{base}?download=yes")
+    runs = await client.get("/api/v1/experiments/1/runs?statuss=failed")
+    # Then each is a 422 naming it
+    assert misspelt.status == 422 and (await misspelt.json())["error"]["field"] == "downlaod"
+    assert wrong.status == 422 and (await wrong.json())["error"]["field"] == "download"
+    assert runs.status == 422 and (await runs.json())["error"]["field"] == "statuss"

@@ -10,11 +10,11 @@ from aiohttp import web
 
 from service.code.tree import ARCHIVE_FIELD, FILES_FIELD
 from service.code.versions import add_code, code_version_json, model_version, model_versions
-from service.core.errors import Forbidden
+from service.core.errors import Forbidden, Invalid
 from service.core.lookup import get_model
 from service.ingest.receive import receive_files
 from service.storage import code_in, kept_temp_dir, tree_tar
-from service.web.api.common import answer, in_db, path_id, settings_of
+from service.web.api.common import answer, in_db, path_id, refuse_unknown_query, settings_of
 
 UPLOADS_OFF = ("code uploads are turned off on this deployment (SWEEPLAB_CODE_UPLOADS=off): "
                "its models train only the scripts installed on it")
@@ -46,8 +46,12 @@ async def list_all(request: web.Request) -> web.Response:
 
 
 async def show(request: web.Request) -> web.StreamResponse:
+    refuse_unknown_query(request, "download")
+    download = request.query.get("download")
+    if download not in (None, "1", "true"):
+        raise Invalid("download must be 1 or true (or left out for the JSON)", field="download")
     row = await in_db(request, model_version, path_id(request), request.match_info["version"])
-    if request.query.get("download") not in ("1", "true"):
+    if download is None:
         return answer(code_version_json(row))
     model = await in_db(request, get_model, row.model_id)
     root = code_in(settings_of(request).code_dir, row.version)

@@ -26,6 +26,16 @@ T = TypeVar("T")
 MAX_JSON_BYTES = 1 << 20
 
 
+def refuse_unknown_query(request: web.Request, *known: str) -> None:
+    """A 422 naming a query parameter the route does not take: a misspelt filter
+    (`?statuss=failed`) must not answer as if none were given."""
+    for name in request.query:
+        if name not in known:
+            takes = ", ".join(known) if known else "none"
+            raise Invalid(f"unknown query parameter {name!r} (this route takes: {takes})",
+                          field=name or "query")
+
+
 def _connected(function: Callable[..., T], *args: Any) -> T:
     database.connect(reuse_if_open=True)  # one connection per pool thread, kept open
     return function(*args)

@@ -22,6 +22,7 @@ from service.web.api.common import (
     publish,
     quick_read,
     read_json,
+    refuse_unknown_query,
     settings_of,
     shared_read,
 )
@@ -91,6 +92,7 @@ def _page(experiment_id: int, limit: int, status: str | None, sort: str,
 async def runs(request: web.Request) -> web.Response:
     """One page of the experiment's runs: `{"runs": [...], "next": cursor | null}`."""
     experiment_id = path_id(request)
+    refuse_unknown_query(request, "limit", "after", "status", "sort")
     limit, status, sort, key = page_params(request.query)
     return answer(await in_db(request, _page, experiment_id, limit, status, sort, key))
 
