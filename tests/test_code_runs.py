@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -105,20 +107,33 @@ def _runs(stack: Stack, experiment_id: int) -> list[dict]:
     return body["runs"]
 
 
-def test_a_remote_worker_trains_and_the_api_predicts_with_the_models_own_code(
-        code_stack: Stack, tmp_path: Path) -> None:
-    # Given a model whose code version has its own flags, module and requirements
-    stack = code_stack
-    model_id = small_dataset(stack, "own-code")
-    version = add_code_version(stack.data_dir, model_id, _bundle(b"tinydep==1.0\n"),
+@contextmanager
+def _remote_sweep(stack: Stack, tmp_path: Path, name: str,
+                  requirements: bytes) -> Iterator[tuple[int, str, Path, int, dict]]:
+    """A model of `name` with a code version needing `requirements`, swept to its end by a
+    remote worker of its own (offline, from the stack's wheelhouse), which is stopped after:
+    (model id, version, the worker's data dir, experiment id, the ended experiment)."""
+    model_id = small_dataset(stack, name)
+    version = add_code_version(stack.data_dir, model_id, _bundle(requirements),
                                requirements="requirements.txt")
     remote_dir = tmp_path / "remote-data"
     worker = start_remote_worker(stack, remote_dir, "remote",
                                  PIP_NO_INDEX="1", PIP_FIND_LINKS=stack.env["PIP_FIND_LINKS"])
     try:
-        # When an experiment pinned to it runs on the remote worker (two threads at once)
         experiment_id = _experiment(stack, model_id, version)
-        done = stack.wait_for_experiment(experiment_id, timeout=240)
+        yield (model_id, version, remote_dir, experiment_id,
+               stack.wait_for_experiment(experiment_id, timeout=240))
+    finally:
+        stop_group(worker, timeout=20)
+
+
+def test_a_remote_worker_trains_and_the_api_predicts_with_the_models_own_code(
+        code_stack: Stack, tmp_path: Path) -> None:
+    # Given a model whose code version has its own flags, module and requirements
+    stack = code_stack
+    # When an experiment pinned to it runs on the remote worker (two threads at once)
+    with _remote_sweep(stack, tmp_path, "own-code", b"tinydep==1.0\n") as sweep:
+        model_id, version, remote_dir, experiment_id, done = sweep
 
         # Then every run succeeded with its own parameters, and the best is adam at 0.05
         runs = _runs(stack, experiment_id)
@@ -146,24 +161,15 @@ def test_a_remote_worker_trains_and_the_api_predicts_with_the_models_own_code(
         assert answer["output"]["tinydep"] == 42
         assert answer["output"]["model"] == best["params"]
         assert answer["output"]["params"] == best["params"]
-    finally:
-        stop_group(worker, timeout=20)
 
 
 def test_a_requirement_no_index_holds_fails_every_run_at_once_with_pips_reason(
         code_stack: Stack, tmp_path: Path) -> None:
     # Given a code version whose requirements name a package the wheelhouse lacks
     stack = code_stack
-    model_id = small_dataset(stack, "bad-requirements")
-    version = add_code_version(stack.data_dir, model_id, _bundle(b"nosuchpkgzz==1\n"),
-                               requirements="requirements.txt")
-    remote_dir = tmp_path / "remote-data"
-    worker = start_remote_worker(stack, remote_dir, "remote",
-                                 PIP_NO_INDEX="1", PIP_FIND_LINKS=stack.env["PIP_FIND_LINKS"])
-    try:
-        # When its experiment runs
-        experiment_id = _experiment(stack, model_id, version)
-        done = stack.wait_for_experiment(experiment_id, timeout=240)
+    # When its experiment runs on the remote worker
+    with _remote_sweep(stack, tmp_path, "bad-requirements", b"nosuchpkgzz==1\n") as sweep:
+        _, _, remote_dir, experiment_id, done = sweep
 
         # Then every run failed, once, saying pip's reason, and pip ran once on that host
         runs = _runs(stack, experiment_id)
@@ -176,5 +182,3 @@ def test_a_requirement_no_index_holds_fails_every_run_at_once_with_pips_reason(
         logs = list((remote_dir / "envs").glob("*.log"))
         assert sum(log.read_text().count("=== building ") for log in logs) == 1
         wait_for(lambda: (remote_dir / "envs").glob("*.failed"), 5, "the failure remembered")
-    finally:
-        stop_group(worker, timeout=20)
