@@ -5,7 +5,6 @@ remote worker's code cache refusing a tree that is not the version it asked for.
 from __future__ import annotations
 
 import io
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -15,7 +14,7 @@ import pytest
 from actors.stores.base import CodeUnusable
 from actors.stores.code_cache import CodeCache
 from tests.api_support import make_model, predict, upload_two_labels, wait_for_status
-from tests.helpers import add_code_version, pin_code_version, png_bytes
+from tests.helpers import add_code_version, pin_code_version, png_bytes, tar_gz_bytes
 
 TRAIN = b'''import argparse
 from scoring import score
@@ -81,23 +80,13 @@ async def test_a_code_version_trains_its_own_script_and_reuse_keys_on_the_versio
     assert f"code version {first} has no test.py" in body["error"]["message"]
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def test_a_fetched_tree_that_is_not_the_version_asked_for_is_refused_and_not_kept(
         tmp_path: Path) -> None:
     # Given an API that sends other files than the version's
     version = _version_of({"train.py": b"print('accuracy: 1')\n"})
 
     def fetch(_: str) -> Iterator[IO[bytes]]:
-        yield io.BytesIO(_tar({"train.py": b"print('accuracy: 0')\n"}))
+        yield io.BytesIO(tar_gz_bytes({"train.py": b"print('accuracy: 0')\n"}, mode="w"))
 
     cache = CodeCache(tmp_path / "worker" / "code", fetch)
 
@@ -114,7 +103,7 @@ def test_a_fetched_tree_is_kept_once_and_served_from_the_cache(tmp_path: Path) -
 
     def fetch(asked: str) -> Iterator[IO[bytes]]:
         sent.append(asked)
-        yield io.BytesIO(_tar(files))
+        yield io.BytesIO(tar_gz_bytes(files, mode="w"))
 
     cache = CodeCache(tmp_path / "worker" / "code", fetch)
     tree = cache.tree(version)

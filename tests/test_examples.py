@@ -4,36 +4,19 @@ a float of its own names), and answers a prediction with its own test.py."""
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from tests.e2e_support import multipart
-from tests.helpers import png_bytes, zip_bytes
+from tests.helpers import png_bytes, tar_gz_bytes, zip_bytes
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "svm"
 
 
-def _tar_gz(folder: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(folder.iterdir()):
-            if path.is_file():
-                archive.add(path, arcname=path.name)
-    return buffer.getvalue()
-
-
-def _tar_gz_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            archive.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
+def _files(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
 
 
 def _digits(stack) -> int:
@@ -52,7 +35,7 @@ def _digits(stack) -> int:
 def test_the_svm_example_sweeps_its_own_flags_and_predicts(make_stack):
     stack = make_stack()
     model_id = _digits(stack)
-    body, headers = multipart({"archive": ("svm.tar.gz", _tar_gz(EXAMPLE))})
+    body, headers = multipart({"archive": ("svm.tar.gz", tar_gz_bytes(_files(EXAMPLE)))})
     status, code = stack.request("POST", f"/api/v1/models/{model_id}/code", data=body,
                                  headers=headers)
     assert status == 201, code
@@ -79,7 +62,7 @@ def test_the_svm_example_sweeps_its_own_flags_and_predicts(make_stack):
         "print({\"image\": str(args.image), \"label\": \"changed\",")
     assert changed != (EXAMPLE / "test.py").read_text()
     files = {name: (name, (EXAMPLE / name).read_bytes()) for name in ("train.py", "sweeplab.toml")}
-    body, headers = multipart({"archive": ("v2.tar.gz", _tar_gz_of(
+    body, headers = multipart({"archive": ("v2.tar.gz", tar_gz_bytes(
         {**{name: data for name, (_, data) in files.items()}, "test.py": changed.encode()}))})
     status, newer = stack.request("POST", f"/api/v1/models/{model_id}/code", data=body,
                                   headers=headers)
