@@ -117,6 +117,22 @@ def postgres_database() -> Iterator[list[str]]:
     admin.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_client(request, aiohttp_client, tmp_path, stub_broker):
+    """The API on a fresh SQLite file, or on a fresh PostgreSQL database."""
+    from service.app import create_app
+
+    overrides = {}
+    if request.param == "postgresql":
+        overrides["SWEEPLAB_DATABASE_URL"] = request.getfixturevalue("postgres_database")[0]
+    settings = make_settings(tmp_path / "data", **overrides)
+    open_database(settings.database_url)
+    database.connect(reuse_if_open=True)
+    apply_migrations()
+    yield await aiohttp_client(create_app(settings, broker=stub_broker))
+    database.close()
+
+
 # --- end to end: real processes on the real RabbitMQ ---------------------------------------------
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import random
 import pytest
 
 from service.contract import Outcome, RunStatus
-from service.core.db import database, open_database, write_transaction
+from service.core.db import database, write_transaction
 from service.core.tables import ConfigStat, Experiment, Run
-from service.migrate import apply_migrations
 from service.runs.attempts import record_outcome
 from service.runs.state import claim_run
 from service.settings import DEFAULTS
@@ -18,25 +17,8 @@ from service.sweeps.aggregate import aggregate_experiment, recompute_statistics
 from service.sweeps.experiments import mark_running, retry_experiment
 from service.sweeps.grid import config_key
 from tests.api_support import model_with_images
-from tests.conftest import make_settings
 
 STATUSES = ("succeeded", "succeeded", "succeeded", "failed", "queued", "running", "cancelled")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def any_client(request, aiohttp_client, tmp_path, stub_broker):
-    """The API on a fresh SQLite file, or on a fresh PostgreSQL database."""
-    from service.app import create_app
-
-    overrides = {}
-    if request.param == "postgresql":
-        overrides["SWEEPLAB_DATABASE_URL"] = request.getfixturevalue("postgres_database")[0]
-    settings = make_settings(tmp_path / "data", **overrides)
-    open_database(settings.database_url)
-    database.connect(reuse_if_open=True)
-    apply_migrations()
-    yield await aiohttp_client(create_app(settings, broker=stub_broker))
-    database.close()
 
 
 async def big_experiment(client, runs: int, seed: int = 7) -> tuple[int, dict[int, float | None]]:

@@ -161,8 +161,10 @@ class Run(BaseModel):
     config = CharField(max_length=64)  # sweeps.grid.config_key(params): its identity
 
     class Meta:
-        # Exactly one run per configuration and seed of an experiment, whoever inserts it.
-        indexes = ((("experiment", "trial", "config", "seed"), True),)
+        # Exactly one run per configuration and seed of an experiment, whoever inserts it; and
+        # an experiment's runs by status (whether any is left, counts), read from the index.
+        indexes = ((("experiment", "trial", "config", "seed"), True),
+                   (("experiment", "status"), False))
 
 
 class RunEvent(BaseModel):
@@ -176,9 +178,13 @@ class RunEvent(BaseModel):
     actor = CharField(max_length=255)
     reason = TextField(null=True)
     at = DateTimeField(default=utcnow)
+    # its run's experiment, so that an experiment's newest event is the end of the index
+    # below (null only as a column added to a filled table must be: m0014 filled every row)
+    experiment = ForeignKeyField(Experiment, null=True, on_delete="CASCADE", index=False)
 
     class Meta:
         table_name = "run_event"
+        indexes = ((("experiment", "id"), False),)
 
 
 class RunPoint(BaseModel):

@@ -21,7 +21,7 @@ from functools import partial
 
 import dramatiq
 import pika.exceptions
-from peewee import fn
+from peewee import ModelSelect, fn
 
 from service.contract import ACTIVE_RUN_VALUES, ExperimentStatus, RunStatus
 from service.core.db import database, write_transaction
@@ -75,13 +75,15 @@ def _ask_for_more(settings: Settings, experiment_id: int) -> None:
 
 
 def _unsettled() -> list[Experiment]:
-    """Running experiments none of whose runs is left: their last aggregate went missing."""
-    active = Run.select(Run.experiment).where(
-        Run.status.in_(ACTIVE_RUN_VALUES))
+    """Running experiments none of whose runs is left: their last aggregate went missing. A
+    probe of the (experiment, status) index for each running experiment, not a list of every
+    active run: this runs every few seconds beside sweeps of 10,000 runs."""
+    active = Run.select(Run.id).where(Run.experiment == Experiment.id,
+                                      Run.status.in_(ACTIVE_RUN_VALUES))
     return list(Experiment.select(Experiment.id).where(
         Experiment.status == ExperimentStatus.RUNNING.value,
         Experiment.unpublished == False,  # noqa: E712 (a SQL expression)
-        Experiment.id.not_in(active)))
+        ~fn.EXISTS(active)))
 
 
 def _settle(broker: dramatiq.Broker, settings: Settings, experiments: list[Experiment]) -> int:
@@ -106,15 +108,15 @@ def _lost_runs(lease_s: float) -> list[Run]:
     ))
 
 
-def _lost_queued_runs(lease_s: float) -> list[Run]:
+def _lost_queued_runs(lease_s: float) -> ModelSelect[Run]:
     """Queued runs of published, running experiments, sent more than a lease ago."""
     sent_before = utcnow() - timedelta(seconds=lease_s)
-    return list(Run.select(Run.id, Experiment.timeout_s).join(Experiment).where(
+    return Run.select(Run.id, Experiment.timeout_s).join(Experiment).where(
         Run.status == RunStatus.QUEUED.value,
         Experiment.status == ExperimentStatus.RUNNING.value,
         Experiment.unpublished == False,  # noqa: E712 (a SQL expression)
         (Run.nudged_at < sent_before) | Run.nudged_at.is_null(),
-    ))
+    )
 
 
 def _nudge(broker: dramatiq.Broker, runs: list[Run]) -> int:
@@ -187,8 +189,11 @@ def _reconcile(settings: Settings, broker: dramatiq.Broker,
         "nudged": _nudge(broker, _lost_runs(settings.lease_s))
         if _heard_a_lease(listening_since, settings.lease_s) else 0,
     }
+    # A big sweep's queue holds thousands of runs sent long ago and not lost: whether any such
+    # run exists is asked first, and the list read only when the queue is empty.
     lost = _lost_queued_runs(settings.lease_s)
-    counts["requeued"] = _nudge(broker, lost) if lost and train_queue_is_empty(broker) else 0
+    counts["requeued"] = (_nudge(broker, list(lost))
+                          if lost.exists() and train_queue_is_empty(broker) else 0)
     if any(counts.values()):
         log.info("reconciled: %s", ", ".join(f"{n} {what}" for what, n in counts.items()))
     return counts

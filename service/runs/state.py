@@ -24,7 +24,7 @@ from service.contract import (
     ExperimentStatus,
     RunStatus,
 )
-from service.core.db import write_transaction
+from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import row_by_id, run_kept
 from service.core.tables import CodeVersion, Experiment, Run, RunEvent, RunPoint
 from service.core.timeutil import utcnow
@@ -39,13 +39,14 @@ def _locked(run_id: int) -> Run | None:
 
 
 def _record(run: Run, to: RunStatus, actor: str, reason: str | None) -> None:
-    run_kept("run_event", _event_insert, run.id, run.status, to.value, actor, reason, utcnow())
+    run_kept("run_event", _event_insert, run.id, run.experiment_id, run.status, to.value, actor,
+             reason, utcnow())
 
 
-def _event_insert(run_id: int, from_status: str, to_status: str, actor: str, reason: str | None,
-                  at: datetime) -> Query:
-    return RunEvent.insert(run=run_id, from_status=from_status, to_status=to_status,
-                           actor=actor, reason=reason, at=at)
+def _event_insert(run_id: int, experiment_id: int, from_status: str, to_status: str, actor: str,
+                  reason: str | None, at: datetime) -> Query:
+    return RunEvent.insert(run=run_id, experiment=experiment_id, from_status=from_status,
+                           to_status=to_status, actor=actor, reason=reason, at=at)
 
 
 def _update(run_id: int, **changes: Any) -> None:
@@ -78,6 +79,22 @@ def transition(run_id: int, to: RunStatus, *, actor: str, expect: set[RunStatus]
         if to == RunStatus.SUCCEEDED and changes.get("value") is not None:
             count_success(run.experiment_id, run_id, run.params, run.config, changes["value"])
         return True
+
+
+def cancel_queued(experiment_id: int, actor: str, reason: str) -> int:
+    """Move every queued run of the experiment to cancelled in two statements, not one
+    transition a run: a 10,000-run experiment is cancelled in well under a second. The update
+    returns the runs it moved, so each event says what happened to it even where a claim
+    (PostgreSQL) took a run between the two. Inside the caller's write transaction."""
+    now = utcnow()
+    moved = (Run.update(status=RunStatus.CANCELLED.value, finished_at=now)
+             .where(Run.experiment == experiment_id, Run.status == RunStatus.QUEUED.value)
+             .returning(Run.id).tuples().execute())
+    events = [{"run": run_id, "experiment": experiment_id, "from_status": RunStatus.QUEUED.value,
+               "to_status": RunStatus.CANCELLED.value, "actor": actor, "reason": reason,
+               "at": now} for (run_id,) in moved]
+    insert_in_batches(RunEvent, events)
+    return len(events)
 
 
 def owner_is_alive(run: Run, lease_s: float) -> bool:

@@ -79,14 +79,24 @@ def status_counts(experiment_id: int) -> dict[str, int]:
     return counts
 
 
-def _next_status(experiment: Experiment, counts: dict[str, int]) -> ExperimentStatus:
+def _has_runs(experiment_id: int, statuses: tuple[str, ...]) -> bool:
+    """Whether the experiment has a run in one of `statuses`: one probe of the (experiment,
+    status) index, whatever the number of its runs."""
+    return run_kept(("has_runs", statuses), lambda key: (
+        Run.select(Run.id).where(Run.experiment == key, Run.status.in_(statuses)).limit(1)),
+        experiment_id).fetchone() is not None
+
+
+UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+def _next_status(experiment: Experiment) -> ExperimentStatus:
     current = ExperimentStatus(experiment.status)
     if current in (ExperimentStatus.CREATED, ExperimentStatus.CANCELLED):
         return current
-    unfinished = counts[RunStatus.QUEUED] + counts[RunStatus.RUNNING]
-    if unfinished or _search_goes_on(experiment):
+    if _has_runs(experiment.id, UNFINISHED) or _search_goes_on(experiment):
         return ExperimentStatus.RUNNING
-    if counts[RunStatus.SUCCEEDED]:
+    if _has_runs(experiment.id, (RunStatus.SUCCEEDED.value,)):
         return ExperimentStatus.COMPLETED
     return ExperimentStatus.FAILED
 
@@ -96,8 +106,10 @@ def _search_goes_on(experiment: Experiment) -> bool:
     search = experiment.search
     if not search or search["strategy"] != TPE:
         return False
-    asked = (Run.select(fn.COUNT(fn.DISTINCT(Run.trial)))
-             .where(Run.experiment == experiment.id).scalar())
+    # trials are numbered from 0 without gaps (trials.extend_search): the highest one says
+    # how many were asked, read from the end of the (experiment, trial, ...) index
+    highest = (Run.select(fn.MAX(Run.trial)).where(Run.experiment == experiment.id).scalar())
+    asked = 0 if highest is None else highest + 1
     return asked < search["runs"]
 
 
@@ -146,8 +158,7 @@ def aggregate_in_transaction(experiment_id: int) -> bool:
     experiment = row_by_id(Experiment, experiment_id)
     if experiment is None:
         return False
-    counts = status_counts(experiment_id)
-    status = _next_status(experiment, counts)
+    status = _next_status(experiment)
     best = best_of_experiment(experiment)
     finished = status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED)
     run_kept("experiment_aggregate", lambda status, best_run, best_mean, finished_at, key: (

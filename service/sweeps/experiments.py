@@ -6,14 +6,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from service.contract import ACTIVE_RUN_VALUES, GRID, ExperimentStatus, RunStatus
+from service.contract import GRID, ExperimentStatus, RunStatus
 from service.core.db import write_transaction
 from service.core.errors import Conflict, Invalid
 from service.core.lookup import current_code, get_experiment, get_model
 from service.core.queries import tuple_rows
 from service.core.tables import CodeVersion, Experiment, Image, ModelImage, Run
 from service.core.timeutil import utcnow
-from service.runs.state import transition
+from service.runs.state import cancel_queued, transition
 from service.settings import Settings
 from service.storage import image_path, staged_snapshot
 from service.sweeps.aggregate import aggregate_experiment
@@ -143,19 +143,21 @@ def retry_experiment(experiment_id: int, actor: str) -> int:
 
 
 def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
+    """Cancel its queued runs at once and its running ones one by one (a running run's worker
+    sees this at its next heartbeat and kills the script). A message still in the queue for a
+    cancelled run starts nothing: its claim finds the run ended."""
+    reason = "cancelled by user"
     with write_transaction():
         experiment = get_experiment(experiment_id)
         if experiment.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED):
             raise Conflict(f"experiment {experiment_id} has already ended ({experiment.status})")
         Experiment.update(status=ExperimentStatus.CANCELLED.value, finished_at=utcnow()).where(
             Experiment.id == experiment_id).execute()
-        active = Run.select(Run.id).where(Run.experiment == experiment_id,
-                                          Run.status.in_(ACTIVE_RUN_VALUES))
-        for run in active:
-            # A running run's worker sees this at its next heartbeat and kills the script.
-            transition(run.id, RunStatus.CANCELLED, actor=actor, reason="cancelled by user",
+        cancel_queued(experiment_id, actor, reason)
+        running = Run.select(Run.id).where(Run.experiment == experiment_id,
+                                           Run.status == RunStatus.RUNNING.value)
+        for run in running:
+            transition(run.id, RunStatus.CANCELLED, actor=actor, reason=reason,
                        expect={RunStatus.QUEUED, RunStatus.RUNNING}, finished_at=utcnow())
     aggregate_experiment(experiment_id)
     return get_experiment(experiment_id)
-
-

@@ -35,10 +35,10 @@ def mark_reusers_of_deleted(run_ids: list[int], whose: str) -> None:
     """Runs reused from these keep their result, folder and curve (their own copies) and say
     that the run they were reused from is gone; the event also tells the kept views that
     these runs changed."""
-    reusers = Run.select(Run.id, Run.reused_from, Run.status).where(
+    reusers = Run.select(Run.id, Run.experiment, Run.reused_from, Run.status).where(
         Run.reused_from.in_(run_ids), Run.reused_from_deleted == False)  # noqa: E712 (SQL)
-    events = [{"run": run.id, "from_status": run.status, "to_status": run.status,
-               "actor": "api", "at": utcnow(),
+    events = [{"run": run.id, "experiment": run.experiment_id, "from_status": run.status,
+               "to_status": run.status, "actor": "api", "at": utcnow(),
                "reason": f"run {run.reused_from}, whose result it reused, was deleted with "
                          f"{whose}"} for run in reusers]
     insert_in_batches(RunEvent, events)

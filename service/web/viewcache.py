@@ -20,7 +20,7 @@ from peewee import Query, fn
 from service.core.errors import NotFound
 from service.core.queries import instance_of, run_kept
 from service.core.tables import Experiment, Run, RunEvent
-from service.web.views import experiment_json, run_view, shown_run_rows
+from service.web.views import experiment_json, run_count, run_view, shown_run_rows
 
 KEPT = 64  # experiments whose view is kept: those being watched
 _kept: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
@@ -30,15 +30,17 @@ _lock = threading.Lock()
 
 
 def _version_query(key: int) -> Query:
-    runs = Run.select(fn.COUNT(Run.id)).where(Run.experiment == key)
-    newest_event = RunEvent.select(fn.MAX(RunEvent.id)).join(Run).where(Run.experiment == key)
-    return Experiment.select(Experiment, runs, newest_event).where(Experiment.id == key)
+    # Both the ends of indexes (ids are never reused, so a new run has the highest id): the
+    # same cost for an experiment of 10,000 runs as for one of 27.
+    newest_run = Run.select(fn.MAX(Run.id)).where(Run.experiment == key)
+    newest_event = RunEvent.select(fn.MAX(RunEvent.id)).where(RunEvent.experiment == key)
+    return Experiment.select(Experiment, newest_run, newest_event).where(Experiment.id == key)
 
 
 def _stored_version(experiment_id: int) -> tuple[Any, ...] | None:
     """The experiment's row as stored (not made into a model: its JSON fields would be parsed
-    on every poll), how many runs it has and its newest run event, in one query; None if it
-    is gone."""
+    on every poll), its newest run and its newest run event, in one query; None if it is
+    gone."""
     return run_kept("experiment_version", _version_query, experiment_id).fetchone()
 
 
@@ -72,8 +74,9 @@ def experiment_view_bytes(experiment_id: int) -> bytes:
     # The experiment as its version read it; its runs read after: a change in between is
     # shown now and built again at the next poll.
     experiment = instance_of(Experiment, version[:len(Experiment._meta.sorted_fields)])
-    views, parts = _runs_with_json(experiment, version[-2])
-    shown = experiment_json(experiment, runs=views, total=version[-2])
+    total = run_count(experiment_id)
+    views, parts = _runs_with_json(experiment, total)
+    shown = experiment_json(experiment, runs=views, total=total)
     del shown["runs"]  # spliced in below, from each run's own JSON
     head = json.dumps(shown)
     body = f'{head[:-1]}, "runs": [{", ".join(parts)}]}}'.encode()
