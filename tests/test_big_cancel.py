@@ -4,10 +4,13 @@ a run once the experiment is cancelled."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
+import pytest
+from peewee import fn
+
 from service.contract import ClaimOutcome
+from service.core.db import database, open_database
 from service.core.tables import Experiment, Run, RunEvent
 from service.runs.state import claim_run
 from tests.api_support import model_with_images
@@ -53,17 +56,29 @@ async def test_cancel_moves_every_queued_run_with_its_event(any_client, stub_bro
             for run_id in run_ids} == {ClaimOutcome.DONE}
 
 
-def _starts_after(data_dir, experiment_id: int, moment: str) -> list[int]:
-    with sqlite3.connect(data_dir / "sweeplab.db") as connection:
-        rows = connection.execute(
-            "SELECT run_id FROM run_event WHERE experiment_id = ? AND to_status = 'running' "
-            "AND at > ?", (experiment_id, moment)).fetchall()
-    return [run_id for (run_id,) in rows]
+def _cancelled_at_and_starts_after(url: str, experiment_id: int) -> tuple[object, list[int]]:
+    """When the experiment's last run was cancelled, and the runs started after that."""
+    open_database(url)
+    database.connect(reuse_if_open=True)
+    try:
+        ours = RunEvent.experiment == experiment_id
+        cancelled_at = (RunEvent.select(fn.MAX(RunEvent.at))
+                        .where(ours, RunEvent.to_status == "cancelled").scalar())
+        started = [run_id for (run_id,) in RunEvent.select(RunEvent.run).where(
+            ours, RunEvent.to_status == "running", RunEvent.at > cancelled_at).tuples()]
+        return cancelled_at, started
+    finally:
+        database.close()
 
 
-def test_no_message_left_in_the_queue_starts_a_run_after_cancel(make_stack):
-    # Given 600 short runs sent to the real RabbitMQ, a few of them done
-    stack = make_stack(threads=2, FAKE_TRAIN_SLEEP="0.05", **FAKE_SCRIPTS)
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_no_message_left_in_the_queue_starts_a_run_after_cancel(make_stack, request, engine):
+    # Given 600 short runs sent to the real RabbitMQ, on either database, a few of them done
+    env = dict(FAKE_SCRIPTS)
+    if engine == "postgresql":
+        env["SWEEPLAB_DATABASE_URL"] = request.getfixturevalue("postgres_database")[0]
+    stack = make_stack(threads=2, FAKE_TRAIN_SLEEP="0.05", **env)
+    url = env.get("SWEEPLAB_DATABASE_URL", f"sqlite:///{stack.data_dir / 'sweeplab.db'}")
     model_id = small_dataset(stack)
     status, created = stack.request("POST", f"/api/v1/models/{model_id}/experiments",
                                     {"grid": {"i": [round(0.01 * n, 2) for n in range(1, 21)],
@@ -75,22 +90,20 @@ def test_no_message_left_in_the_queue_starts_a_run_after_cancel(make_stack):
         return stack.get(f"/api/v1/experiments/{experiment_id}")[1]["counts"]["succeeded"]
 
     wait_for(lambda: succeeded() >= 5, 60, "a few runs to succeed")
-    # When it is cancelled while hundreds of its messages wait in the queue
+    # When it is cancelled while hundreds of its messages wait in the queue and its runs'
+    # results are being recorded
     status, cancelled = stack.request("POST", f"/api/v1/experiments/{experiment_id}/cancel")
     assert status == 202 and cancelled["status"] == "cancelled", cancelled
-    with sqlite3.connect(stack.data_dir / "sweeplab.db") as connection:
-        (cancelled_at,) = connection.execute(
-            "SELECT MAX(at) FROM run_event WHERE experiment_id = ? AND to_status = 'cancelled'",
-            (experiment_id,)).fetchone()
     # Then the workers take every message left (each claim finds its run ended)...
     wait_for(lambda: _queue_drained(stack), 120, "the queue to be drained", every_s=0.5)
     time.sleep(1)  # a message taken just as the queue emptied is claimed within this
     # ...and none of them started a run: no run went to running after the cancel
-    assert _starts_after(stack.data_dir, experiment_id, cancelled_at) == []
+    cancelled_at, started = _cancelled_at_and_starts_after(url, experiment_id)
+    assert cancelled_at is not None and started == []
     _, after = stack.get(f"/api/v1/experiments/{experiment_id}")
     assert after["status"] == "cancelled"
-    assert after["counts"]["queued"] == after["counts"]["running"] == 0
     counts = after["counts"]
+    assert counts["queued"] == counts["running"] == 0
     assert counts["succeeded"] + counts["failed"] + counts["cancelled"] == 600
     assert counts["cancelled"] > 300, counts
 

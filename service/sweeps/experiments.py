@@ -145,19 +145,28 @@ def retry_experiment(experiment_id: int, actor: str) -> int:
 def cancel_experiment(experiment_id: int, actor: str) -> Experiment:
     """Cancel its queued runs at once and its running ones one by one (a running run's worker
     sees this at its next heartbeat and kills the script). A message still in the queue for a
-    cancelled run starts nothing: its claim finds the run ended."""
+    cancelled run starts nothing: its claim finds the run ended.
+
+    Runs first, the experiment's row last: a worker recording a result locks its run, then the
+    experiment's row (to aggregate), and taking them in the other order deadlocked on
+    PostgreSQL. The row's update is conditional instead of locked ahead: an experiment that
+    ended meanwhile is a 409 and nothing is changed."""
     reason = "cancelled by user"
+    ended = [ExperimentStatus.COMPLETED.value, ExperimentStatus.FAILED.value]
     with write_transaction():
         experiment = get_experiment(experiment_id)
-        if experiment.status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILED):
+        if experiment.status in ended:
             raise Conflict(f"experiment {experiment_id} has already ended ({experiment.status})")
-        Experiment.update(status=ExperimentStatus.CANCELLED.value, finished_at=utcnow()).where(
-            Experiment.id == experiment_id).execute()
         cancel_queued(experiment_id, actor, reason)
         running = Run.select(Run.id).where(Run.experiment == experiment_id,
                                            Run.status == RunStatus.RUNNING.value)
         for run in running:
             transition(run.id, RunStatus.CANCELLED, actor=actor, reason=reason,
                        expect={RunStatus.QUEUED, RunStatus.RUNNING}, finished_at=utcnow())
+        changed = Experiment.update(status=ExperimentStatus.CANCELLED.value,
+                                    finished_at=utcnow()).where(
+            Experiment.id == experiment_id, Experiment.status.not_in(ended)).execute()
+        if not changed:  # ended (or deleted) since it was read: undo the runs' changes too
+            raise Conflict(f"experiment {experiment_id} has already ended")
     aggregate_experiment(experiment_id)
     return get_experiment(experiment_id)
