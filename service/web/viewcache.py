@@ -20,7 +20,8 @@ from peewee import Query, fn
 from service.core.errors import NotFound
 from service.core.queries import instance_of, run_kept
 from service.core.tables import Experiment, Run, RunEvent
-from service.web.views import experiment_json, run_count, run_view, shown_run_rows
+from service.sweeps.aggregate import status_counts
+from service.web.views import experiment_json, run_view, shown_run_rows
 
 KEPT = 64  # experiments whose view is kept: those being watched
 _kept: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
@@ -74,9 +75,9 @@ def experiment_view_bytes(experiment_id: int) -> bytes:
     # The experiment as its version read it; its runs read after: a change in between is
     # shown now and built again at the next poll.
     experiment = instance_of(Experiment, version[:len(Experiment._meta.sorted_fields)])
-    total = run_count(experiment_id)
-    views, parts = _runs_with_json(experiment, total)
-    shown = experiment_json(experiment, runs=views, total=total)
+    counts = status_counts(experiment_id)  # and so how many runs it has
+    views, parts = _runs_with_json(experiment, sum(counts.values()))
+    shown = experiment_json(experiment, runs=views, counts=counts)
     del shown["runs"]  # spliced in below, from each run's own JSON
     head = json.dumps(shown)
     body = f'{head[:-1]}, "runs": [{", ".join(parts)}]}}'.encode()

@@ -93,10 +93,6 @@ INLINE_RUNS = 100  # an experiment of up to this many runs lists them all in its
 SHOWN_CONFIGURATIONS = 100  # the best configurations a view lists (with how many there are)
 
 
-def run_count(experiment_id: int) -> int:
-    return Run.select().where(Run.experiment == experiment_id).count()
-
-
 def shown_run_rows(experiment: Experiment, total: int) -> list[tuple[Any, ...]]:
     """Every run of an experiment of up to INLINE_RUNS; past that its best and its most
     recent INLINE_RUNS (the rest is paged at /runs), in id order."""
@@ -167,9 +163,9 @@ def all_models_json() -> list[dict[str, Any]]:
 
 def experiment_json(experiment: Experiment, with_runs: bool = True,
                     runs: list[dict[str, Any]] | None = None,
-                    total: int | None = None) -> dict[str, Any]:
-    """The experiment's view; with `runs`, those views of its runs (already read, `total`
-    runs in all) in it."""
+                    counts: dict[str, int] | None = None) -> dict[str, Any]:
+    """The experiment's view; with `runs`, those views of its runs (already read, of runs
+    counted by status as `counts`) in it."""
     body: dict[str, Any] = {
         "id": experiment.id,
         "model_id": experiment.model_id,
@@ -195,11 +191,12 @@ def experiment_json(experiment: Experiment, with_runs: bool = True,
         return {**body, "counts": status_counts(experiment.id),
                 "best": best_json(experiment.best_run_id)}
     if runs is None:
-        total = run_count(experiment.id)
-        runs = [run_view(row) for row in shown_run_rows(experiment, total)]
-    total = len(runs) if total is None else total
+        counts = status_counts(experiment.id)
+        runs = [run_view(row) for row in shown_run_rows(experiment, sum(counts.values()))]
+    counts = _counts(runs) if counts is None else counts
+    total = sum(counts.values())
     every_run = len(runs) == total
-    return {**body, "counts": _counts(runs) if every_run else status_counts(experiment.id),
+    return {**body, "counts": counts,
             "run_count": total,
             # false past INLINE_RUNS: then `runs` holds the best and the most recent runs
             "runs_complete": every_run,
@@ -239,11 +236,14 @@ def configurations_json(runs: list[dict[str, Any]] | None,
 def stored_configurations(experiment: Experiment,
                           limit: int) -> tuple[list[Configuration], int]:
     """The best `limit` configurations from their kept statistics (not from the runs), and
-    how many there are."""
-    kept = ConfigStat.select().where(ConfigStat.experiment == experiment.id, ConfigStat.n > 0)
+    how many there are. A row exists only once a run of its configuration succeeded (it is
+    made and counted in one transaction), so every row counts, from the index alone."""
+    ours = ConfigStat.experiment == experiment.id
     order = (ConfigStat.mean.desc() if experiment.objective_direction == MAXIMIZE
              else ConfigStat.mean.asc())
-    rows = kept.order_by(order, ConfigStat.first_run_id).limit(limit)
-    return [Configuration(row.params, run_ids=row.run_ids,
-                          stored=(row.n, row.mean, row.m2, row.low, row.high))
-            for row in rows], kept.count()
+    rows = (ConfigStat.select(ConfigStat.params, ConfigStat.run_ids, ConfigStat.n,
+                              ConfigStat.mean, ConfigStat.m2, ConfigStat.low, ConfigStat.high)
+            .where(ours).order_by(order, ConfigStat.first_run_id).limit(limit))
+    count = ConfigStat.select(fn.COUNT(ConfigStat.id)).where(ours).scalar()
+    return [Configuration(params, run_ids=run_ids, stored=(n, mean, m2, low, high))
+            for params, run_ids, n, mean, m2, low, high in tuple_rows(rows)], count
