@@ -18,6 +18,7 @@ from bench import (
     early_stopping,
     load,
     memory,
+    polling,
     predict,
     remote,
     sandbox,
@@ -28,11 +29,13 @@ from bench import (
 from bench.common import BENCH, Result, machine
 
 FULL = {"sweeps": ((1.0, 0.1), (2, 8, 9, 27), 3), "dispatch": 40, "upload": (300, 2000),
-        "load": (32, 20.0), "memory": 1000, "scaling": (27, 125, 1000),
+        "load": (32, 20.0), "memory": 1000, "scaling": (100, 1000, 10000),
+        "polling": (10000, 200, 3),
         "remote": (1797, 1.0, 9, 3), "early_stopping": (32, 0.5, 2),
         "predict": (8, 32, 200, 3), "sandbox": 50}
 QUICK = {"sweeps": ((0.05,), (4,), 1), "dispatch": 3, "upload": (2, 50),
-         "load": (4, 1.0), "memory": 20, "scaling": (8, 27), "remote": (40, 0.05, 2, 1),
+         "load": (4, 1.0), "memory": 20, "scaling": (10, 20), "polling": (100, 5, 1),
+         "remote": (40, 0.05, 2, 1),
          "early_stopping": (4, 0.05, 2),
          "predict": (2, 4, 10, 1), "sandbox": 3}
 
@@ -44,6 +47,7 @@ def run_all(sizes: dict) -> list[Result]:
     results += load.run(*sizes["load"])
     results += memory.run(sizes["memory"])
     results += scaling.run(sizes["scaling"])
+    results += polling.run(*sizes["polling"])
     results += remote.run(*sizes["remote"])
     results += predict.run(*sizes["predict"])
     results += early_stopping.run(*sizes["early_stopping"])

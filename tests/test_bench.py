@@ -22,7 +22,7 @@ def test_every_benchmark_runs_and_reports(tmp_path):
     for name in ("sweep overhead", "dispatch: POST to the script starting", "upload: one",
                  "upload: 50 small images", "a fresh journaled ext4", "API under load",
                  "memory: idle API",
-                 "memory: idle worker", "scaling: growth across sizes",
+                 "memory: idle worker", "scaling: growth across sizes", "polling: an unchanged",
                  "remote: cold snapshot", "remote: warm snapshot", "HTTP path against",
                  "early stopping: median rule", "early stopping: successive halving rule",
                  "predict: warm, one image per request", "predict: cold batch of",
