@@ -145,7 +145,12 @@ def test_the_default_grid_five_times_over_with_an_assignment_style_script(make_s
     assert best["mean"] == max(config["mean"] for config in done["configurations"])
     low, high = best["ci95"]
     assert low < best["mean"] < high
-    values = sorted(run["value"] for run in done["runs"] if run["id"] in best["run_ids"])
+    # (135 runs: the view inlines the best and the most recent 100; all of them are paged)
+    assert done["run_count"] == 135 and not done["runs_complete"]
+    _, page = stack.get(f"/api/v1/experiments/{created['id']}/runs?limit=1000")
+    assert page["next"] is None and len(page["runs"]) == 135
+    values = sorted(run["value"] for run in page["runs"] if run["id"] in best["run_ids"])
+    assert len(values) == 5
     assert best["mean"] == pytest.approx(sum(values) / 5)
     # And with noise for a signal, the comparison says whether it can tell best from runner-up
     assert 0 <= done["comparison"]["welch_p_value"] <= 1
