@@ -258,16 +258,17 @@ def panels(experiment: dict[str, Any], points: list[PointRuns], scale: Scale,
         return [], 0
     x, y, facets = axes(x, y, grid)
     order = [x, *([y] if y else []), *facets]
-    cells = {point(summary.params, order): make_cell(summary, scale) for summary in points}
+    # by the facets' values first: only the points of the panels drawn become cells
+    by_facets: dict[tuple[str, ...], list[tuple[tuple[str, ...], PointRuns]]] = {}
+    for summary in points:
+        key = point(summary.params, order)
+        by_facets.setdefault(key[2:] if y else key[1:], []).append((key, summary))
     combinations = list(itertools.product(*(grid[name] for name in facets)))
     result = []
     for values in combinations[:MAX_PANELS]:
         panel = Panel(x, y, dict(zip(facets, values, strict=True)), list(grid[x]),
                       list(grid[y]) if y else [None], repeats=experiment["repeats"])
-        fixed = tuple(token(value) for value in values)
-        for key, cell in cells.items():
-            at = key[2:] if y else key[1:]
-            if at == fixed:
-                panel.cells[(key[0], key[1] if y else token(None))] = cell
+        for key, summary in by_facets.get(tuple(token(value) for value in values), []):
+            panel.cells[(key[0], key[1] if y else token(None))] = make_cell(summary, scale)
         result.append(panel)
     return result, len(combinations)
