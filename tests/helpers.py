@@ -219,3 +219,42 @@ def sweeplab_in_terminal(*args: str, home: Path, timeout: float = 120,
         process.kill()
     os.close(main)
     return process.wait(timeout=10), output.decode(errors="replace")
+
+
+BIG_STATUSES = ("succeeded",) * 16 + ("failed", "running", "queued", "pruned")
+
+
+def finish_at_random(experiment_id: int, seed: int = 7,
+                     steps: int = 5) -> dict[int, tuple[str, float | None]]:
+    """Give every run of the (open database's) experiment a status drawn at random, mostly
+    succeeded, a value for those that succeeded (rounded: with ties) and a curve of `steps`
+    points, in one transaction, as a large sweep under way leaves it; then its statistics
+    and best by the repair path, and the experiment running. Each run's (status, value)."""
+    import random
+
+    from service.core.db import insert_in_batches, write_transaction
+    from service.core.tables import Experiment, Run, RunPoint
+    from service.sweeps.aggregate import recompute_statistics
+
+    draw = random.Random(seed)
+    start = datetime(2025, 1, 1)
+    outcomes: dict[int, tuple[str, float | None]] = {}
+    points = []
+    with write_transaction():
+        for n, (run_id,) in enumerate(Run.select(Run.id).where(Run.experiment == experiment_id)
+                                      .order_by(Run.id).tuples()):
+            status = draw.choice(BIG_STATUSES)
+            value = round(draw.random(), 3) if status == "succeeded" else None
+            ended = status in ("succeeded", "failed", "pruned")
+            Run.update(status=status, value=value, accuracy=value, attempts=int(ended),
+                       finished_at=start + timedelta(seconds=n) if ended else None,
+                       duration_s=1.0 + n % 7 if ended else None).where(
+                Run.id == run_id).execute()
+            outcomes[run_id] = (status, value)
+            if value is not None:
+                points += [{"run": run_id, "step": step, "value": value * step / steps}
+                           for step in range(1, steps + 1)]
+        insert_in_batches(RunPoint, points)
+        Experiment.update(status="running").where(Experiment.id == experiment_id).execute()
+        recompute_statistics(experiment_id)
+    return outcomes

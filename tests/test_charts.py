@@ -205,20 +205,22 @@ def test_a_space_with_a_range_has_no_heatmap_and_no_marginal_effects():
                   "objective": {"metric": "accuracy", "direction": "maximize"},
                   "runs": [run(1, value=0.5)], "configurations": [], "best": None,
                   "repeats": 1}
-    assert panels(experiment, Scale()) == ([], 0) and marginal_effects(experiment) == {}
+    assert panels(experiment, [], Scale()) == ([], 0) and marginal_effects(experiment, []) == {}
 
 
 def test_a_cell_marks_its_pruned_and_reused_runs():
-    from service.web.dashboard.heatmap import make_cell
+    from service.web.dashboard.heatmap import make_cell, point_runs
     from service.web.dashboard.scale import Scale
 
-    alone = make_cell([run(1, "pruned")], None, Scale(), None)
+    def cell(runs: list[dict], config: dict | None):
+        return make_cell(point_runs(runs, config, "maximize", None), Scale())
+
+    alone = cell([run(1, "pruned")], None)
     assert (alone.status, alone.text, alone.marks, alone.notes) == ("pruned", "✂ pruned", "", "")
-    reused = make_cell([run(2, value=0.8, reused_from=1)], {"n": 1, "mean": 0.8, "ci95": None},
-                       Scale(), None)
+    reused = cell([run(2, value=0.8, reused_from=1)], {"n": 1, "mean": 0.8, "ci95": None})
     assert (reused.marks, reused.notes) == ("↺", ", reused")
-    repeated = make_cell([run(3, value=0.8), run(4, "pruned"), run(5, "pruned")],
-                         {"n": 1, "mean": 0.8, "ci95": None}, Scale(), None)
+    repeated = cell([run(3, value=0.8), run(4, "pruned"), run(5, "pruned")],
+                    {"n": 1, "mean": 0.8, "ci95": None})
     assert (repeated.status, repeated.detail) == ("succeeded", "n=1 · 2 pruned")
     assert (repeated.marks, repeated.notes) == ("✂2", ", 2 pruned")
 

@@ -402,21 +402,23 @@ async def test_a_minimised_loss_is_shown_and_the_smallest_is_best(client, db, st
 
 
 def test_a_repeated_cell_in_progress_counts_its_runs():
-    from service.web.dashboard.heatmap import make_cell
+    from service.web.dashboard.heatmap import make_cell, point_runs
     from service.web.dashboard.scale import Scale
 
     def run(run_id: int, status: str, value: float | None = None) -> dict:
-        return {"id": run_id, "status": status, "value": value, "accuracy": value}
+        return {"id": run_id, "status": status, "value": value, "accuracy": value,
+                "params": {"i": 0.1}}
 
     # Given a grid point of three seeds: one succeeded, one failed, one still running
     runs = [run(1, "succeeded", 0.9), run(2, "failed"), run(3, "running")]
     config = {"n": 1, "mean": 0.9, "ci95": None}
-    cell = make_cell(runs, config, Scale(), best_run_id=None)
+    cell = make_cell(point_runs(runs, config, "maximize", best_run_id=None), Scale())
     # Then the cell says how far it is, counting the failed run as ended
     assert (cell.status, cell.text, cell.detail) == ("running", "2/3 done", "n=1 · 1 failed")
     # And once all have ended, it shows the mean of those that succeeded
     runs[2] = run(3, "succeeded", 0.8)
-    done = make_cell(runs, {"n": 2, "mean": 0.85, "ci95": [0.8, 0.9]}, Scale(), 1)
+    done = make_cell(point_runs(runs, {"n": 2, "mean": 0.85, "ci95": [0.8, 0.9]}, "maximize",
+                                1), Scale())
     assert (done.status, done.text, done.detail) == ("succeeded", "0.850 ± 0.050",
                                                      "n=2 · 1 failed")
     assert done.best and done.run_id == 1

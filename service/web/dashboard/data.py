@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from datetime import datetime
 from typing import Any
 
@@ -14,16 +15,33 @@ from service.runs.curves import curve_json, experiment_curves
 from service.settings import Settings
 from service.storage import image_path
 from service.sweeps.statistics import MAXIMIZE
+from service.web.dashboard import tallies
 from service.web.dashboard.charts import legend, overlay_chart, run_curve_chart
 from service.web.dashboard.code import SHORT, code_versions
 from service.web.dashboard.export import runs_csv
-from service.web.dashboard.heatmap import MAX_PANELS, axis_pairs, panels
+from service.web.dashboard.heatmap import (
+    MAX_PANELS,
+    PointRuns,
+    axis_pairs,
+    panels,
+    points_from_runs,
+)
 from service.web.dashboard.marginals import marginal_effects, search_charts
-from service.web.dashboard.parallel import parallel_chart
-from service.web.dashboard.parameters import names, token
-from service.web.dashboard.scale import scale_of
+from service.web.dashboard.parallel import caption, kept, parallel_chart
+from service.web.dashboard.parameters import names, token, value_lists
+from service.web.dashboard.runtable import sortable, table_page
+from service.web.dashboard.scale import Scale, scale_of
 from service.web.dashboard.sweepform import refill
-from service.web.views import all_models_json, experiment_json, model_json, run_json, runs_of
+from service.web.dashboard.tallies import CURVE_SAMPLE, TOP_CURVES
+from service.web.views import (
+    INLINE_RUNS,
+    all_models_json,
+    experiment_json,
+    model_json,
+    run_count,
+    run_json,
+    runs_of,
+)
 from service.workers.registry import host_of
 
 THUMBNAILS_PER_LABEL = 4
@@ -107,24 +125,23 @@ def sorted_runs(runs: list[dict[str, Any]], key: str, descending: bool,
     return present + missing
 
 
-def _seconds_left(experiment: dict[str, Any]) -> float | None:
+def _seconds_left(experiment: dict[str, Any], mean_duration: float | None) -> float | None:
     """Runs left x the mean duration so far / how many run at once (at least one)."""
     counts = experiment["counts"]
-    durations = [r["duration_s"] for r in experiment["runs"] if r["duration_s"]]
     left = counts[RunStatus.QUEUED] + counts[RunStatus.RUNNING]
-    if not durations or not left or experiment["status"] != "running":
+    if not mean_duration or not left or experiment["status"] != "running":
         return None
     at_once = max(1, counts[RunStatus.RUNNING])
-    return left * (sum(durations) / len(durations)) / at_once
+    return left * mean_duration / at_once
 
 
-def _progress(experiment: dict[str, Any]) -> dict[str, Any]:
+def _progress(experiment: dict[str, Any], mean_duration: float | None = None) -> dict[str, Any]:
     counts = experiment["counts"]
     total = sum(counts.values())
     ended = sum(counts.get(state, 0) for state in ENDED_STATES)
     return {"total": total, "ended": ended,
             "percent": round(100 * ended / total) if total else 0,
-            "seconds_left": _seconds_left(experiment)}
+            "seconds_left": _seconds_left(experiment, mean_duration)}
 
 
 def run_columns(experiment: dict[str, Any]) -> list[tuple[str, str]]:
@@ -153,41 +170,97 @@ def first_descending(experiment: dict[str, Any]) -> set[str]:
 
 
 def experiment_page(experiment_id: int, sort: str, descending: bool, x: str | None,
-                    y: str | None) -> dict[str, Any]:
+                    y: str | None, after: str | None = None,
+                    status: str | None = None) -> dict[str, Any]:
+    """The experiment page's data: of an experiment of up to INLINE_RUNS runs from every run;
+    of a larger one from aggregates, samples and a page of the runs (issue 24)."""
     row = get_experiment(experiment_id)
-    experiment = experiment_json(row, runs=runs_of(experiment_id))  # every run: see issue 24
-    best_id = experiment["best"]["run_id"] if experiment["best"] else None
+    total = run_count(experiment_id)
+    if total <= INLINE_RUNS:
+        return _small_page(row, sort, descending, x, y)
+    return _large_page(row, total, sort, x, y, after, status)
+
+
+def _small_page(row: Experiment, sort: str, descending: bool, x: str | None,
+                y: str | None) -> dict[str, Any]:
+    """Every run read, drawn and listed; the table sortable by any column."""
+    experiment = experiment_json(row, runs=runs_of(row.id))
+    durations = [r["duration_s"] for r in experiment["runs"] if r["duration_s"]]
     scale = scale_of(experiment)
-    overlay = overlay_chart(experiment["runs"], experiment_curves(experiment_id), best_id,
-                            experiment["objective"]["metric"])
-    shown, combinations = panels(experiment, scale, x, y)
     params = names(experiment)
+    best_id = experiment["best"]["run_id"] if experiment["best"] else None
+    context = _context(row, experiment, points_from_runs(experiment), scale, x, y)
+    return {**context,
+            "progress": _progress(experiment, statistics.fmean(durations) if durations else None),
+            "parallel": parallel_chart(experiment),
+            **_overlay(experiment, experiment["runs"], experiment_curves(row.id), best_id),
+            "search_charts": search_charts(experiment),
+            "runs": sorted_runs(experiment["runs"], sort, descending, params),
+            "sort": sort if sort in sort_keys(params) else "id",
+            "sortable": sort_keys(params), "descending": descending, "pager": None}
+
+
+def _large_page(row: Experiment, total: int, sort: str, x: str | None, y: str | None,
+                after: str | None, status: str | None) -> dict[str, Any]:
+    """Aggregates instead of runs: the heatmap and marginals from each grid point's counts and
+    kept statistics, the charts from a bounded sample, the table a keyset page."""
+    experiment = experiment_json(row)  # the counts by GROUP BY, the best and recent runs
+    grid = value_lists(experiment) is not None
+    points = tallies.grid_points(row) if grid else []
+    scale = scale_of(experiment, tallies.mean_range(row.id))
+    succeeded = tallies.scored(row.id)
+    sample = tallies.runs_by_id([run["id"] for _, run in
+                                 kept(succeeded, row.objective_direction)])
+    sampled = {**experiment, "runs": sample}
+    best_id = row.best_run_id
+    drawn = tallies.curve_runs(best_id, tallies.top_best_runs(row), succeeded)
+    page = table_page(row, sort, after, status)
+    return {**_context(row, experiment, points, scale, x, y),
+            "progress": _progress(experiment, tallies.mean_duration(row.id)),
+            "parallel": parallel_chart(sampled, succeeded=len(succeeded)),
+            **_overlay(experiment, tallies.runs_by_id(drawn), tallies.curves_of(drawn),
+                       best_id, len(succeeded)),
+            "search_charts": search_charts(sampled, caption(len(succeeded), len(sample))),
+            "runs": page["runs"], "sort": page["sort"], "sortable": sortable(row),
+            "descending": page["descending"], "pager": page}
+
+
+def _overlay(experiment: dict[str, Any], runs: list[dict[str, Any]],
+             curves: dict[int, dict[int, float]], best_id: int | None,
+             succeeded: int | None = None) -> dict[str, Any]:
+    """The learning curves of these runs; `succeeded`: a sample of so many runs' curves."""
+    overlay = overlay_chart(runs, curves, best_id, experiment["objective"]["metric"])
+    note = None
+    if succeeded is not None and overlay:
+        note = (f"{len(overlay.lines)} of the {succeeded} runs that succeeded: the best run, "
+                f"the best run of each of the {TOP_CURVES} best configurations and "
+                f"{CURVE_SAMPLE} others evenly spread.")
+    return {"overlay": overlay, "overlay_legend": legend(overlay) if overlay else [],
+            "overlay_note": note}
+
+
+def _context(row: Experiment, experiment: dict[str, Any], points: list[PointRuns],
+             scale: Scale, x: str | None, y: str | None) -> dict[str, Any]:
+    """What both pages show alike, from the grid points' summaries."""
+    shown, combinations = panels(experiment, points, scale, x, y)
     return {
         "experiment": experiment,
         "model": model_json(get_model(experiment["model_id"])),
-        "progress": _progress(experiment),
         "scale": scale,
-        "params": params,
+        "params": names(experiment),
         "axis_pairs": axis_pairs(experiment),
         "panels": shown,
         "panel_count": combinations,
         "max_panels": MAX_PANELS,
-        "parallel": parallel_chart(experiment),
         # None: the deployment's train.py and test.py
         "code_version": row.code_version,
         "code_short": row.code_version[:SHORT] if row.code_version else None,
-        "effects": marginal_effects(experiment),
+        "effects": marginal_effects(experiment, points),
         "top_configurations": experiment["configurations"][:TOP_CONFIGURATIONS],
         "columns": run_columns(experiment),
         "first_descending": first_descending(experiment),
-        "runs": sorted_runs(experiment["runs"], sort, descending, params),
-        "sort": sort if sort in sort_keys(params) else "id",
-        "descending": descending,
-        "best_id": best_id,
+        "best_id": experiment["best"]["run_id"] if experiment["best"] else None,
         "searched": searched(experiment),
-        "overlay": overlay,
-        "overlay_legend": legend(overlay) if overlay else [],
-        "search_charts": search_charts(experiment),
     }
 
 

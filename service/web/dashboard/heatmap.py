@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.contract import ACTIVE_RUN_STATES
+from service.sweeps.grid import config_key
 from service.sweeps.statistics import MAXIMIZE
 from service.web.dashboard.parameters import point, token, value_lists
 from service.web.dashboard.scale import Scale, colour, mean_ci, param_text
@@ -38,7 +39,8 @@ class Cell:
     run_id: int | None = None  # the run the cell links to: its best-scoring, or its first
     best: bool = False
     score: float = 0.0  # where the value sits on the colour scale, 1 the best end
-    run_ids: list[int] = field(default_factory=list)
+    run_ids: list[int] = field(default_factory=list)  # empty on a large experiment's page
+    runs: int = 0  # how many runs the grid point has
     ci95: list[float] | None = None  # its configuration's 95% interval of the mean
     n: int = 0  # runs that succeeded
     ended: int = 0
@@ -49,7 +51,7 @@ class Cell:
 
     @property
     def repeated(self) -> bool:
-        return len(self.run_ids) > 1
+        return self.runs > 1
 
     @property
     def fill(self) -> str:
@@ -65,7 +67,7 @@ class Cell:
     @property
     def text(self) -> str:
         if self.repeated and self.status == "running":
-            return f"{self.ended}/{len(self.run_ids)} done"
+            return f"{self.ended}/{self.runs} done"
         if self.status == "succeeded" and self.value is not None:
             return mean_ci(self.value, self.ci95)
         return STATUS_TEXT.get(self.status, "")
@@ -167,62 +169,88 @@ def axis_pairs(experiment: dict[str, Any]) -> list[tuple[str, str]]:
     return list(itertools.combinations(chosen, 2))
 
 
-def group_status(statuses: list[str]) -> str:
-    """One status for a grid point's runs: running while any is unfinished and some started."""
-    unfinished = [status for status in statuses if status in ACTIVE_RUN_STATES]
+def group_status(statuses: dict[str, int]) -> str:
+    """One status for a grid point's runs (how many in each state): running while any is
+    unfinished and some started."""
+    unfinished = sum(number for status, number in statuses.items()
+                     if status in ACTIVE_RUN_STATES)
     if unfinished:
-        return "queued" if len(unfinished) == len(statuses) and "running" not in statuses \
-            else "running"
+        return "queued" if unfinished == sum(statuses.values()) and \
+            not statuses.get("running") else "running"
     for status in ("succeeded", "failed", "pruned", "cancelled"):
-        if status in statuses:
+        if statuses.get(status):
             return status
     return "missing"
 
 
-def _lead_run(runs: list[dict[str, Any]], metric: str, direction: str) -> int:
-    """The run a cell links to: its best-scoring succeeded run (ties: the earlier), else the
-    first."""
-    scored = [(value, run["id"]) for run in runs if run["status"] == "succeeded"
-              and (value := run["value"]) is not None]
-    if not scored:
-        return runs[0]["id"]
+@dataclass
+class PointRuns:
+    """What a cell and the marginals need of a grid point's runs: counts, not the runs. From
+    the runs themselves (point_runs) or, for a large experiment, from aggregate queries
+    (tallies.py)."""
+
+    params: dict[str, Any]
+    statuses: dict[str, int]  # how many runs in each state
+    lead_run: int  # its best-scoring succeeded run (ties: the earlier), else its first
+    has_best: bool  # the experiment's best run is one of them
+    accuracy: float | None  # the mean accuracy of those that succeeded
+    reused: int
+    config: dict[str, Any] | None  # its configuration's statistics; None: none succeeded
+    best_value: float | None  # the best value of those that succeeded
+    run_ids: list[int] = field(default_factory=list)  # every run's, when read
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
+
+
+def point_runs(runs: list[dict[str, Any]], config: dict[str, Any] | None, direction: str,
+               best_run_id: int | None) -> PointRuns:
+    """A grid point's summary from its runs (and its configuration: None, none succeeded)."""
+    statuses: dict[str, int] = {}
+    for run in runs:
+        statuses[run["status"]] = statuses.get(run["status"], 0) + 1
+    succeeded = [run for run in runs if run["status"] == "succeeded"]
+    accuracies = [run["accuracy"] for run in succeeded if run["accuracy"] is not None]
+    scored = [(value, run["id"]) for run in succeeded if (value := run["value"]) is not None]
     sign = 1 if direction == MAXIMIZE else -1
-    return max(scored, key=lambda pair: (sign * pair[0], -pair[1]))[1]
-
-
-def make_cell(runs: list[dict[str, Any]], config: dict[str, Any] | None, scale: Scale,
-              best_run_id: int | None) -> Cell:
-    """The cell of one grid point from its runs and its configuration (None: none succeeded)."""
-    statuses = [run["status"] for run in runs]
-    accuracies = [run["accuracy"] for run in runs
-                  if run["status"] == "succeeded" and run["accuracy"] is not None]
-    value = config["mean"] if config else None
+    best = max(scored, key=lambda pair: (sign * pair[0], -pair[1])) if scored else None
     ids = [run["id"] for run in runs]
-    return Cell(status=group_status(statuses), value=value,
-                accuracy=statistics.fmean(accuracies) if accuracies else None,
-                run_id=_lead_run(runs, scale.metric, scale.direction),
-                best=best_run_id in ids, score=scale.score(value), run_ids=ids,
+    return PointRuns(runs[0]["params"], statuses, best[1] if best else runs[0]["id"],
+                     best_run_id in ids, statistics.fmean(accuracies) if accuracies else None,
+                     sum(run.get("reused_from") is not None for run in runs), config,
+                     best[0] if best else None, ids)
+
+
+def make_cell(summary: PointRuns, scale: Scale) -> Cell:
+    """The cell of one grid point."""
+    config, statuses = summary.config, summary.statuses
+    value = config["mean"] if config else None
+    return Cell(status=group_status(statuses), value=value, accuracy=summary.accuracy,
+                run_id=summary.lead_run, best=summary.has_best, score=scale.score(value),
+                run_ids=summary.run_ids, runs=summary.total,
                 ci95=config["ci95"] if config else None, n=config["n"] if config else 0,
-                ended=sum(status not in ACTIVE_RUN_STATES for status in statuses),
-                failed=statuses.count("failed"), pruned=statuses.count("pruned"),
-                reused=sum(run.get("reused_from") is not None for run in runs),
-                same=bool(config and config.get("no_variance")))
+                ended=sum(number for status, number in statuses.items()
+                          if status not in ACTIVE_RUN_STATES),
+                failed=statuses.get("failed", 0), pruned=statuses.get("pruned", 0),
+                reused=summary.reused, same=bool(config and config.get("no_variance")))
 
 
-def grid_cells(experiment: dict[str, Any], scale: Scale,
-               order: list[str]) -> dict[tuple[str, ...], Cell]:
-    """Every grid point that has runs, as a cell, keyed by its values' tokens in `order`."""
-    configs = {point(config["params"], order): config for config in experiment["configurations"]}
-    by_point: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+def points_from_runs(experiment: dict[str, Any]) -> list[PointRuns]:
+    """Every grid point that has runs, from the experiment's runs (all of them inline)."""
+    configs = {config_key(config["params"]): config
+               for config in experiment["configurations"]}
+    by_point: dict[str, list[dict[str, Any]]] = {}
     for run in experiment["runs"]:
-        by_point.setdefault(point(run["params"], order), []).append(run)
+        by_point.setdefault(config_key(run["params"]), []).append(run)
     best = experiment["best"]["run_id"] if experiment["best"] else None
-    return {key: make_cell(runs, configs.get(key), scale, best)
-            for key, runs in by_point.items()}
+    direction = experiment["objective"]["direction"]
+    return [point_runs(runs, configs.get(key), direction, best)
+            for key, runs in by_point.items()]
 
 
-def panels(experiment: dict[str, Any], scale: Scale, x: str | None = None,
-           y: str | None = None) -> tuple[list[Panel], int]:
+def panels(experiment: dict[str, Any], points: list[PointRuns], scale: Scale,
+           x: str | None = None, y: str | None = None) -> tuple[list[Panel], int]:
     """One panel per combination of the facets' values (at most MAX_PANELS), and how many
     combinations there are; no panels when a parameter is a range."""
     grid = value_lists(experiment)
@@ -230,16 +258,17 @@ def panels(experiment: dict[str, Any], scale: Scale, x: str | None = None,
         return [], 0
     x, y, facets = axes(x, y, grid)
     order = [x, *([y] if y else []), *facets]
-    cells = grid_cells(experiment, scale, order)
+    # by the facets' values first: only the points of the panels drawn become cells
+    by_facets: dict[tuple[str, ...], list[tuple[tuple[str, ...], PointRuns]]] = {}
+    for summary in points:
+        key = point(summary.params, order)
+        by_facets.setdefault(key[2:] if y else key[1:], []).append((key, summary))
     combinations = list(itertools.product(*(grid[name] for name in facets)))
     result = []
     for values in combinations[:MAX_PANELS]:
         panel = Panel(x, y, dict(zip(facets, values, strict=True)), list(grid[x]),
                       list(grid[y]) if y else [None], repeats=experiment["repeats"])
-        fixed = tuple(token(value) for value in values)
-        for key, cell in cells.items():
-            at = key[2:] if y else key[1:]
-            if at == fixed:
-                panel.cells[(key[0], key[1] if y else token(None))] = cell
+        for key, summary in by_facets.get(tuple(token(value) for value in values), []):
+            panel.cells[(key[0], key[1] if y else token(None))] = make_cell(summary, scale)
         result.append(panel)
     return result, len(combinations)

@@ -7,7 +7,6 @@ more than LOG_SPAN); strings and booleans are evenly spaced categories in the gr
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from service.web.dashboard.charts import (
     history_chart,
     make_axis,
 )
+from service.web.dashboard.heatmap import PointRuns
 from service.web.dashboard.parameters import is_number, names, title, token, value_lists
 from service.web.dashboard.scale import number, param_text
 
@@ -38,25 +38,34 @@ class Effect:
     total: int
 
 
-def marginal_effects(experiment: dict[str, Any]) -> dict[str, list[Effect]]:
+def marginal_effects(experiment: dict[str, Any],
+                     points: list[PointRuns]) -> dict[str, list[Effect]]:
     """For each parameter and value: mean and best objective value (best in the objective's
-    direction) of the runs that succeeded. Empty when a parameter is a range."""
-    direction = experiment["objective"]["direction"]
-    pick = max if direction == MAXIMIZE else min
-    effects: dict[str, list[Effect]] = {}
+    direction) of the runs that succeeded, from the grid points' statistics (a mean over the
+    runs is the points' means weighted by their runs). Empty when a parameter is a range."""
+    pick = max if experiment["objective"]["direction"] == MAXIMIZE else min
     grid = value_lists(experiment)
     if grid is None:
-        return effects
+        return {}
+    # (parameter, value's token) -> [sum of values, runs succeeded, best, runs]
+    sums: dict[tuple[str, str], list[Any]] = {}
+    for summary in points:
+        config = summary.config
+        for param in grid:
+            held = sums.setdefault((param, token(summary.params.get(param))),
+                                   [0.0, 0, None, 0])
+            held[3] += summary.total
+            if config and summary.best_value is not None:
+                held[0] += config["n"] * config["mean"]
+                held[1] += config["n"]
+                held[2] = summary.best_value if held[2] is None else \
+                    pick(held[2], summary.best_value)
+    effects: dict[str, list[Effect]] = {}
     for param, values in grid.items():
-        rows = []
+        effects[param] = []
         for value in values:
-            chosen = [run for run in experiment["runs"]
-                      if token(run["params"].get(param)) == token(value)]
-            scores = [score for run in chosen if run["status"] == "succeeded"
-                      and (score := run["value"]) is not None]
-            rows.append(Effect(value, statistics.fmean(scores) if scores else None,
-                               pick(scores) if scores else None, len(scores), len(chosen)))
-        effects[param] = rows
+            total, n, best, runs = sums.get((param, token(value)), (0.0, 0, None, 0))
+            effects[param].append(Effect(value, total / n if n else None, best, n, runs))
     return effects
 
 
@@ -129,9 +138,9 @@ def scatter_chart(param: str, runs: list[dict[str, Any]], space: Any, metric: st
     return chart
 
 
-def search_charts(experiment: dict[str, Any]) -> dict[str, Any] | None:
+def search_charts(experiment: dict[str, Any], sample: str | None = None) -> dict[str, Any] | None:
     """A random or TPE search's scatter plots (one per parameter) and best-so-far history;
-    None for a grid."""
+    None for a grid. `sample`: the runs are a sample, which the page says in these words."""
     if (experiment.get("search") or {}).get("strategy", "grid") == "grid":
         return None
     metric = experiment["objective"]["metric"]
@@ -140,4 +149,5 @@ def search_charts(experiment: dict[str, Any]) -> dict[str, Any] | None:
                 for p in names(experiment)]
     return {"scatters": [chart for chart in scatters if chart],
             "history": history_chart(experiment["runs"], metric,
-                                     experiment["objective"]["direction"], best_id)}
+                                     experiment["objective"]["direction"], best_id),
+            "sample": sample}

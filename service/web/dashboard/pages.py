@@ -38,9 +38,12 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Cache-Control": "max-age=86400, immutable"})
 
 
-def _experiment_query(request: web.Request) -> tuple[str, bool, str | None, str | None]:
+def _experiment_query(request: web.Request) -> tuple[Any, ...]:
+    """sort, descending, the heatmap's axes, and (a large experiment's runs table) the page's
+    cursor and the state it shows."""
     query = request.query
-    return (query.get("sort", "id"), query.get("dir") == "desc", query.get("x"), query.get("y"))
+    return (query.get("sort", "id"), query.get("dir") == "desc", query.get("x"), query.get("y"),
+            query.get("after") or None, query.get("status") or None)
 
 
 async def experiment(request: web.Request) -> web.Response:

@@ -88,8 +88,9 @@ def caption(total: int, shown: int) -> str:
             f"{shown - BEST_KEPT} of the others, evenly sampled.")
 
 
-def parallel_chart(experiment: dict[str, Any]) -> Parallel | None:
-    """None with fewer than three parameters, or before any run succeeded."""
+def parallel_chart(experiment: dict[str, Any], succeeded: int | None = None) -> Parallel | None:
+    """None with fewer than three parameters, or before any run succeeded. `succeeded`: the
+    experiment's runs are a sample (already chosen by `kept`) of so many that succeeded."""
     params = names(experiment)
     metric = experiment["objective"]["metric"]
     direction = experiment["objective"]["direction"]
@@ -108,7 +109,7 @@ def parallel_chart(experiment: dict[str, Any]) -> Parallel | None:
     value_axis = make_axis([value for value, _ in chosen], bottom, top, per_tick=Y_TICK_PX)
     columns.append(Column(metric, SIDE + len(params) * GAP, value_axis, value_axis.ticks()))
     chart = Parallel(2 * SIDE + len(params) * GAP, HEIGHT, top, bottom, columns,
-                     caption(len(scored), len(chosen)),
+                     caption(succeeded or len(scored), len(chosen)),
                      f"{metric} of each run that succeeded, with its {len(params)} parameters")
     scale = scale_of(experiment)
     best_id = experiment["best"]["run_id"] if experiment["best"] else None

@@ -7,6 +7,7 @@ as categories in the grid's order."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -35,6 +36,19 @@ def numeric(values: list[Any]) -> bool:
 def token(value: Any) -> str:
     """A value's identity for grouping: True and 1 are different values, 1 and 1 the same
     (Python's own equality would merge True with 1 in a dict's keys)."""
+    try:
+        return _known_token(value)
+    except TypeError:  # not hashable (no parameter's value is; an odd run's might be)
+        return _token(value)
+
+
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: True and 1 stay apart
+def _known_token(value: Any) -> str:
+    """token, remembered: a large experiment's page asks it of every grid point's values."""
+    return _token(value)
+
+
+def _token(value: Any) -> str:
     if is_number(value):
         return json.dumps(float(value))
     return json.dumps(value)

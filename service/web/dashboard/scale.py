@@ -95,12 +95,15 @@ class Scale:
         return [significant(v, 4) for v in (worst, (worst + best) / 2, best)]
 
 
-def scale_of(experiment: dict[str, Any]) -> Scale:
+def scale_of(experiment: dict[str, Any], means: list[float] | None = None) -> Scale:
+    """The scale over the configurations' means: those of the experiment's view, or `means`
+    (a large experiment's view lists only its best configurations)."""
     metric = experiment["objective"]["metric"]
     direction = experiment["objective"]["direction"]
     if metric == "accuracy":
         return Scale(metric, direction)
-    means = [config["mean"] for config in experiment.get("configurations") or []]
+    if means is None:
+        means = [config["mean"] for config in experiment.get("configurations") or []]
     if not means:
         return Scale(metric, direction)
     return Scale(metric, direction, min(means), max(means))
