@@ -11,12 +11,9 @@ from collections import Counter
 
 import pytest
 
-from service.core.db import database, open_database
 from service.core.tables import Run
-from service.migrate import apply_migrations
 from service.web.dashboard.scale import number
 from tests.api_support import model_with_images
-from tests.conftest import make_settings
 from tests.helpers import finish_at_random
 
 # 5 x 5 x 4 x 5 = 500 configurations, 4 seeds each: 2,000 runs, 20 heatmap panels
@@ -24,22 +21,6 @@ GRID = {"i": [0.001, 0.003, 0.01, 0.03, 0.1], "j": [1, 2, 3, 4, 5], "k": [10, 20
         "m": ["a", "b", "c", "d", "e"]}
 REPEATS = 4
 ROW = re.compile(r'<tr\s+(?:class="best"\s+)?data-run-id="(\d+)"')
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def any_client(request, aiohttp_client, tmp_path, stub_broker):
-    """The API on a fresh SQLite file, or on a fresh PostgreSQL database."""
-    from service.app import create_app
-
-    overrides = {}
-    if request.param == "postgresql":
-        overrides["SWEEPLAB_DATABASE_URL"] = request.getfixturevalue("postgres_database")[0]
-    settings = make_settings(tmp_path / "data", **overrides)
-    open_database(settings.database_url)
-    database.connect(reuse_if_open=True)
-    apply_migrations()
-    yield await aiohttp_client(create_app(settings, broker=stub_broker))
-    database.close()
 
 
 @pytest.fixture

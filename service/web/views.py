@@ -93,6 +93,10 @@ INLINE_RUNS = 100  # an experiment of up to this many runs lists them all in its
 SHOWN_CONFIGURATIONS = 100  # the best configurations a view lists (with how many there are)
 
 
+def run_count(experiment_id: int) -> int:
+    return Run.select().where(Run.experiment == experiment_id).count()
+
+
 def shown_run_rows(experiment: Experiment, total: int) -> list[tuple[Any, ...]]:
     """Every run of an experiment of up to INLINE_RUNS; past that its best and its most
     recent INLINE_RUNS (the rest is paged at /runs), in id order."""
