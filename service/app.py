@@ -20,6 +20,7 @@ from service.migrate import apply_migrations
 from service.predict.warm import WarmPool, reap_forever
 from service.settings import Settings, ensure_data_dirs
 from service.storage import clear_temp
+from service.sweeps.removal import recover_trash, wait_for_removals
 from service.web.dashboard.security import guard_pages
 from service.web.dashboard.setup import setup_templates
 from service.web.keys import (
@@ -44,15 +45,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     open_database(settings.database_url)
     executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="db")
     app[DB_EXECUTOR] = executor
-    await asyncio.get_running_loop().run_in_executor(executor, _migrate)
+    await asyncio.get_running_loop().run_in_executor(executor, _migrate, settings)
     yield
     executor.shutdown(wait=True)
+    # deletions' folders still being removed: done before the database goes
+    await asyncio.get_running_loop().run_in_executor(None, wait_for_removals)
     database.close()
 
 
-def _migrate() -> None:
+def _migrate(settings: Settings) -> None:
     database.connect(reuse_if_open=True)
     apply_migrations()
+    recover_trash(settings)  # what deletions cut off by a crash left
 
 
 async def _broker(app: web.Application) -> AsyncIterator[None]:

@@ -9,14 +9,15 @@ from service.contract import ACTIVE_RUN_VALUES, ExperimentStatus
 from service.core.db import write_transaction
 from service.core.errors import Conflict, Invalid, NotFound
 from service.core.lookup import get_model
+from service.core.queries import tuple_rows
 from service.core.tables import Experiment, MLModel, ModelImage, Run
 from service.ingest.labels import has_control_characters
 from service.settings import Settings
 from service.sweeps.removal import (
     collect_unused_code,
     collect_unused_images,
+    folders_to_trash,
     mark_reusers_of_deleted,
-    remove_folders,
 )
 
 
@@ -46,20 +47,20 @@ def _has_active_runs(model_id: int) -> bool:
 
 def delete_model(settings: Settings, model_id: int) -> None:
     """The model, its images' links, its code versions, its experiments, runs and their
-    folders; images and code trees no other model uses. 409 while one of its experiments
-    runs."""
-    with write_transaction():
+    folders (in the background, then the images no other model uses); the code trees no other
+    model uses. 409 while one of its experiments runs."""
+    with folders_to_trash(settings) as trash, write_transaction():
         get_model(model_id)
         if _has_active_runs(model_id):
             raise Conflict(f"model {model_id} has queued or running runs; cancel its "
                            f"experiments first")
-        experiments = [e.id for e in Experiment.select(Experiment.id)
-                       .where(Experiment.model == model_id)]
-        runs = [run.id for run in Run.select(Run.id).where(Run.experiment.in_(experiments))]
+        experiments = Experiment.select(Experiment.id).where(Experiment.model == model_id)
+        experiment_ids = [experiment_id for (experiment_id,) in tuple_rows(experiments)]
+        runs = Run.select(Run.id).where(Run.experiment.in_(experiments))
+        run_ids = [run_id for (run_id,) in tuple_rows(runs)]
         mark_reusers_of_deleted(runs, f"model {model_id}")
         MLModel.delete().where(MLModel.id == model_id).execute()  # cascades in the schema
-    remove_folders(settings, experiments, runs)
-    collect_unused_images(settings)
+        trash(experiment_ids, run_ids)
     collect_unused_code(settings)
 
 

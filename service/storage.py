@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import tarfile
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -203,3 +204,67 @@ def build_snapshot(settings: Settings, experiment_id: int,
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# A deletion's folders go in two steps. First each is renamed into a batch of the trash, inside
+# the deletion's transaction: a rename is atomic, so no reader sees half a folder. The trash is
+# a folder of the top folder they lie in (runs/, snapshots/), as a top folder may be a link to
+# another disk and a rename cannot leave its file system; backups skip its dot name. The batch
+# is `pending-<id>` until the transaction ends, then `gone-<id>` (committed: its folders are
+# removed in the background) or renamed back (rolled back).
+TRASH = ".trash"
+PENDING, GONE = "pending-", "gone-"
+_trash_lock = threading.Lock()  # a batch is not made as its empty trash folder is removed
+
+
+def trash_batch(top: Path, batch: str) -> Path:
+    return top / TRASH / f"{PENDING}{batch}"
+
+
+def move_into_trash(top: Path, names: Iterable[str], batch: str) -> None:
+    """Rename each of top's folders `names` that exists into the pending batch `batch`."""
+    folder = trash_batch(top, batch)
+    with _trash_lock:
+        folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):  # a run never started has no folder
+            os.rename(top / name, folder / name)
+
+
+def settle_batch(top: Path, batch: str, put_back: Callable[[str], bool]) -> None:
+    """End a pending batch: rename back each folder `put_back` says, and mark the rest gone."""
+    folder = trash_batch(top, batch)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if put_back(entry.name):
+            os.rename(entry, top / entry.name)
+    os.rename(folder, top / TRASH / f"{GONE}{batch}")
+
+
+def has_trash(top: Path) -> bool:
+    return (top / TRASH).is_dir()
+
+
+def pending_batches(top: Path) -> list[str]:
+    """The batches a deletion left pending (it crashed before its transaction ended)."""
+    trash = top / TRASH
+    if not trash.is_dir():
+        return []
+    return [entry.name.removeprefix(PENDING) for entry in trash.iterdir()
+            if entry.name.startswith(PENDING)]
+
+
+def remove_gone(top: Path) -> None:
+    """Remove the folders of every batch marked gone."""
+    trash = top / TRASH
+    if trash.is_dir():
+        for entry in trash.iterdir():
+            if entry.name.startswith(GONE):
+                remove_tree(entry)
+
+
+def remove_empty_trash(top: Path) -> None:
+    """Remove the trash folder itself once nothing is in it (nothing left on disk)."""
+    with _trash_lock, contextlib.suppress(OSError):  # not empty (a new batch), or absent
+        (top / TRASH).rmdir()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.helpers import png_bytes, zip_bytes
+from tests.helpers import png_bytes, trash_emptied, zip_bytes
 
 SMALL = {"i": [0.1], "j": [1], "k": [5]}  # one run
 TWO = {"i": [0.1], "j": [1, 2], "k": [5]}  # two configurations, j=2 the better
@@ -33,6 +33,14 @@ async def wait_until(condition, timeout: float, what: str) -> None:
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+async def wait_for_removal(data_dir: Path, timeout: float = 30) -> None:
+    """Until the deletions so far had their folders removed in the background."""
+    async def removed() -> bool:
+        return trash_emptied(data_dir)
+
+    await wait_until(removed, timeout, "the deleted folders to be removed")
 
 
 async def make_model(client, name: str = "digits") -> int:

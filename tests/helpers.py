@@ -74,6 +74,12 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str,
         time.sleep(every_s)
 
 
+def trash_emptied(data_dir: Path) -> bool:
+    """Whether deletions' folders are all removed: the background removal takes the trash
+    folders of runs/ and snapshots/ last, after collecting the images they held."""
+    return not any((data_dir / top / ".trash").exists() for top in ("runs", "snapshots"))
+
+
 def make_run(db) -> int:
     """A queued run of a running experiment of a new model (in the open test database)."""
     from service.core.tables import Experiment, MLModel, Run

@@ -3,7 +3,11 @@ the paged runs route and the experiment view of a large experiment."""
 
 from __future__ import annotations
 
+import errno
+import itertools
+import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +20,7 @@ from service.settings import DEFAULTS
 from service.sweeps.aggregate import aggregate_experiment, recompute_statistics
 from service.sweeps.experiments import mark_running, retry_experiment
 from service.sweeps.grid import config_key
+from service.web.keys import SETTINGS
 from tests.api_support import model_with_images
 
 STATUSES = ("succeeded", "succeeded", "succeeded", "failed", "queued", "running", "cancelled")
@@ -162,3 +167,50 @@ async def test_statistics_kept_with_each_result_equal_a_recompute(any_client):
     assert _kept_statistics(experiment_id) == kept
     assert sum(stat[0] for stat in kept.values()) == len(run_ids)
     assert Experiment.get_by_id(experiment_id).best_run_id == best is not None
+
+
+# numbers, booleans and strings with what COPY's text format and JSON escape (backslashes,
+# quotes, a non-ASCII letter): 4 x 2 x 4 x 40 = 1,280 configurations
+ESCAPED_GRID = {"lr": [0.001, 1e-05, 0.5, 3], "deep": [True, False],
+                "act": ["re\\lu", 'ta"nh', "sé", "x y"], "n": list(range(1, 41))}
+
+
+async def test_a_large_grid_is_created_with_every_run_as_given(any_client):
+    # Given a model, when a 1,280-point grid with 2 repeats is created
+    model_id = await model_with_images(any_client)
+    created = await any_client.post(f"/api/v1/models/{model_id}/experiments", json={
+        "grid": ESCAPED_GRID, "repeats": 2, "start": False})
+    assert created.status == 201, await created.text()
+    experiment_id = (await created.json())["id"]
+    # Then it holds one queued run per configuration and seed, each with its values exactly
+    # as given, in the grid's order
+    runs = await all_pages(any_client, experiment_id, "limit=1000")
+    expected = [(dict(zip(ESCAPED_GRID, values, strict=True)), seed)
+                for values in itertools.product(*ESCAPED_GRID.values()) for seed in (0, 1)]
+    assert sorted(repr((run["params"], run["seed"])) for run in runs) == sorted(
+        repr(pair) for pair in expected)  # a dict's repr keeps its keys' order
+    assert {(run["status"], run["attempts"], run["trial"], run["reused_from_deleted"])
+            for run in runs} == {("queued", 0, 0, False)}
+
+
+async def test_a_creation_failing_after_its_runs_were_inserted_leaves_nothing(any_client,
+                                                                             monkeypatch):
+    # Given a disk that fails as the snapshot is renamed into place, the creation's last step
+    model_id = await model_with_images(any_client)
+    settings = any_client.server.app[SETTINGS]
+    rename = os.rename
+
+    def full_disk(source, target) -> None:
+        if Path(target).parent == settings.snapshots_dir:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        rename(source, target)
+
+    monkeypatch.setattr("service.storage.os.rename", full_disk)
+    # When a 1,280-point grid is created
+    created = await any_client.post(f"/api/v1/models/{model_id}/experiments",
+                                    json={"grid": ESCAPED_GRID, "start": False})
+    # Then the fault is answered, and no experiment, run or snapshot is left
+    assert created.status == 500, await created.text()
+    listed = await (await any_client.get(f"/api/v1/models/{model_id}/experiments")).json()
+    assert listed["experiments"] == [] and Run.select().count() == 0
+    assert list(settings.snapshots_dir.iterdir()) == []

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from service.core.tables import Experiment, Run
-from tests.api_support import model_with_images, wait_for_status
+from tests.api_support import model_with_images, wait_for_removal, wait_for_status
 
 SMALL = {"i": [0.01], "j": [1], "k": [100, 200]}
 
@@ -188,9 +188,11 @@ async def test_an_experiment_is_deleted_unless_it_runs(client, db, settings, stu
     # When both are deleted
     for experiment in (done, waiting):
         assert (await client.delete(f"/api/v1/experiments/{experiment['id']}")).status == 204
-    # Then their runs, folders and snapshots are gone, and the model has no best left
+    # Then their runs, folders (once removed in the background) and snapshots are gone, and
+    # the model has no best left
     assert (await client.get(f"/api/v1/experiments/{done['id']}")).status == 404
     assert Run.select().count() == 0
+    await wait_for_removal(settings.data_dir)
     assert list(settings.snapshots_dir.iterdir()) == []
     assert list(settings.runs_dir.iterdir()) == []
     model = await (await client.get(f"/api/v1/models/{model_id}")).json()
@@ -229,6 +231,7 @@ async def test_an_image_deleted_from_a_model_stays_in_earlier_snapshots(client, 
     # And deleting it again is a 404; once the old experiment goes, so does the file
     assert (await client.delete(f"/api/v1/models/{model_id}/images/{sha}")).status == 404
     assert (await client.delete(f"/api/v1/experiments/{before['id']}")).status == 204
+    await wait_for_removal(settings.data_dir)  # the snapshot's link held it until then
     assert list(settings.images_dir.rglob(f"{sha}.*")) == []
 
 

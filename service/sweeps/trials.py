@@ -40,9 +40,9 @@ def add_runs(experiment: Experiment, points: list[Params], first_trial: int) -> 
                  for seed in range(first_seed, first_seed + experiment.repeats)]
     insert_in_batches(Run, rows)
     trials = {row["trial"] for row in rows}
-    return [run.id for run in Run.select(Run.id).where(Run.experiment == experiment.id,
-                                                       Run.trial.in_(trials),
-                                                       Run.status == RunStatus.QUEUED.value)]
+    return [run_id for (run_id,) in tuple_rows(Run.select(Run.id).where(
+        Run.experiment == experiment.id, Run.trial.in_(trials),
+        Run.status == RunStatus.QUEUED.value))]  # tuples: no model object per run
 
 
 def _next_seed(experiment_id: int, config: str) -> int:
