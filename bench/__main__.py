@@ -14,6 +14,8 @@ import datetime
 from pathlib import Path
 
 from bench import (
+    big,
+    big_page,
     dispatch,
     early_stopping,
     load,
@@ -30,11 +32,12 @@ from bench.common import BENCH, Result, machine
 
 FULL = {"sweeps": ((1.0, 0.1), (2, 8, 9, 27), 3), "dispatch": 40, "upload": (300, 2000),
         "load": (32, 20.0), "memory": 1000, "scaling": (100, 1000, 10000),
-        "polling": (10000, 200, 3),
+        "polling": (10000, 200, 3), "big": 10000, "big_page": 10000,
         "remote": (1797, 1.0, 9, 3), "early_stopping": (32, 0.5, 2),
         "predict": (8, 32, 200, 3), "sandbox": 50}
 QUICK = {"sweeps": ((0.05,), (4,), 1), "dispatch": 3, "upload": (2, 50),
-         "load": (4, 1.0), "memory": 20, "scaling": (10, 20), "polling": (100, 5, 1),
+         "load": (4, 1.0), "memory": 20, "scaling": (10, 20), "polling": (100, 5, 1), "big": 200,
+         "big_page": 200,
          "remote": (40, 0.05, 2, 1),
          "early_stopping": (4, 0.05, 2),
          "predict": (2, 4, 10, 1), "sandbox": 3}
@@ -48,6 +51,8 @@ def run_all(sizes: dict) -> list[Result]:
     results += memory.run(sizes["memory"])
     results += scaling.run(sizes["scaling"])
     results += polling.run(*sizes["polling"])
+    results += big.run_both(sizes["big"])
+    results += big_page.run_both(sizes["big_page"])
     results += remote.run(*sizes["remote"])
     results += predict.run(*sizes["predict"])
     results += early_stopping.run(*sizes["early_stopping"])

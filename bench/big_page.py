@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 
-from bench.big import grid_of
+from bench.big import grid_of, scratch_postgres
 from bench.common import Result, cpu_seconds, percentile, running_stack
 from service.core.db import database, open_database
 from tests.e2e_support import Stack
@@ -77,6 +77,16 @@ def run(points: int = 10000, database_url: str | None = None) -> list[Result]:
     for result in results:
         print(result.line(), flush=True)
     return results
+
+
+def run_both(points: int = 10000) -> list[Result]:
+    """The figures on SQLite, then on a scratch PostgreSQL database."""
+    results = run(points)
+    with scratch_postgres() as url:
+        postgres = run(points, url)
+    for result, name in [(r, "SQLite") for r in results] + [(r, "PostgreSQL") for r in postgres]:
+        result.benchmark += f" [{name}]"
+    return results + postgres
 
 
 if __name__ == "__main__":

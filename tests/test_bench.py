@@ -23,6 +23,8 @@ def test_every_benchmark_runs_and_reports(tmp_path):
                  "upload: 50 small images", "a fresh journaled ext4", "API under load",
                  "memory: idle API",
                  "memory: idle worker", "scaling: growth across sizes", "polling: an unchanged",
+                 "big: create a 200-point experiment [PostgreSQL]", "big: delete a model with",
+                 "big page: the 200-run experiment's live fragment [PostgreSQL]",
                  "remote: cold snapshot", "remote: warm snapshot", "HTTP path against",
                  "early stopping: median rule", "early stopping: successive halving rule",
                  "predict: warm, one image per request", "predict: cold batch of",
