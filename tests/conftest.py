@@ -167,8 +167,6 @@ def remote_stack(tmp_path: Path) -> Iterator[Stack]:
         stack.stop()
 
 
-
-
 # --- in parallel: scripts/test.sh runs pytest-xdist with `--dist loadfile` --------------------
 
 # The files that take longest, started first so that none of them is the last to begin (the
