@@ -11,4 +11,8 @@ scripts/ensure_test_tools.sh
 .venv/bin/ruff check .
 .venv/bin/mypy  # the packages and settings are in pyproject.toml
 .venv/bin/lint-imports  # the import rules, also in pyproject.toml
-exec .venv/bin/python -m pytest "$@"
+# In parallel (pytest-xdist), three workers on two cores: much of a test is waiting on the
+# processes it started (API, workers, brokers, booted machines). Each file runs whole on one
+# worker (loadfile: the boot test's steps share one machine) and tests/conftest.py puts the
+# longest files first (--no-loadscope-reorder keeps that order). `-n 0` runs them one by one.
+exec .venv/bin/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder "$@"

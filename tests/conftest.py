@@ -9,7 +9,8 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from queue import Queue
@@ -180,3 +181,42 @@ def remote_stack(tmp_path: Path) -> Iterator[Stack]:
                                      "--queues", "sweeplab_aggregate"], "aggregate.log")
         yield stack
         stack.stop()
+
+
+# --- in parallel: scripts/test.sh runs pytest-xdist with `--dist loadfile` --------------------
+
+# The files that take longest, started first so that none of them is the last to begin (the
+# figures are in README, "Quick start"); the others follow in their usual order. loadfile keeps
+# each file on one worker, in order: the boot test's steps build on one machine, and the module
+# fixtures (a live stack, a browser, an initialised Terraform) and test_fuzz's request count are
+# made once.
+LONG_POLES = ("tests/test_boot.py", "tests/test_bench.py", "tests/test_remote_workers.py",
+              "tests/test_browser.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def start_order(item: pytest.Item) -> int:
+        module = item.nodeid.split("::")[0]
+        return LONG_POLES.index(module) if module in LONG_POLES else len(LONG_POLES)
+
+    items.sort(key=start_order)  # stable: each file's tests keep their order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """loadfile, except that tests sharing one node id (schemathesis gives the 25 operations of
+    a fuzz test the same) are all run: xdist's loadfile keys its work by node id and would run
+    one of each and drop the rest without a word."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class DistinctLoadFile(LoadFileScheduling):
+        def add_node_collection(self, node: object, collection: Sequence[str]) -> None:
+            seen: Counter[str] = Counter()
+            distinct = []
+            for nodeid in collection:  # the n-th repeat becomes "nodeid#n", in the same file
+                seen[nodeid] += 1
+                distinct.append(nodeid if seen[nodeid] == 1 else f"{nodeid}#{seen[nodeid]}")
+            super().add_node_collection(node, distinct)
+
+    return DistinctLoadFile(config, log)

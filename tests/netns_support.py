@@ -11,10 +11,14 @@ Every process of a host runs in a private mount namespace where one directory (t
 API's data directory) is hidden under an empty tmpfs, so a remote worker cannot read the API's
 database or files even by mistake. `check_isolation` proves it; `sees` asks a live process.
 The tests need root (`ip netns`, `mount`); there is no skipping.
+
+Several test processes build hosts at once (pytest-xdist workers, another run of the suite): an
+address is chosen and added under `address_lock`, so two of them never take the same one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -22,9 +26,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.e2e_support import ROOT
@@ -34,6 +41,7 @@ DRAMATIQ = str(Path(sys.executable).parent / "dramatiq")
 # A constant script: the hidden directory and the command come in as arguments, never as code.
 HIDE_THEN_EXEC = 'mount -t tmpfs -o size=1m,mode=0755 sweeplab-hidden "$1" && shift && exec "$@"'
 SUBNET = re.compile(r"\b10\.201\.(\d{1,3})\.\d{1,3}/")
+ADDRESS_LOCK = Path(tempfile.gettempdir()) / "sweeplab-test-addresses.lock"
 
 
 def ip(*args: str) -> str:
@@ -46,6 +54,15 @@ def ip(*args: str) -> str:
 def used_subnets() -> set[int]:
     """The N of every 10.201.N.x address on this host already."""
     return {int(n) for n in SUBNET.findall(ip("-o", "-4", "addr", "show"))}
+
+
+@contextmanager
+def address_lock() -> Iterator[None]:
+    """Held from looking for a free address to adding it: without it, two test processes that
+    both look before either adds would take the same subnet, and route each other's traffic."""
+    with open(ADDRESS_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def free_subnet() -> int:
@@ -70,13 +87,15 @@ class Hub:
 
     def __init__(self) -> None:
         self.link = f"swl{short_id()}a"
-        taken = {int(a) for a in re.findall(r"\b10\.201\.0\.(\d{1,3})/",
-                                              ip("-o", "-4", "addr", "show"))}
-        self.address = f"10.201.0.{random.choice(sorted(set(range(1, 255)) - taken))}"
+        self.address = ""  # chosen when entered, under address_lock
 
     def __enter__(self) -> Hub:
         ip("link", "add", self.link, "type", "veth", "peer", "name", self.link[:-1] + "b")
-        ip("addr", "add", f"{self.address}/32", "dev", self.link)
+        with address_lock():
+            taken = {int(a) for a in re.findall(r"\b10\.201\.0\.(\d{1,3})/",
+                                                  ip("-o", "-4", "addr", "show"))}
+            self.address = f"10.201.0.{random.choice(sorted(set(range(1, 255)) - taken))}"
+            ip("addr", "add", f"{self.address}/32", "dev", self.link)
         for link in (self.link, self.link[:-1] + "b"):
             ip("link", "set", link, "up")
         return self
@@ -110,8 +129,7 @@ class RemoteHost:
         self.name = name
         self.namespace = f"swl-{uid}"
         self.host_link, self.inner_link = f"swl{uid}h", f"swl{uid}n"
-        subnet = free_subnet()
-        self.host_address, self.address = f"10.201.{subnet}.1", f"10.201.{subnet}.2"
+        self.host_address = self.address = ""  # chosen when entered, under address_lock
         self.hub = hub
         self.hidden = hidden
         self.data_dir = home / "data"
@@ -136,7 +154,10 @@ class RemoteHost:
         ns = self.namespace
         ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.inner_link)
         ip("link", "set", self.inner_link, "netns", ns)
-        ip("addr", "add", f"{self.host_address}/24", "dev", self.host_link)
+        with address_lock():
+            subnet = free_subnet()
+            self.host_address, self.address = f"10.201.{subnet}.1", f"10.201.{subnet}.2"
+            ip("addr", "add", f"{self.host_address}/24", "dev", self.host_link)
         ip("link", "set", self.host_link, "up")
         ip("-n", ns, "addr", "add", f"{self.address}/24", "dev", self.inner_link)
         ip("-n", ns, "link", "set", "lo", "up")

@@ -3,6 +3,7 @@ thread running the fake training script."""
 
 import asyncio
 import functools
+import uuid
 
 import aiohttp
 import pytest
@@ -147,6 +148,10 @@ async def test_no_accuracy_fails_every_run_and_the_experiment(client, db, stub_w
 async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_broker,
                                                              stub_worker, monkeypatch):
     monkeypatch.setenv("FAKE_TRAIN_MODE", "hang")
+    # this test's scripts (and their children) carry a mark of their own: other tests running
+    # at the same time (pytest-xdist) hang scripts too
+    mark = f"SWEEPLAB_TEST_MARK={uuid.uuid4().hex}"
+    monkeypatch.setenv(*mark.split("=", 1))
     model_id = await make_model(client)
     await upload_two_labels(client, model_id)
     created = await client.post(f"/api/v1/models/{model_id}/experiments",
@@ -175,21 +180,23 @@ async def test_timeout_kills_the_group_and_cancel_stops_runs(client, db, stub_br
     after = await (await client.get(f"/api/v1/experiments/{experiment_id}")).json()
     assert {run["status"] for run in after["runs"]} == {"cancelled"}
     assert RunEvent.select().where(RunEvent.to_status == "succeeded").count() == 0
-    assert _processes_of_marker() == []
+    assert _processes_of_marker(mark) == []
 
 
-def _processes_of_marker():
+def _processes_of_marker(mark: str) -> list[int]:
+    """Live or zombie processes whose environment holds `mark` and a run's SWEEPLAB_RUN_ID."""
     from pathlib import Path
 
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"FAKE_TRAIN_MODE=hang" in (entry / "environ").read_bytes() and \
-                        b"SWEEPLAB_RUN_ID=" in (entry / "environ").read_bytes():
-                    found.append(int(entry.name))
+                environ = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
+            if mark.encode() in environ and any(item.startswith(b"SWEEPLAB_RUN_ID=")
+                                                for item in environ):
+                found.append(int(entry.name))
     return found
 
 

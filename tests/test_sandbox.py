@@ -259,7 +259,8 @@ def test_a_script_past_its_limits_fails_saying_which(tmp_path, mode, reason):
     settings = limited_settings(tmp_path)
     _, outcome = train_hostile(settings, mode=mode)
     assert outcome.status == "failed" and outcome.error.startswith(reason + ": "), outcome.error
-    assert not [path for path in Path("/sys/fs/cgroup/pids").glob("**/sweeplab-*")
+    # this process's run groups (sweeplab-<pid>-<n>): other test processes run scripts at once
+    assert not [path for path in Path("/sys/fs/cgroup/pids").glob(f"**/sweeplab-{os.getpid()}-*")
                 if (path / "cgroup.procs").read_text().strip()]
 
 
