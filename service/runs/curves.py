@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from peewee import Query
+
 from service.core.db import insert_in_batches, write_transaction
 from service.core.queries import tuple_rows
 from service.core.tables import Run, RunPoint
@@ -112,10 +114,20 @@ def curve_json(run_id: int) -> list[dict[str, Any]]:
 
 def experiment_curves(experiment_id: int) -> dict[int, dict[int, float]]:
     """Every run's curve of the experiment, by run id: {step: value}, in one query."""
-    rows = tuple_rows(RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
-                      .where(Run.experiment == experiment_id)
-                      .order_by(RunPoint.run, RunPoint.step))
+    return _by_run(RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value).join(Run)
+                   .where(Run.experiment == experiment_id))
+
+
+def curves_of(run_ids: list[int]) -> dict[int, dict[int, float]]:
+    """These runs' curves, by run id: {step: value} (a big experiment's page draws a few)."""
+    if not run_ids:
+        return {}
+    return _by_run(RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value)
+                   .where(RunPoint.run.in_(run_ids)))
+
+
+def _by_run(points: Query) -> dict[int, dict[int, float]]:
     curves: dict[int, dict[int, float]] = {}
-    for run_id, step, value in rows:
+    for run_id, step, value in tuple_rows(points.order_by(RunPoint.run, RunPoint.step)):
         curves.setdefault(run_id, {})[step] = value
     return curves

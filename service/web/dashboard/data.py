@@ -11,7 +11,7 @@ from service.core.lookup import get_experiment, get_model, get_run
 from service.core.queries import tuple_rows
 from service.core.tables import Experiment, Image, ModelImage
 from service.execution.training import STDERR_NAME, STDOUT_NAME, read_tail
-from service.runs.curves import curve_json, experiment_curves
+from service.runs.curves import curve_json, curves_of, experiment_curves
 from service.settings import Settings
 from service.storage import image_path
 from service.sweeps.statistics import MAXIMIZE
@@ -218,7 +218,7 @@ def _large_page(row: Experiment, total: int, sort: str, x: str | None, y: str | 
     return {**_context(row, experiment, points, scale, x, y),
             "progress": _progress(experiment, tallies.mean_duration(row.id)),
             "parallel": parallel_chart(sampled, succeeded=len(succeeded)),
-            **_overlay(experiment, tallies.runs_by_id(drawn), tallies.curves_of(drawn),
+            **_overlay(experiment, tallies.runs_by_id(drawn), curves_of(drawn),
                        best_id, len(succeeded)),
             "search_charts": search_charts(sampled, caption(len(succeeded), len(sample))),
             "runs": page["runs"], "sort": page["sort"], "sortable": sortable(row),

@@ -13,7 +13,7 @@ from peewee import fn
 
 from service.core.db import database
 from service.core.queries import tuple_rows
-from service.core.tables import ConfigStat, Experiment, RunPoint
+from service.core.tables import ConfigStat, Experiment
 from service.sweeps.statistics import MAXIMIZE, Configuration, configuration_json
 from service.web.dashboard.heatmap import PointRuns
 from service.web.views import RUN_FIELDS, run_view
@@ -147,15 +147,3 @@ def curve_runs(best_id: int | None, top: list[int],
     every = max(1, len(ids) // CURVE_SAMPLE)
     chosen += ids[::every][:CURVE_SAMPLE]
     return list(dict.fromkeys(chosen))
-
-
-def curves_of(run_ids: list[int]) -> dict[int, dict[int, float]]:
-    """These runs' curves, by run id: {step: value}."""
-    curves: dict[int, dict[int, float]] = {}
-    if not run_ids:
-        return curves
-    rows = tuple_rows(RunPoint.select(RunPoint.run, RunPoint.step, RunPoint.value)
-                      .where(RunPoint.run.in_(run_ids)).order_by(RunPoint.run, RunPoint.step))
-    for run_id, step, value in rows:
-        curves.setdefault(run_id, {})[step] = value
-    return curves
