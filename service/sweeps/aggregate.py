@@ -15,7 +15,14 @@ from typing import Any
 
 from peewee import Query, fn
 
-from service.contract import TERMINAL_RUN_STATES, TPE, ExperimentStatus, Outcome, RunStatus
+from service.contract import (
+    ACTIVE_RUN_VALUES,
+    TERMINAL_RUN_STATES,
+    TPE,
+    ExperimentStatus,
+    Outcome,
+    RunStatus,
+)
 from service.core.db import write_transaction
 from service.core.queries import row_by_id, run_kept
 from service.core.tables import ConfigStat, Experiment, MLModel, Run
@@ -87,14 +94,11 @@ def _has_runs(experiment_id: int, statuses: tuple[str, ...]) -> bool:
         experiment_id).fetchone() is not None
 
 
-UNFINISHED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
-
-
 def _next_status(experiment: Experiment) -> ExperimentStatus:
     current = ExperimentStatus(experiment.status)
     if current in (ExperimentStatus.CREATED, ExperimentStatus.CANCELLED):
         return current
-    if _has_runs(experiment.id, UNFINISHED) or _search_goes_on(experiment):
+    if _has_runs(experiment.id, tuple(ACTIVE_RUN_VALUES)) or _search_goes_on(experiment):
         return ExperimentStatus.RUNNING
     if _has_runs(experiment.id, (RunStatus.SUCCEEDED.value,)):
         return ExperimentStatus.COMPLETED
