@@ -195,10 +195,9 @@ def _step(argv: list[str], view: ScriptView | None, log: IO[str], deadline: floa
     start = log.tell()
     launch = launch_command(argv, view)
     try:
-        child = subprocess.Popen(launch.command, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, env=pip_env(),
-                                 preexec_fn=launch.preexec,
-                                 start_new_session=True)  # its own group: pip's children too
+        child = launch.popen(stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                             env=pip_env(),
+                             start_new_session=True)  # its own group: pip's children too
     except OSError as error:
         launch.ended()
         return f"could not start {argv[0]}: {error.strerror}"

@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from service.execution import cgroups
 
@@ -161,9 +162,21 @@ class Launch:
     """How to start one script, and its clean-up once it has ended."""
 
     command: list[str]
-    preexec: Callable[[], None] | None
+    preexec: Callable[[], None] | None  # run between fork and exec; joins the cgroup if any
     cgroup: cgroups.RunGroup | None = None
     view: ScriptView | None = field(default=None, repr=False)
+    preexec_joined: Callable[[], None] | None = None  # the same, less joining the cgroup
+
+    def popen(self, **options: Any) -> subprocess.Popen[bytes]:
+        """Start it. Where this thread may step into the cgroup (v1), it does so around the
+        start: nothing then runs between fork and exec, and Python vforks. Not for an event
+        loop's coroutines, which would take the loop's thread into the group across awaits:
+        they pass `preexec` to asyncio's start."""
+        group = self.cgroup
+        if group is not None and group.home is not None:
+            with group.joined_by_this_thread():
+                return subprocess.Popen(self.command, preexec_fn=self.preexec_joined, **options)
+        return subprocess.Popen(self.command, preexec_fn=self.preexec, **options)
 
     def ended(self) -> str | None:
         """Kill whatever is left of the script, free its cgroup; the limit it hit, if any."""
@@ -187,8 +200,8 @@ def launch_command(argv: Sequence[str], view: ScriptView | None) -> Launch:
     The child always gets SIGKILL when its parent dies (bwrap's --die-with-parent, else
     setpriv's). In the sandbox the task limit is RLIMIT_NPROC set inside the script's own user
     namespace, where it counts the script's processes only; root is exempt from RLIMIT_NPROC,
-    so under root the script joins a pids cgroup instead (one write before exec, and about 10
-    ms of the kernel's cgroup migration). Outside the sandbox a cgroup where one may be
+    so under root the script is started in a pids cgroup instead (see cgroups). Outside the
+    sandbox a cgroup where one may be
     written, else RLIMIT_NPROC over all of the user's threads (cgroups.nproc_limit).
     """
     if view is None:
@@ -201,23 +214,31 @@ def launch_command(argv: Sequence[str], view: ScriptView | None) -> Launch:
         return _outside([*limits_argv(view.memory_mb, nproc), *argv], group, view)
     nproc = view.tasks if view.tasks and not root else 0
     if PRLIMIT is None and (view.memory_mb or nproc):  # set before the namespaces: coarser
-        limits = functools.partial(_before_exec, view.memory_mb << 20, None,
-                                   cgroups.nproc_limit(view.tasks) if nproc else 0, False)
-        return Launch(bwrap_argv(argv, view), limits, group, view)
-    command = bwrap_argv([*limits_argv(view.memory_mb, nproc), *argv], view)
-    preexec = functools.partial(_before_exec, 0, group.procs_file, 0, False) if group else None
-    return Launch(command, preexec, group, view)
+        return _launch(bwrap_argv(argv, view), group, view, view.memory_mb,
+                       cgroups.nproc_limit(view.tasks) if nproc else 0)
+    return _launch(bwrap_argv([*limits_argv(view.memory_mb, nproc), *argv], view), group, view)
 
 
 def _outside(command: list[str], group: cgroups.RunGroup | None,
              view: ScriptView | None) -> Launch:
-    """Without the sandbox: setpriv's death signal, or ours when a cgroup is to be joined."""
+    """Without the sandbox: setpriv's death signal, else ours (between fork and exec)."""
     memory = view.memory_mb if view is not None and not PRLIMIT else 0
-    if group is None and not memory and SETPRIV:
-        return Launch([SETPRIV, "--pdeathsig", "KILL", "--", *command], None, group, view)
-    procs = group.procs_file if group else None
-    return Launch(command, functools.partial(_before_exec, memory << 20, procs, 0, True),
-                  group, view)
+    if SETPRIV:
+        return _launch([SETPRIV, "--pdeathsig", "KILL", "--", *command], group, view, memory)
+    return _launch(command, group, view, memory, death_signal=True)
+
+
+def _launch(command: list[str], group: cgroups.RunGroup | None, view: ScriptView | None,
+            memory_mb: int = 0, nproc: int = 0, death_signal: bool = False) -> Launch:
+    """`command`, with what must still be done between fork and exec: with and without
+    joining the group."""
+    def preexec(procs: str | None) -> Callable[[], None] | None:
+        if not (memory_mb or procs or nproc or death_signal):
+            return None  # nothing: Python may vfork
+        return functools.partial(_before_exec, memory_mb << 20, procs, nproc, death_signal)
+
+    return Launch(command, preexec(group.procs_file if group else None), group, view,
+                  preexec_joined=preexec(None))
 
 
 def _before_exec(memory_bytes: int, cgroup_procs: str | None, nproc: int,

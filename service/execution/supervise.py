@@ -105,10 +105,9 @@ def start_child(argv: Sequence[str], view: ScriptView, cwd: Path, env: Mapping[s
     launch = launch_command(argv, view)
     try:
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
-            return Child(subprocess.Popen(
-                launch.command, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=err, start_new_session=True, preexec_fn=launch.preexec,
-            ), launch)
+            return Child(launch.popen(
+                cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                start_new_session=True), launch)
     except BaseException:
         launch.ended()
         raise
