@@ -56,3 +56,25 @@ def test_a_script_is_born_in_its_group_and_the_thread_steps_back(tmp_path):
         # And ending it kills what is left and removes the group
         assert launch.ended() is None
         assert not path.exists()
+
+
+def test_a_sweep_for_stale_groups_spares_those_about_to_be_used():
+    # Given a group made for a script that has not started yet, and one left by an earlier run
+    assert BASE is not None
+    waiting = cgroups.new_run_group(5)
+    assert waiting is not None
+    stale = BASE / f"sweeplab-{os.getpid()}-stale"
+    stale.mkdir()
+    try:
+        # When another thread, making its own group, sweeps for stale ones
+        cgroups._sweep(BASE)
+        # Then only the earlier run's group went: the waiting one still takes its script
+        assert not stale.exists() and waiting.path.is_dir()
+        with waiting.joined_by_this_thread():
+            child = subprocess.Popen(["/bin/true"])
+        assert child.wait() == 0
+    finally:
+        waiting.close()
+        if stale.exists():
+            stale.rmdir()
+    assert not waiting.path.exists()

@@ -25,6 +25,7 @@ import functools
 import itertools
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,10 @@ from pathlib import Path
 ROOT = Path("/sys/fs/cgroup")
 EMPTY_WAIT_S = 2.0
 _names = itertools.count()
+# This process's groups from their making to their closing: a sweep for stale ones must not
+# remove another thread's group that is still empty because its script is about to start.
+_live: set[str] = set()
+_live_lock = threading.Lock()
 
 
 def _own_path(controller: str) -> str | None:
@@ -122,6 +127,13 @@ class RunGroup:
     def close(self) -> bool:
         """Kill what is still in it (nothing outlives its run), remove it; whether the limit
         was hit."""
+        try:
+            return self._kill_and_remove()
+        finally:
+            with _live_lock:
+                _live.discard(self.path.name)
+
+    def _kill_and_remove(self) -> bool:
         hit = self.limit_hit()
         deadline = time.monotonic() + EMPTY_WAIT_S
         # The sandbox's own init is usually still exiting when its script's end is seen, for
@@ -151,6 +163,9 @@ class RunGroup:
 def _sweep(base: Path) -> None:
     """Remove this process's groups left by runs whose processes were slow to go."""
     for stale in base.glob(f"sweeplab-{os.getpid()}-*"):
+        with _live_lock:
+            if stale.name in _live:
+                continue
         try:
             stale.rmdir()
         except OSError:
@@ -164,12 +179,16 @@ def new_run_group(limit: int) -> RunGroup | None:
         return None
     number = next(_names)
     path = base / f"sweeplab-{os.getpid()}-{number}"
+    with _live_lock:
+        _live.add(path.name)
     try:
         if number % 64 == 0:
             _sweep(base)
         path.mkdir()
         (path / "pids.max").write_text(str(limit))
     except OSError:
+        with _live_lock:
+            _live.discard(path.name)
         return None
     v1 = ROOT / "pids" in (base, *base.parents)
     return RunGroup(path, limit, home=base if v1 else None)
