@@ -27,24 +27,26 @@ def _sweep(make_stack, rule: dict) -> dict:
 
 
 def _check_pruned_runs(done: dict, min_step: int) -> list[dict]:
+    """The pruned runs, each checked; those pruned at the script's last point left out. The
+    script sleeps after each point, its last too: a look that falls in that last sleep prunes
+    at the last point, rightly (nothing tells a last point from another), but it stopped
+    nothing early. It happens when the worker's looks come late, as under a loaded machine."""
     pruned = [run for run in done["runs"] if run["status"] == "pruned"]
     for run in pruned:
-        assert run["pruned_at"]["step"] >= min_step
-        assert run["pruned_at"]["step"] < LAST_STEP  # stopped before the end
+        assert min_step <= run["pruned_at"]["step"] <= LAST_STEP
         assert run["value"] is None and run["error"] is None and run["duration_s"] > 0
     best = next(run for run in done["runs"] if run["id"] == done["best"]["run_id"])
     assert best["status"] == "succeeded" and best["params"] == {"i": 0.8, "j": 2, "k": 10}
     assert done["counts"]["pruned"] == len(pruned)
-    return pruned
+    return [run for run in pruned if run["pruned_at"]["step"] < LAST_STEP]
 
 
 def test_the_median_rule_prunes_the_hopeless_and_never_the_best(make_stack):
     done = _sweep(make_stack, {"rule": "median", "min_step": 200})
     pruned = _check_pruned_runs(done, 200)
-    hopeless = [run for run in done["runs"] if run["params"]["j"] == 1]
     # The median rule starts once five runs have finished: on two threads, the hopeless runs
     # after the first three pairs are all pruned, each below the median at its step.
-    assert sum(run["status"] == "pruned" for run in hopeless) >= 4
+    assert sum(run["params"]["j"] == 1 for run in pruned) >= 4
     assert all(run["pruned_at"]["value"] == pytest.approx(0.05)
                for run in pruned if run["params"]["j"] == 1)
 
@@ -52,9 +54,8 @@ def test_the_median_rule_prunes_the_hopeless_and_never_the_best(make_stack):
 def test_successive_halving_prunes_the_hopeless_and_never_the_best(make_stack):
     done = _sweep(make_stack, {"rule": "successive_halving", "min_step": 100})
     pruned = _check_pruned_runs(done, 100)
-    hopeless = [run for run in done["runs"] if run["params"]["j"] == 1]
     # only the first runs to reach a rung can pass it unopposed
-    assert sum(run["status"] == "pruned" for run in hopeless) >= 6
+    assert sum(run["params"]["j"] == 1 for run in pruned) >= 6
     assert {run["params"]["j"] for run in pruned} <= {1, 2}
 
 
