@@ -85,3 +85,43 @@ def test_only_changed_runs_are_built_again_and_the_view_equals_a_fresh_one(db, m
     assert built == [run.id]
     assert spliced == json.loads(json.dumps(experiment_json(Experiment.get_by_id(experiment.id))))
     assert [r["status"] for r in spliced["runs"]] == ["running", "queued", "queued", "queued"]
+
+
+def test_a_big_view_is_built_at_most_every_half_second_while_only_its_runs_change(
+        db, monkeypatch):
+    from service.web import viewcache
+
+    clock = [1000.0]
+    monkeypatch.setattr(viewcache.time, "monotonic", lambda: clock[0])
+    model = MLModel.create(name="big")
+    grid = {"i": [0.1, 0.2, 0.3], "j": list(range(1, 11)), "k": list(range(1, 6))}  # 150 runs
+    experiment = Experiment.create(model=model, grid=grid, timeout_s=60, status="running")
+    add_runs(experiment, first_points(experiment), first_trial=0)
+    first = experiment_view_bytes(experiment.id)
+    runs = list(Run.select().where(Run.experiment == experiment.id).order_by(Run.id))
+    # Given a run that starts within BIG_REBUILD_S of the last build: the kept view answers
+    transition(runs[0].id, RunStatus.RUNNING, actor="test", expect={RunStatus.QUEUED})
+    clock[0] += viewcache.BIG_REBUILD_S / 2
+    assert experiment_view_bytes(experiment.id) is first
+    assert kept_view_bytes(experiment.id) is first
+    # Once BIG_REBUILD_S has passed since the build, it is built again
+    clock[0] += viewcache.BIG_REBUILD_S / 2
+    second = experiment_view_bytes(experiment.id)
+    assert json.loads(second)["counts"]["running"] == 1
+    # A change of the experiment's own row (its end, its best) shows at once
+    transition(runs[1].id, RunStatus.RUNNING, actor="test", expect={RunStatus.QUEUED})
+    Experiment.update(status="cancelled").where(Experiment.id == experiment.id).execute()
+    third = json.loads(experiment_view_bytes(experiment.id))
+    assert third["status"] == "cancelled" and third["counts"]["running"] == 2
+
+
+def test_a_small_view_shows_every_change_at_once(db, monkeypatch):
+    from service.web import viewcache
+
+    monkeypatch.setattr(viewcache.time, "monotonic", lambda: 1000.0)  # no time passes
+    experiment = _experiment()
+    first = experiment_view_bytes(experiment.id)
+    run = Run.select().where(Run.experiment == experiment.id).first()
+    transition(run.id, RunStatus.RUNNING, actor="test", expect={RunStatus.QUEUED})
+    second = experiment_view_bytes(experiment.id)
+    assert second is not first and json.loads(second)["counts"]["running"] == 1
