@@ -214,3 +214,31 @@ async def test_a_creation_failing_after_its_runs_were_inserted_leaves_nothing(an
     listed = await (await any_client.get(f"/api/v1/models/{model_id}/experiments")).json()
     assert listed["experiments"] == [] and Run.select().count() == 0
     assert list(settings.snapshots_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+async def test_the_best_among_configurations_tied_at_the_best_mean_is_the_earliest(
+        any_client, direction):
+    # Given 40 configurations whose results arrive in a random order, 12 of them tied at the
+    # best mean (as a discrete accuracy gives), the others worse
+    model_id = await model_with_images(any_client)
+    created = await any_client.post(f"/api/v1/models/{model_id}/experiments", json={
+        "grid": {"i": [0.1, 0.2], "j": list(range(1, 21)), "k": [1]}, "start": False,
+        "objective": {"metric": "loss", "direction": direction}})
+    experiment_id = (await created.json())["id"]
+    mark_running(experiment_id)
+    run_ids = [run.id for run in Run.select().where(Run.experiment == experiment_id)]
+    draw = random.Random(5)
+    best_value, worse = (0.9, 0.5) if direction == "maximize" else (0.1, 0.5)
+    tied = set(draw.sample(run_ids, 12))
+    for run_id in draw.sample(run_ids, len(run_ids)):
+        claim = claim_run(run_id, "test:1", 30)
+        value = best_value if run_id in tied else worse
+        record_outcome(run_id, claim.attempt, "test:1", Outcome(RunStatus.SUCCEEDED, value=value))
+        aggregate_experiment(experiment_id)
+    # Then the best is the tied configuration with the earliest first run, whichever arrived
+    # first, and it stays so when the statistics are recomputed
+    assert Experiment.get_by_id(experiment_id).best_run_id == min(tied)
+    with write_transaction():
+        recompute_statistics(experiment_id)
+    assert Experiment.get_by_id(experiment_id).best_run_id == min(tied)

@@ -273,7 +273,8 @@ class ConfigStat(BaseModel):
 
     class Meta:
         table_name = "config_stat"
-        indexes = ((("experiment", "config"), True), (("experiment", "mean"), False))
+        indexes = ((("experiment", "config"), True),
+                   (("experiment", "mean", "first_run_id"), False))
 
 
 ALL_TABLES: list[type[BaseModel]] = [MLModel, Image, ModelImage, Experiment, Run, RunEvent,

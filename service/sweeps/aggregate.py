@@ -45,16 +45,21 @@ def _succeeded_runs_query(experiment_id: int) -> Query:
 
 
 def best_of_experiment(experiment: Experiment) -> tuple[int, float] | None:
-    """The best configuration's best-scoring run, and that configuration's mean: one row of
-    the stored statistics, by the (experiment, mean) index, whatever the number of runs."""
-    order = (ConfigStat.mean.desc() if experiment.objective_direction == MAXIMIZE
-             else ConfigStat.mean.asc())
-    row = run_kept(("best_config", experiment.objective_direction),
-                   lambda key: (ConfigStat.select(ConfigStat.best_run_id, ConfigStat.mean)
-                                .where(ConfigStat.experiment == key, ConfigStat.n > 0)
-                                .order_by(order, ConfigStat.first_run_id).limit(1)),
-                   experiment.id).fetchone()
-    return None if row is None else (row[0], row[1])
+    """The best configuration's best-scoring run, and that configuration's mean: two probes
+    of the (experiment, mean, first_run_id) index, whatever the number of runs and of
+    configurations tied at the best mean (the earliest first run wins a tie). Every stored
+    configuration has a success: its row is made by the transaction that counts one."""
+    extreme = fn.MAX if experiment.objective_direction == MAXIMIZE else fn.MIN
+    best_mean = run_kept(("best_mean", experiment.objective_direction),
+                         lambda key: ConfigStat.select(extreme(ConfigStat.mean))
+                         .where(ConfigStat.experiment == key), experiment.id).fetchone()[0]
+    if best_mean is None:
+        return None
+    row = run_kept("best_config_at", lambda key, mean: (
+        ConfigStat.select(ConfigStat.best_run_id, ConfigStat.mean)
+        .where(ConfigStat.experiment == key, ConfigStat.mean == mean)
+        .order_by(ConfigStat.first_run_id).limit(1)), experiment.id, best_mean).fetchone()
+    return (row[0], row[1])
 
 
 def recompute_statistics(experiment_id: int) -> None:
