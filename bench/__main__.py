@@ -49,7 +49,7 @@ def run_all(sizes: dict) -> list[Result]:
     results += upload.run(*sizes["upload"])
     results += load.run(*sizes["load"])
     results += memory.run(sizes["memory"])
-    results += scaling.run(sizes["scaling"])
+    results += scaling.run_both(sizes["scaling"])
     results += polling.run(*sizes["polling"])
     results += big.run_both(sizes["big"])
     results += big_page.run_both(sizes["big_page"])

@@ -201,8 +201,8 @@ def launch_command(argv: Sequence[str], view: ScriptView | None) -> Launch:
     setpriv's). In the sandbox the task limit is RLIMIT_NPROC set inside the script's own user
     namespace, where it counts the script's processes only; root is exempt from RLIMIT_NPROC,
     so under root the script is started in a pids cgroup instead (see cgroups). Outside the
-    sandbox a cgroup where one may be
-    written, else RLIMIT_NPROC over all of the user's threads (cgroups.nproc_limit).
+    sandbox a cgroup where one may be written, else RLIMIT_NPROC over all of the user's threads
+    (cgroups.nproc_limit).
     """
     if view is None:
         return _outside(list(argv), None, None)
