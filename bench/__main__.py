@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/RESULTS.md:
 
-    .venv/bin/python -m bench            # the full sizes (about 15 minutes on 2 cores)
+    .venv/bin/python -m bench            # the full sizes (about 80 minutes on 2 cores)
     .venv/bin/python -m bench --quick    # tiny sizes, only to show they run (the test suite)
 
 Each prints its figures against a baseline run in the same process and a PASS/FAIL against
