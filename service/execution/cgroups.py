@@ -86,7 +86,9 @@ def run_groups_base() -> Path | None:
     return _v1_base() or _v2_base()
 
 
-def _write(path: Path, text: str) -> None:
+def write_control(path: str | Path, text: str) -> None:
+    """One write to a cgroup control file. A few syscalls, no buffering: also what a forked
+    child runs between fork and exec (sandbox._before_exec)."""
     fd = os.open(path, os.O_WRONLY)
     try:
         os.write(fd, text.encode())
@@ -108,13 +110,13 @@ class RunGroup:
         """This thread in the group while the block runs: what it starts is born there. One
         task more than the script's limit is allowed meanwhile, this thread's."""
         assert self.home is not None, "only cgroup v1 puts threads in groups of their own"
-        _write(self.path / "pids.max", str(self.limit + 1))
-        _write(self.path / "tasks", "0")  # "0": the writing thread alone
+        write_control(self.path / "pids.max", str(self.limit + 1))
+        write_control(self.path / "tasks", "0")  # "0": the writing thread alone
         try:
             yield
         finally:
-            _write(self.home / "tasks", "0")
-            _write(self.path / "pids.max", str(self.limit))
+            write_control(self.home / "tasks", "0")
+            write_control(self.path / "pids.max", str(self.limit))
 
     def limit_hit(self) -> bool:
         """Whether a fork or a thread was refused at the limit."""

@@ -247,11 +247,7 @@ def _before_exec(memory_bytes: int, cgroup_procs: str | None, nproc: int,
     if death_signal:
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if cgroup_procs is not None:
-        fd = os.open(cgroup_procs, os.O_WRONLY)
-        try:
-            os.write(fd, b"0")  # "0": this process, before it can fork
-        finally:
-            os.close(fd)
+        cgroups.write_control(cgroup_procs, "0")  # "0": this process, before it can fork
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     if nproc:
