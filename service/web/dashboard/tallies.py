@@ -63,13 +63,15 @@ def _best_config(best_run_id: int | None) -> str | None:
 
 def grid_points(experiment: Experiment) -> list[PointRuns]:
     """Every grid point that has runs, by aggregate queries: its runs counted by state and its
-    configuration's kept statistics (its mean over its succeeded runs, as the views say)."""
+    configuration's kept statistics (its mean over its succeeded runs, as the views say). A
+    configuration's statistics exist once it has a success: the transaction that counts its
+    first one makes the row (runs.tally)."""
     counts = _counts(experiment.id)
     # a raw query: peewee's per-field conversion of 10,000 rows cost as much as the rest
     p = database.param
     rows = database.execute_sql(
         "SELECT config, params, n, mean, m2, low, high, best_run_id, best_value "
-        f"FROM config_stat WHERE experiment_id = {p} AND n > 0", (experiment.id,)).fetchall()
+        f"FROM config_stat WHERE experiment_id = {p}", (experiment.id,)).fetchall()
     stats = {row[0]: (_json(row[1]), *row[2:]) for row in rows}
     unscored = [min(held[1] for held in by_status.values())
                 for config, by_status in counts.items() if config not in stats]
@@ -96,7 +98,7 @@ def top_best_runs(experiment: Experiment, limit: int = TOP_CURVES) -> list[int]:
     order = (ConfigStat.mean.desc() if experiment.objective_direction == MAXIMIZE
              else ConfigStat.mean.asc())
     return [run_id for (run_id,) in tuple_rows(ConfigStat.select(ConfigStat.best_run_id).where(
-        ConfigStat.experiment == experiment.id, ConfigStat.n > 0).order_by(
+        ConfigStat.experiment == experiment.id).order_by(
         order, ConfigStat.first_run_id).limit(limit))]
 
 
@@ -105,7 +107,7 @@ def mean_range(experiment_id: int) -> list[float]:
     colour scale's ends for a metric other than the accuracy."""
     low, high = next(iter(tuple_rows(
         ConfigStat.select(fn.MIN(ConfigStat.mean), fn.MAX(ConfigStat.mean))
-        .where(ConfigStat.experiment == experiment_id, ConfigStat.n > 0))))
+        .where(ConfigStat.experiment == experiment_id))))
     return [] if low is None else [low, high]
 
 
